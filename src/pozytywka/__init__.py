@@ -1,0 +1,3 @@
+"""Pozytywka ML: the machine-learning system of the Pozytywka music streaming service."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+"""Project datasets: thin extensions of kedro-datasets where the project needs a guarantee."""
+
+from .generated_text import GeneratedTextDataset
+
+__all__ = ["GeneratedTextDataset"]

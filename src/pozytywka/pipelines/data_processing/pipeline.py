@@ -1,0 +1,39 @@
+"""data_processing: validate and clean the raw exports, report defects, write typed tables."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import (
+    clean_artists,
+    clean_sessions,
+    clean_tracks,
+    clean_users,
+    merge_listening_events,
+    report_data_quality,
+)
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(clean_users, "raw_users", ["users", "users_quality", "users_rejected"],
+                 name="clean_users"),
+            Node(clean_artists, "raw_artists", ["artists", "artists_quality", "artists_rejected"],
+                 name="clean_artists"),
+            Node(clean_tracks, ["raw_tracks", "artists"],
+                 ["tracks", "tracks_quality", "tracks_rejected"], name="clean_tracks"),
+            Node(clean_sessions, ["raw_sessions", "users", "tracks"],
+                 ["events", "sessions_quality", "sessions_rejected"], name="clean_sessions"),
+            Node(merge_listening_events, ["events", "tracks", "artists", "users"],
+                 "listening_events", name="merge_listening_events"),
+            Node(
+                report_data_quality,
+                ["users_quality", "artists_quality", "tracks_quality", "sessions_quality",
+                 "users", "artists", "tracks", "events", "users_rejected", "artists_rejected",
+                 "tracks_rejected", "sessions_rejected"],
+                ["data_quality_report", "data_quality_markdown", "data_quality_metrics",
+                 "rejected_records"],
+                name="report_data_quality",
+            ),
+        ],
+        tags=["data_processing"],
+    )

@@ -1,0 +1,206 @@
+"""Turn clean generated tables into dirty JSON Lines exports, recording exactly what was injected.
+
+Defects that make a record unusable are added as *extra* lines (a junk copy of a real record), so
+cleaning must drop exactly those and keep every original record. Defects that can be repaired are
+made *in place*, on disjoint records, so cleaning must repair them without losing the record. The
+returned manifest uses the defect names of the data-quality report, so a test can compare both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .generator import base62_ids
+
+OUT_OF_RANGE_VALUES = {
+    "popularity": [150, -5],
+    "duration_ms": [-1000, 0],
+    "danceability": [1.5, -0.2],
+    "energy": [1.2],
+    "valence": [-0.4],
+    "key": [13, -1],
+    "loudness": [7.5, -80.0],
+    "tempo": [-20.0, 0.0],
+    "explicit": [2],
+}
+
+
+def _count(rate: float, n: int) -> int:
+    return 0 if rate <= 0 or n == 0 else max(1, round(rate * n))
+
+
+def _timestamp_strings(ts: pd.Series) -> pd.Series:
+    """The canonical form of the export: ``2024-03-01T12:00:00.123`` (UTC, milliseconds)."""
+    return pd.Series(np.datetime_as_string(ts.dt.tz_convert(None).to_numpy(), unit="ms"),
+                     index=ts.index, dtype=object)
+
+
+def _to_lines(df: pd.DataFrame) -> np.ndarray:
+    if df.empty:
+        return np.empty(0, dtype=object)
+    return np.array(df.to_json(orient="records", lines=True, force_ascii=False).splitlines(),
+                    dtype=object)
+
+
+class _Injector:
+    """Collects in-place edits on disjoint rows and extra junk rows for one file."""
+
+    def __init__(self, df: pd.DataFrame, rng: np.random.Generator):
+        self.df = df.copy()
+        self.rng = rng
+        self.free = rng.permutation(len(df))  # rows not yet edited in place
+        self.extra: list[pd.DataFrame] = []
+        self.counts: dict[str, int] = {}
+
+    def take(self, kind: str, n: int) -> np.ndarray:
+        """Reserve ``n`` untouched rows for an in-place defect."""
+        n = min(n, len(self.free))
+        rows, self.free = self.free[:n], self.free[n:]
+        if n:
+            self.counts[kind] = self.counts.get(kind, 0) + n
+        return rows
+
+    def add_copies(self, kind: str, n: int, edit) -> None:
+        """Add ``n`` copies of random original rows, each altered by ``edit(copy_frame)``."""
+        if n == 0 or self.df.empty:
+            return
+        src = self.rng.integers(0, len(self.df), n)
+        copies = self.df.iloc[src].copy()
+        edit(copies)
+        self.extra.append(copies)
+        self.counts[kind] = self.counts.get(kind, 0) + n
+
+    def render(self, n_malformed: int, n_duplicates: int) -> str:
+        """Serialise with extras, exact duplicate lines and truncated lines spread through it."""
+        main = _to_lines(self.df)
+        extra = _to_lines(pd.concat(self.extra)) if self.extra else np.empty(0, dtype=object)
+        dup = main[self.rng.integers(0, len(main), n_duplicates)] if n_duplicates else main[:0]
+        bad = main[self.rng.integers(0, len(main), n_malformed)] if n_malformed else main[:0]
+        cut = [line[: int(self.rng.integers(1, max(len(line) - 1, 2)))] for line in bad]
+        lines = np.concatenate([main, extra, dup, np.array(cut, dtype=object)])
+        # Originals keep their order; junk lands at random places between them.
+        pos = np.concatenate([np.arange(len(main), dtype=float),
+                              self.rng.uniform(0, len(main), len(lines) - len(main))])
+        lines = lines[np.argsort(pos, kind="stable")]
+        if n_duplicates:
+            self.counts["duplicate_line"] = n_duplicates
+        if n_malformed:
+            self.counts["malformed_line"] = n_malformed
+        return "\n".join(lines) + "\n"
+
+
+def _entity_defects(inj: _Injector, key: str, rates: dict) -> None:
+    n = len(inj.df)
+
+    def null_key(c):
+        c[key] = None
+
+    def conflict(c):
+        c["name"] = c["name"].astype(str) + " (alt)"
+
+    inj.df[key] = inj.df[key].astype(object)
+    inj.add_copies("null_id", _count(rates["null_id"], n), null_key)
+    inj.add_copies("conflicting_duplicate_id", _count(rates["conflicting_duplicate_id"], n), conflict)
+
+
+def dirty_users(users: pd.DataFrame, rates: dict, rng) -> tuple[str, dict]:
+    inj = _Injector(users, rng)
+    _entity_defects(inj, "user_id", rates)
+    rows = inj.take("type_coerced", _count(rates["type_coerced"], len(users)))
+    half = len(rows) // 2
+    inj.df["premium_user"] = inj.df["premium_user"].astype(object)
+    inj.df["favourite_genres"] = inj.df["favourite_genres"].astype(object)
+    idx = inj.df.index
+    inj.df.loc[idx[rows[:half]], "premium_user"] = inj.df.loc[idx[rows[:half]], "premium_user"].map(
+        lambda b: "true" if b else "false")
+    inj.df.loc[idx[rows[half:]], "favourite_genres"] = inj.df.loc[
+        idx[rows[half:]], "favourite_genres"].map(", ".join)
+    text = inj.render(_count(rates["malformed_line"], len(users)),
+                      _count(rates["duplicate_line"], len(users)))
+    return text, inj.counts
+
+
+def dirty_artists(artists: pd.DataFrame, rates: dict, rng) -> tuple[str, dict]:
+    inj = _Injector(artists, rng)
+    _entity_defects(inj, "id", rates)
+    rows = inj.take("type_coerced", _count(rates["type_coerced"], len(artists)))
+    idx = inj.df.index[rows]
+    inj.df["genres"] = inj.df["genres"].astype(object)
+    inj.df.loc[idx, "genres"] = inj.df.loc[idx, "genres"].map(";".join)
+    text = inj.render(_count(rates["malformed_line"], len(artists)),
+                      _count(rates["duplicate_line"], len(artists)))
+    return text, inj.counts
+
+
+def dirty_tracks(tracks: pd.DataFrame, rates: dict, rng) -> tuple[str, dict]:
+    n = len(tracks)
+    inj = _Injector(tracks, rng)
+    _entity_defects(inj, "id", rates)
+    df = inj.df
+    for col in ["popularity", "duration_ms", "key", "explicit", "loudness", "tempo",
+                "danceability", "energy", "valence", "release_date", "id_artist"]:
+        df[col] = df[col].astype(object)
+    rows = inj.take("out_of_range", _count(rates["out_of_range"], n))
+    fields = list(OUT_OF_RANGE_VALUES)
+    for r, f in zip(rows, rng.integers(0, len(fields), len(rows)), strict=True):
+        options = OUT_OF_RANGE_VALUES[fields[f]]
+        df.iat[r, df.columns.get_loc(fields[f])] = options[int(rng.integers(len(options)))]
+    rows = inj.take("type_coerced", _count(rates["type_coerced"], n))
+    df.iloc[rows, df.columns.get_loc("popularity")] = df["popularity"].iloc[rows].astype(str)
+    rows = inj.take("invalid_release_date", _count(rates["invalid_value"], n))
+    df.iloc[rows, df.columns.get_loc("release_date")] = rng.choice(
+        ["unknown", "2024-13-45", "20x4", ""], len(rows))
+    rows = inj.take("unknown_artist_id", _count(rates["unknown_id"], n))
+    df.iloc[rows, df.columns.get_loc("id_artist")] = base62_ids(rng, len(rows))
+    text = inj.render(_count(rates["malformed_line"], n), _count(rates["duplicate_line"], n))
+    return text, inj.counts
+
+
+def dirty_sessions(events: pd.DataFrame, known_users: np.ndarray, rates: dict, rng
+                   ) -> tuple[str, dict]:
+    n = len(events)
+    df = events.copy()
+    df["timestamp"] = _timestamp_strings(df["timestamp"])
+    df["user_id"] = df["user_id"].astype("Int64")
+    inj = _Injector(df, rng)
+    df = inj.df
+    on_track = np.flatnonzero(df["event_type"].isin(["play", "skip", "like"]).to_numpy())
+
+    rows = inj.take("timestamp_repaired", _count(rates["format_variant"], n) * 10)
+    ts = df["timestamp"].iloc[rows]
+    variant = rng.integers(0, 4, len(rows))
+    ts = np.where(variant == 0, ts.str.replace("T", " "),
+                  np.where(variant == 1, ts + "Z",
+                           np.where(variant == 2, ts + "+00:00", ts.str.slice(0, 19))))
+    df.iloc[rows, df.columns.get_loc("timestamp")] = ts
+    rows = inj.take("event_type_repaired", _count(rates["format_variant"], n))
+    df.iloc[rows, df.columns.get_loc("event_type")] = (
+        df["event_type"].iloc[rows].str.upper().to_numpy())
+
+    def copies_of_track_events(kind, count, edit):
+        if count == 0 or len(on_track) == 0:
+            return
+        src = on_track[rng.integers(0, len(on_track), count)]
+        c = inj.df.iloc[src].copy()
+        # Copies must not collide with the original after cleaning: change the edited field only.
+        edit(c)
+        inj.extra.append(c)
+        inj.counts[kind] = inj.counts.get(kind, 0) + count
+
+    k_null, k_unknown = _count(rates["null_id"], n), _count(rates["unknown_id"], n)
+    inj.add_copies("null_user_id", k_null, lambda c: c.__setitem__("user_id", pd.NA))
+    copies_of_track_events("null_track_id", k_null, lambda c: c.__setitem__("track_id", None))
+    max_user = int(known_users.max())
+    inj.add_copies("unknown_user_id", k_unknown, lambda c: c.__setitem__(
+        "user_id", rng.integers(max_user + 1, max_user + 10_000, len(c))))
+    copies_of_track_events("unknown_track_id", k_unknown, lambda c: c.__setitem__(
+        "track_id", base62_ids(rng, len(c))))
+    k_invalid = _count(rates["invalid_value"], n)
+    inj.add_copies("unknown_event_type", k_invalid, lambda c: c.__setitem__(
+        "event_type", rng.choice(["pause", "seek", "share", ""], len(c))))
+    inj.add_copies("invalid_timestamp", k_invalid, lambda c: c.__setitem__(
+        "timestamp", rng.choice(["yesterday", "2024-02-30T25:61:00", ""], len(c))))
+    text = inj.render(_count(rates["malformed_line"], n), _count(rates["duplicate_line"], n))
+    return text, inj.counts
+

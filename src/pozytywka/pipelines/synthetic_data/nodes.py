@@ -1,0 +1,39 @@
+"""Nodes of the synthetic_data pipeline: generate a catalogue, then write it as dirty exports."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .dirt import dirty_artists, dirty_sessions, dirty_tracks, dirty_users
+from .generator import generate_catalogue
+
+logger = logging.getLogger(__name__)
+
+
+def generate_clean_catalogue(params: dict) -> tuple[pd.DataFrame, ...]:
+    """Clean users, artists, tracks and events, plus the hidden truth (kept apart from training)."""
+    cat = generate_catalogue(params)
+    return (cat.users, cat.artists, cat.tracks, cat.events,
+            cat.user_truth, cat.track_truth, cat.truth_params)
+
+
+def write_dirty_exports(users: pd.DataFrame, artists: pd.DataFrame, tracks: pd.DataFrame,
+                        events: pd.DataFrame, params: dict) -> tuple[str, str, str, str, dict]:
+    """Serialise the four raw JSON Lines files with the configured share of each defect kind.
+
+    Returns the four file texts and the manifest of injected defects, ``{file: {kind: count}}``,
+    named as the data-quality report names them.
+    """
+    dirt = params["dirt"]
+    rates = {k: float(v) * float(dirt["scale"]) for k, v in dirt["rates"].items()}
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([params["seed"], 1]).spawn(4)]
+    users_txt, users_n = dirty_users(users, rates, rngs[0])
+    artists_txt, artists_n = dirty_artists(artists, rates, rngs[1])
+    tracks_txt, tracks_n = dirty_tracks(tracks, rates, rngs[2])
+    sessions_txt, sessions_n = dirty_sessions(events, users["user_id"].to_numpy(), rates, rngs[3])
+    manifest = {"users": users_n, "artists": artists_n, "tracks": tracks_n, "sessions": sessions_n}
+    logger.info("Injected defects: %s", manifest)
+    return users_txt, artists_txt, tracks_txt, sessions_txt, manifest

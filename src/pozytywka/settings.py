@@ -1,0 +1,15 @@
+"""Project settings (https://docs.kedro.org/en/stable/configure/configuration_basics/).
+
+kedro-mlflow registers its hooks itself (plugin auto-registration): every `kedro run` is an
+MLflow run configured by conf/base/mlflow.yml.
+"""
+
+from kedro.config import OmegaConfigLoader
+
+CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    # An environment such as conf/tiny overrides single nested keys, not whole blocks.
+    "merge_strategy": {"parameters": "soft"},
+}
