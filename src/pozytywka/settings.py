@@ -6,6 +6,10 @@ MLflow run configured by conf/base/mlflow.yml.
 
 from kedro.config import OmegaConfigLoader
 
+from pozytywka.hooks import ProtectUserRawData
+
+HOOKS = (ProtectUserRawData(),)
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

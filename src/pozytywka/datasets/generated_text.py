@@ -25,17 +25,23 @@ class GeneratedTextDataset(TextDataset):
     def _marker(self, path: str) -> str:
         return path + MARKER_SUFFIX
 
-    def save(self, data: str) -> None:
+    def ensure_writable(self) -> None:
+        """Raise DatasetError if the file exists and the generator did not write it as it is."""
         path = get_filepath_str(self._get_save_path(), self._protocol)
-        if self._fs.exists(path):
-            marker = self._marker(path)
-            owned = self._fs.exists(marker) and (
-                self._fs.cat_file(marker).decode().strip() == _sha256(self._fs.cat_file(path)))
-            if not owned:
-                raise DatasetError(
-                    f"{path} was not written by the synthetic generator (or was changed since), "
-                    "so it is not overwritten. To process it, run `kedro run --pipeline from_raw`; "
-                    "to regenerate, move it away first."
-                )
+        if not self._fs.exists(path):
+            return
+        marker = self._marker(path)
+        owned = self._fs.exists(marker) and (
+            self._fs.cat_file(marker).decode().strip() == _sha256(self._fs.cat_file(path)))
+        if not owned:
+            raise DatasetError(
+                f"{path} was not written by the synthetic generator (or was changed since), "
+                "so it is not overwritten. To process it, run `kedro run --pipeline from_raw`; "
+                "to regenerate, move it away first."
+            )
+
+    def save(self, data: str) -> None:
+        self.ensure_writable()
         super().save(data)
+        path = get_filepath_str(self._get_save_path(), self._protocol)
         self._fs.pipe_file(self._marker(path), _sha256(data.encode("utf-8")).encode())

@@ -50,7 +50,7 @@ class _Injector:
         self.df = df.copy()
         self.rng = rng
         self.free = rng.permutation(len(df))  # rows not yet edited in place
-        self.extra: list[pd.DataFrame] = []
+        self.extra: list[pd.DataFrame] = []  # junk copies; their index is the source row
         self.counts: dict[str, int] = {}
 
     def take(self, kind: str, n: int) -> np.ndarray:
@@ -67,21 +67,27 @@ class _Injector:
             return
         src = self.rng.integers(0, len(self.df), n)
         copies = self.df.iloc[src].copy()
+        copies.index = src
         edit(copies)
         self.extra.append(copies)
         self.counts[kind] = self.counts.get(kind, 0) + n
 
     def render(self, n_malformed: int, n_duplicates: int) -> str:
-        """Serialise with extras, exact duplicate lines and truncated lines spread through it."""
+        """Serialise with extras, exact duplicate lines and truncated lines spread through it.
+
+        Originals keep their order; each junk line lands somewhere after the record it copies,
+        as a re-sent or conflicting record would, so "the first record wins" keeps the original.
+        """
+        n = len(self.df)
         main = _to_lines(self.df)
-        extra = _to_lines(pd.concat(self.extra)) if self.extra else np.empty(0, dtype=object)
-        dup = main[self.rng.integers(0, len(main), n_duplicates)] if n_duplicates else main[:0]
-        bad = main[self.rng.integers(0, len(main), n_malformed)] if n_malformed else main[:0]
-        cut = [line[: int(self.rng.integers(1, max(len(line) - 1, 2)))] for line in bad]
-        lines = np.concatenate([main, extra, dup, np.array(cut, dtype=object)])
-        # Originals keep their order; junk lands at random places between them.
-        pos = np.concatenate([np.arange(len(main), dtype=float),
-                              self.rng.uniform(0, len(main), len(lines) - len(main))])
+        extra = pd.concat(self.extra) if self.extra else self.df.iloc[:0]
+        dup_src = self.rng.integers(0, n, n_duplicates)
+        bad_src = self.rng.integers(0, n, n_malformed)
+        cut = [line[: int(self.rng.integers(1, max(len(line) - 1, 2)))] for line in main[bad_src]]
+        lines = np.concatenate([main, _to_lines(extra), main[dup_src], np.array(cut, dtype=object)])
+        src = np.concatenate([extra.index.to_numpy(dtype=np.int64), dup_src, bad_src])
+        after = src + self.rng.uniform(0.1, 1.0, len(src)) * (n - src)
+        pos = np.concatenate([np.arange(n, dtype=float), after])
         lines = lines[np.argsort(pos, kind="stable")]
         if n_duplicates:
             self.counts["duplicate_line"] = n_duplicates
@@ -183,7 +189,7 @@ def dirty_sessions(events: pd.DataFrame, known_users: np.ndarray, rates: dict, r
             return
         src = on_track[rng.integers(0, len(on_track), count)]
         c = inj.df.iloc[src].copy()
-        # Copies must not collide with the original after cleaning: change the edited field only.
+        c.index = src
         edit(c)
         inj.extra.append(c)
         inj.counts[kind] = inj.counts.get(kind, 0) + count

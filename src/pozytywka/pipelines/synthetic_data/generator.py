@@ -292,11 +292,11 @@ def generate_catalogue(params: dict) -> SyntheticCatalogue:
     if len(buyer_sessions):
         chosen = pd.Series(buyer_sessions).groupby(session_user[buyer_sessions]).sample(
             1, random_state=int(rng_session.integers(2**31))).to_numpy()
-        buy_time[session_user[chosen]] = session_start[chosen]
+        buy_time[session_user[chosen]] = session_start[chosen] - 2_000_000_000
     else:
         chosen = np.empty(0, dtype=int)
     ad = (~premium[play_user] | buyers[play_user]) & (rng_play.random(n_plays) < ad_rate)
-    ad &= play_ts - 1_000_000_000 < buy_time[play_user]
+    ad &= play_ts - 1_000_000_000 < buy_time[play_user]  # no ads once premium is bought
     users["premium_user"] = premium | buyers
 
     blocks = [
@@ -304,7 +304,7 @@ def generate_catalogue(params: dict) -> SyntheticCatalogue:
         (play_session[skipped], skip_ts[skipped], play_track[skipped], "skip"),
         (play_session[liked], like_ts[liked], play_track[liked], "like"),
         (play_session[ad], play_ts[ad] - 1_000_000_000, np.full(ad.sum(), -1), "advertisement"),
-        (chosen, session_start[chosen] - 2_000_000_000, np.full(len(chosen), -1), "buy_premium"),
+        (chosen, buy_time[session_user[chosen]], np.full(len(chosen), -1), "buy_premium"),
     ]
     ev_session = np.concatenate([b[0] for b in blocks])
     ev_ts = np.concatenate([b[1] for b in blocks])
