@@ -38,3 +38,36 @@ def tiny_catalogue():
 @pytest.fixture
 def fe_params() -> dict:
     return load_params("feature_engineering")
+
+
+@pytest.fixture(scope="session")
+def tiny_tables(tiny_catalogue):
+    """Clean users, artists, tracks of the tiny catalogue, as data_processing writes them."""
+    from pozytywka.pipelines.data_processing.nodes import clean_artists, clean_tracks, clean_users
+
+    _, dirty, _ = tiny_catalogue
+    users = clean_users(dirty[0])[0]
+    artists = clean_artists(dirty[1])[0]
+    return users, artists, clean_tracks(dirty[2], artists)[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_events(tiny_catalogue, tiny_tables):
+    from pozytywka.pipelines.data_processing.nodes import clean_sessions
+
+    users, _, tracks = tiny_tables
+    return clean_sessions(tiny_catalogue[1][3], users, tracks)[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_session_tracks_all(tiny_events):
+    from pozytywka.pipelines.feature_engineering.nodes import build_session_tracks
+
+    return build_session_tracks(tiny_events)[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_session_tracks(tiny_session_tracks_all):
+    from pozytywka.pipelines.feature_engineering.nodes import assign_split
+
+    return assign_split(tiny_session_tracks_all, load_params("feature_engineering")["split"])[0]

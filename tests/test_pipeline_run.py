@@ -1,0 +1,82 @@
+"""The whole DAG through Kedro (hooks, catalog, MLflow) on the tiny catalogue."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from kedro.io.core import DatasetError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A throwaway copy of the project's configuration, run from its own directory."""
+    root = tmp_path_factory.mktemp("project")
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    for name in ["pyproject.toml", ".telemetry"]:
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    (root / "src").mkdir()  # the package itself is imported from the installed project
+    for layer in ["01_raw", "08_reporting"]:
+        (root / "data" / layer).mkdir(parents=True)
+    return root
+
+
+def run(root: Path, monkeypatch, **kwargs):
+    monkeypatch.chdir(root)
+    bootstrap_project(root)
+    with KedroSession.create(project_path=root, env="tiny") as session:
+        return session.run(**kwargs)
+
+
+def test_default_pipeline_end_to_end(project, monkeypatch):
+    run(project, monkeypatch)
+    data = project / "data"
+    for table in ["users", "artists", "tracks", "events", "listening_events"]:
+        assert len(pd.read_parquet(data / "03_primary" / f"{table}.parquet")) > 0
+    report = json.loads((data / "08_reporting" / "data_quality.json").read_text())
+    injected = json.loads((data / "01_raw" / "synthetic_truth" / "injected_defects.json")
+                          .read_text())
+    for file, kinds in injected.items():
+        got = {k: v for k, v in report["files"][file]["defects"].items() if "." not in k}
+        assert got == kinds, file
+    assert (data / "08_reporting" / "data_quality.md").read_text().startswith("# Data quality")
+    assert (data / "05_model_input" / "item_feature_matrix.pkl").exists()
+    inter = pd.read_parquet(data / "04_feature" / "interactions.parquet")
+    assert set(inter["split"]) == {"train", "test"}
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    runs = mlflow.search_runs(experiment_names=["pozytywka"])
+    assert len(runs) == 1
+    last = runs.iloc[0]
+    assert last["params.synthetic_data.size"] == "tiny"
+    assert last["params.feature_engineering.split.strategy"] == "random"
+    assert last["metrics.dq.sessions.malformed_line"] == injected["sessions"]["malformed_line"]
+    artifacts = {a.path for a in mlflow.artifacts.list_artifacts(run_id=last["run_id"])}
+    assert {"data_quality.json", "data_quality.md"} <= artifacts
+
+
+def test_user_export_is_never_overwritten(project, monkeypatch):
+    """With a person's own file in data/01_raw, generation stops before any node runs."""
+    own = project / "data" / "01_raw" / "users.jsonl"
+    own.write_text(own.read_text())  # same content, but the sidecar hash no longer vouches...
+    (project / "data" / "01_raw" / "users.jsonl.generated.sha256").unlink()
+    before = {p: p.stat().st_mtime_ns for p in (project / "data").rglob("*") if p.is_file()}
+    with pytest.raises(DatasetError, match="not written by the synthetic generator"):
+        run(project, monkeypatch)
+    after = {p: p.stat().st_mtime_ns for p in (project / "data").rglob("*") if p.is_file()}
+    assert before == after
+    # ...and from_raw processes it as it is.
+    run(project, monkeypatch, pipeline_names=["from_raw"])
+    assert own.exists() and not (project / "data" / "01_raw" /
+                                 "users.jsonl.generated.sha256").exists()
