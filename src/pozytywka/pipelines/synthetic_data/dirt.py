@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .generator import base62_ids
+from .jsonl import event_lines, frame_lines, iso_ms_strings, join_lines
 
 OUT_OF_RANGE_VALUES = {
     "popularity": [150, -5],
@@ -30,24 +33,12 @@ def _count(rate: float, n: int) -> int:
     return 0 if rate <= 0 or n == 0 else max(1, round(rate * n))
 
 
-def _timestamp_strings(ts: pd.Series) -> pd.Series:
-    """The canonical form of the export: ``2024-03-01T12:00:00.123`` (UTC, milliseconds)."""
-    return pd.Series(np.datetime_as_string(ts.dt.tz_convert(None).to_numpy(), unit="ms"),
-                     index=ts.index, dtype=object)
-
-
-def _to_lines(df: pd.DataFrame) -> np.ndarray:
-    if df.empty:
-        return np.empty(0, dtype=object)
-    return np.array(df.to_json(orient="records", lines=True, force_ascii=False).splitlines(),
-                    dtype=object)
-
-
 class _Injector:
     """Collects in-place edits on disjoint rows and extra junk rows for one file."""
 
-    def __init__(self, df: pd.DataFrame, rng: np.random.Generator):
+    def __init__(self, df: pd.DataFrame, rng: np.random.Generator, to_lines=frame_lines):
         self.df = df.copy()
+        self.to_lines = to_lines
         self.rng = rng
         self.free = rng.permutation(len(df))  # rows not yet edited in place
         self.extra: list[pd.DataFrame] = []  # junk copies; their index is the source row
@@ -79,21 +70,24 @@ class _Injector:
         as a re-sent or conflicting record would, so "the first record wins" keeps the original.
         """
         n = len(self.df)
-        main = _to_lines(self.df)
+        main = self.to_lines(self.df)
         extra = pd.concat(self.extra) if self.extra else self.df.iloc[:0]
         dup_src = self.rng.integers(0, n, n_duplicates)
         bad_src = self.rng.integers(0, n, n_malformed)
-        cut = [line[: int(self.rng.integers(1, max(len(line) - 1, 2)))] for line in main[bad_src]]
-        lines = np.concatenate([main, _to_lines(extra), main[dup_src], np.array(cut, dtype=object)])
+        cut = [line[: int(self.rng.integers(1, max(len(line) - 2, 2)))] + "\n"
+               for line in main.take(pa.array(bad_src, pa.int64())).to_pylist()]
+        lines = pa.concat_arrays([main, self.to_lines(extra),
+                                  main.take(pa.array(dup_src, pa.int64())),
+                                  pa.array(cut, pa.large_string())])
         src = np.concatenate([extra.index.to_numpy(dtype=np.int64), dup_src, bad_src])
         after = src + self.rng.uniform(0.1, 1.0, len(src)) * (n - src)
         pos = np.concatenate([np.arange(n, dtype=float), after])
-        lines = lines[np.argsort(pos, kind="stable")]
+        text = join_lines(lines.take(pa.array(np.argsort(pos, kind="stable"))))
         if n_duplicates:
             self.counts["duplicate_line"] = n_duplicates
         if n_malformed:
             self.counts["malformed_line"] = n_malformed
-        return "\n".join(lines) + "\n"
+        return text
 
 
 def _entity_defects(inj: _Injector, key: str, rates: dict) -> None:
@@ -167,9 +161,14 @@ def dirty_sessions(events: pd.DataFrame, known_users: np.ndarray, rates: dict, r
                    ) -> tuple[str, dict]:
     n = len(events)
     df = events.copy()
-    df["timestamp"] = _timestamp_strings(df["timestamp"])
+    ns = df["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
+    df["timestamp"] = pd.Series(pd.array(iso_ms_strings(ns.to_numpy().view(np.int64)),
+                                         dtype="str"), index=df.index)
     df["user_id"] = df["user_id"].astype("Int64")
-    inj = _Injector(df, rng)
+    for col in ["track_id", "event_type"]:  # categorical -> text, decoded by Arrow
+        df[col] = pd.Series(pd.array(pc.cast(pa.array(df[col]), pa.large_string()), dtype="str"),
+                            index=df.index)
+    inj = _Injector(df, rng, to_lines=event_lines)
     df = inj.df
     on_track = np.flatnonzero(df["event_type"].isin(["play", "skip", "like"]).to_numpy())
 
