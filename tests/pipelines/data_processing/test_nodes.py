@@ -62,6 +62,18 @@ def test_parse_counts_malformed_lines_and_skips_blank_ones():
     assert rejects["raw"].iloc[0] == '{"user_id": 2, "favou'
 
 
+def test_fast_and_line_by_line_parsing_agree():
+    good = jsonl(*[{"session_id": i, "timestamp": "2024-01-01T00:00:00.000", "user_id": 1,
+                    "track_id": None if i % 2 else T1, "event_type": "play"} for i in range(5)])
+    fast, _ = parse_jsonl(good, "sessions")
+    # A line that looks like an object but is not JSON sends the parser line by line.
+    slow, rejects = parse_jsonl(good + '{"session_id": }\n', "sessions")
+    assert rejects["line"].tolist() == [6]
+    cols = ["session_id", "timestamp", "user_id", "track_id", "event_type", "_line"]
+    assert fast[cols].astype(object).where(fast[cols].notna(), None).values.tolist() == \
+        slow[cols].astype(object).where(slow[cols].notna(), None).values.tolist()
+
+
 def test_a_file_without_a_contract_field_is_refused():
     with pytest.raises(RawSchemaError, match="event_type"):
         parse_jsonl(jsonl({"session_id": 1, "timestamp": "2024-01-01T00:00:00.000",

@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import logging
 
+import io
+
 import numpy as np
 import orjson
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
 
 from .schemas import (
     ARTISTS,
@@ -36,16 +41,48 @@ class RawSchemaError(ValueError):
     """A raw file lacks a field of the data contract entirely: it is not that export."""
 
 
-_BLANK = object()
+# Text fields Arrow's JSON reader must not reinterpret (it would turn ISO strings into timestamps).
+_TEXT_FIELDS = {"timestamp", "track_id", "event_type", "id", "id_artist", "name", "city",
+                "street", "release_date"}
 
 
 def _loads(line: str):
-    if not line.strip():
-        return _BLANK
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError:
         return None
+
+
+def _split_lines(text: str) -> pa.Array:
+    lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
+    return pc.utf8_rtrim(lines, "\r")
+
+
+def _arrow_records(lines: pa.Array, required: list[str]) -> pd.DataFrame | None:
+    """Fast path: Arrow's multithreaded reader over lines that look like objects.
+
+    Returns None when Arrow cannot read them one row per line with consistent types (a
+    malformed line that still starts with '{' and ends with '}', a number given as text...);
+    the caller then parses line by line.
+    """
+    if len(lines) == 0:
+        return None
+    body = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(lines)], pa.int64()),
+                                                        lines), pa.scalar("\n", pa.large_string()))
+    options = pa_json.ParseOptions(unexpected_field_behavior="infer", explicit_schema=pa.schema(
+        [pa.field(f, pa.large_string()) for f in sorted(_TEXT_FIELDS)]))
+    try:
+        table = pa_json.read_json(io.BytesIO(body[0].as_buffer()), parse_options=options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows != len(lines):
+        return None
+    # Text fields absent from the file come back as all-null columns: drop those (a required
+    # one is kept if its key occurs, so a field that is present but always null stays).
+    present = [c for c in table.column_names
+               if c not in _TEXT_FIELDS or pc.any(pc.is_valid(table[c])).as_py()
+               or (c in required and pc.any(pc.match_substring(lines, f'"{c}"')).as_py())]
+    return table.select(present).to_pandas()
 
 
 def parse_jsonl(text: str, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -54,22 +91,33 @@ def parse_jsonl(text: str, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     Lines that are not a JSON object are returned as rejects with reason ``malformed_line``;
     blank lines are skipped. A file lacking a contract field altogether raises RawSchemaError.
     """
-    lines = np.array(text.splitlines(), dtype=object)
-    records = list(map(_loads, lines))
-    ok = np.fromiter((isinstance(r, dict) for r in records), dtype=bool, count=len(records))
-    bad = np.fromiter((r is not _BLANK for r in records), dtype=bool, count=len(records)) & ~ok
-    df = pd.DataFrame.from_records([r for r, good in zip(records, ok, strict=True) if good])
+    lines = _split_lines(text)
+    if len(lines) and len(text) and text.endswith("\n"):
+        lines = lines.slice(0, len(lines) - 1)  # the terminating newline ends, not adds, a line
+    numbers = np.arange(1, len(lines) + 1)
+    blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(lines)), 0).to_numpy(
+        zero_copy_only=False)
+    looks_like_object = (pc.starts_with(lines, "{").to_numpy(zero_copy_only=False)
+                         & pc.ends_with(lines, "}").to_numpy(zero_copy_only=False))
+    candidates = np.flatnonzero(looks_like_object)
+    df = _arrow_records(lines.take(pa.array(candidates)), REQUIRED_FIELDS[file])
+    if df is not None:
+        ok = looks_like_object
+    else:
+        records = list(map(_loads, lines.to_pylist()))
+        ok = np.fromiter((isinstance(r, dict) for r in records), dtype=bool, count=len(records))
+        df = pd.DataFrame.from_records([r for r, good in zip(records, ok, strict=True) if good])
+    bad = ~blank & ~ok
     missing = [c for c in REQUIRED_FIELDS[file] if c not in df.columns]
     if len(df) and missing:
         raise RawSchemaError(f"{file}.jsonl has no field {missing}: not a {file} export "
                              f"(contract in design.md §1)")
     for c in missing:
         df[c] = pd.Series(dtype=object)
-    numbers = np.arange(1, len(lines) + 1)
     df["_line"] = numbers[ok]
-    df["_raw"] = lines[ok]
+    df["_raw"] = lines.filter(pa.array(ok)).to_pandas()
     rejects = pd.DataFrame({"file": file, "line": numbers[bad], "reason": "malformed_line",
-                            "raw": lines[bad]})
+                            "raw": lines.filter(pa.array(bad)).to_pandas()})
     return df, rejects
 
 

@@ -35,7 +35,7 @@ def build_session_tracks(events: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         "session_id": ev["session_id"].to_numpy(),
         "track_id": ev["track_id"].to_numpy(),
         "user_id": ev["user_id"].to_numpy(),
-        "timestamp": ev["timestamp"].to_numpy(),
+        "timestamp": ev["timestamp"].array,  # stays tz-aware datetime64, no object boxing
         "plays": (ev["event_type"] == "play").to_numpy(),
         "skipped": (ev["event_type"] == "skip").to_numpy(),
         "liked": (ev["event_type"] == "like").to_numpy(),
@@ -55,8 +55,6 @@ def build_session_tracks(events: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         "liked_share": float(rows["liked"].mean()) if len(rows) else 0.0,
     }
     rows["plays"] = rows["plays"].clip(lower=1).astype("int64")
-    rows["timestamp"] = rows["timestamp"].dt.tz_localize("UTC") \
-        if rows["timestamp"].dt.tz is None else rows["timestamp"]
     logger.info("De-duplicated %d track events into %d (session, track) rows",
                 len(ev), len(rows))
     return rows, stats
