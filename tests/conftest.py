@@ -8,6 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pozytywka.pipelines.data_processing.nodes import (
+    clean_artists,
+    clean_sessions,
+    clean_tracks,
+    clean_users,
+)
+from pozytywka.pipelines.feature_engineering.nodes import assign_split, build_session_tracks
 from pozytywka.pipelines.synthetic_data.nodes import generate_clean_catalogue, write_dirty_exports
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -43,8 +50,6 @@ def fe_params() -> dict:
 @pytest.fixture(scope="session")
 def tiny_tables(tiny_catalogue):
     """Clean users, artists, tracks of the tiny catalogue, as data_processing writes them."""
-    from pozytywka.pipelines.data_processing.nodes import clean_artists, clean_tracks, clean_users
-
     _, dirty, _ = tiny_catalogue
     users = clean_users(dirty[0])[0]
     artists = clean_artists(dirty[1])[0]
@@ -53,21 +58,15 @@ def tiny_tables(tiny_catalogue):
 
 @pytest.fixture(scope="session")
 def tiny_events(tiny_catalogue, tiny_tables):
-    from pozytywka.pipelines.data_processing.nodes import clean_sessions
-
     users, _, tracks = tiny_tables
     return clean_sessions(tiny_catalogue[1][3], users, tracks)[0]
 
 
 @pytest.fixture(scope="session")
 def tiny_session_tracks_all(tiny_events):
-    from pozytywka.pipelines.feature_engineering.nodes import build_session_tracks
-
     return build_session_tracks(tiny_events)[0]
 
 
 @pytest.fixture(scope="session")
 def tiny_session_tracks(tiny_session_tracks_all):
-    from pozytywka.pipelines.feature_engineering.nodes import assign_split
-
     return assign_split(tiny_session_tracks_all, load_params("feature_engineering")["split"])[0]

@@ -7,9 +7,8 @@ the first defect that applies to it in the order the node checks them; repaired 
 
 from __future__ import annotations
 
-import logging
-
 import io
+import logging
 
 import numpy as np
 import orjson
@@ -181,6 +180,20 @@ def _as_list(s: pd.Series) -> tuple[pd.Series, int, int]:
     return out, int(is_str.sum()), int(missing.sum())
 
 
+_TRUTHY_TEXT = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
+
+
+def _as_bool(value) -> bool | None:
+    """True/False from a bool, 0/1 or a yes/no-like string; None when it is none of those."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        return _TRUTHY_TEXT.get(value.strip().lower())
+    return None
+
+
 def _text(s: pd.Series | None, index) -> pd.Series:
     if s is None:
         return pd.Series(pd.NA, index=index, dtype="string")
@@ -196,11 +209,8 @@ def clean_users(text: str) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     rejects.append(rej)
     df = _drop_duplicates(df, "user_id", "users", rejects)
     genres, coerced_genres, missing_genres = _as_list(df["favourite_genres"])
-    premium_raw = df["premium_user"]
-    bool_like = {True: True, False: False, "true": True, "false": False, "yes": True, "no": False,
-                 1: True, 0: False, "1": True, "0": False}
-    is_bool = premium_raw.map(lambda v: isinstance(v, bool))
-    premium = premium_raw.map(lambda v: bool_like.get(v.strip().lower() if isinstance(v, str) else v))
+    premium = df["premium_user"].map(_as_bool)
+    is_bool = df["premium_user"].map(lambda v: isinstance(v, bool))
     invalid_premium = premium.isna()
     out = pd.DataFrame({
         "user_id": df["user_id"].astype("int64"),

@@ -101,7 +101,8 @@ def _entity_defects(inj: _Injector, key: str, rates: dict) -> None:
 
     inj.df[key] = inj.df[key].astype(object)
     inj.add_copies("null_id", _count(rates["null_id"], n), null_key)
-    inj.add_copies("conflicting_duplicate_id", _count(rates["conflicting_duplicate_id"], n), conflict)
+    inj.add_copies("conflicting_duplicate_id", _count(rates["conflicting_duplicate_id"], n),
+                   conflict)
 
 
 def dirty_users(users: pd.DataFrame, rates: dict, rng) -> tuple[str, dict]:

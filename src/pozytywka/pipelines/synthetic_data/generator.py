@@ -174,15 +174,14 @@ def generate_catalogue(params: dict) -> SyntheticCatalogue:
     track_artist = rng_track.choice(n_artists, size=n_tracks, p=artist_w / artist_w.sum())
     fam = artist_family[track_artist]
     profile = [FAMILY_AUDIO_PROFILE[f] for f in families]
-    means = np.array([p[0] for p in profile])[fam]
+    means, loud_mean, tempo_mean, duration_mean, explicit_p = (
+        np.array([p[i] for p in profile])[fam] for i in range(5))
     concentration = 8.0
     audio = rng_track.beta(means * concentration, (1 - means) * concentration)
-    loudness = np.clip(np.array([p[1] for p in profile])[fam] + 3.0 * rng_track.normal(size=n_tracks),
-                       -60.0, 0.0)
-    tempo = np.clip(np.array([p[2] for p in profile])[fam] + 18.0 * rng_track.normal(size=n_tracks),
-                    40.0, 220.0)
-    duration_s = np.array([p[3] for p in profile])[fam] * rng_track.lognormal(0, 0.25, n_tracks)
-    explicit = rng_track.random(n_tracks) < np.array([p[4] for p in profile])[fam]
+    loudness = np.clip(loud_mean + 3.0 * rng_track.normal(size=n_tracks), -60.0, 0.0)
+    tempo = np.clip(tempo_mean + 18.0 * rng_track.normal(size=n_tracks), 40.0, 220.0)
+    duration_s = duration_mean * rng_track.lognormal(0, 0.25, n_tracks)
+    explicit = rng_track.random(n_tracks) < explicit_p
     audio_z = (audio - audio.mean(axis=0)) / audio.std(axis=0)
     projection = rng_track.normal(size=(len(AUDIO_FEATURES), d)) / np.sqrt(len(AUDIO_FEATURES))
     track_vec = artist_vec[track_artist] + 0.6 * rng_track.normal(size=(n_tracks, d)) \
@@ -222,14 +221,16 @@ def generate_catalogue(params: dict) -> SyntheticCatalogue:
     n_fav = rng_user.integers(taste["favourite_genres"][0], taste["favourite_genres"][1] + 1,
                               n_users)
     user_family = rng_user.choice(len(families), size=n_users, p=fam_w / fam_w.sum())
-    fav = _pick_genres_within(rng_user, user_family, genre_family, n_fav, taste["favourite_genres"][1])
+    max_fav = taste["favourite_genres"][1]
+    fav = _pick_genres_within(rng_user, user_family, genre_family, n_fav, max_fav)
     # A second family for about a third of users: replace their last favourite.
     second = rng_user.choice(len(families), size=n_users, p=fam_w / fam_w.sum())
     swap = (rng_user.random(n_users) < 0.35) & (n_fav > 1)
     other = _pick_genres_within(rng_user, second, genre_family, np.ones(n_users, int), 1)[:, 0]
     fav[swap, n_fav[swap] - 1] = other[swap]
     f_mask = fav >= 0
-    fav_vec = np.where(f_mask[..., None], genre_vec[np.maximum(fav, 0)], 0).sum(axis=1) / n_fav[:, None]
+    fav_vec = np.where(f_mask[..., None], genre_vec[np.maximum(fav, 0)], 0).sum(axis=1)
+    fav_vec /= n_fav[:, None]
     w = taste["favourite_genre_weight"]
     user_vec = w * fav_vec + (1 - w) * 1.5 * rng_user.normal(size=(n_users, d))
     skip_bias = behaviour["skip_propensity_spread"] * rng_user.normal(size=n_users)
