@@ -25,18 +25,23 @@ def load_params(name: str) -> dict:
     return yaml.safe_load(path.read_text())[name]
 
 
-@pytest.fixture
-def synthetic_params() -> dict:
+def tiny_params() -> dict:
+    """Project parameters at the tiny size, with every defect kind on in every file."""
     params = load_params("synthetic_data")
     params["size"] = "tiny"
+    params["dirt"]["file_overrides"] = {}
     return params
+
+
+@pytest.fixture
+def synthetic_params() -> dict:
+    return tiny_params()
 
 
 @pytest.fixture(scope="session")
 def tiny_catalogue():
     """(clean outputs of generate_clean_catalogue, dirty exports + manifest) on the tiny size."""
-    params = load_params("synthetic_data")
-    params["size"] = "tiny"
+    params = tiny_params()
     clean = generate_clean_catalogue(params)
     dirty = write_dirty_exports(*clean[:4], params)
     return clean, dirty, copy.deepcopy(params)

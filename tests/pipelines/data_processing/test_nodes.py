@@ -17,6 +17,7 @@ from pozytywka.pipelines.data_processing.nodes import (
     parse_jsonl,
     report_data_quality,
 )
+from pozytywka.pipelines.synthetic_data.nodes import write_dirty_exports
 
 A1, A2 = "A" * 22, "B" * 22
 T1, T2, T3 = "1" * 22, "2" * 22, "3" * 22
@@ -183,6 +184,40 @@ def test_generated_exports_clean_back_to_the_generated_tables(tiny_catalogue):
     pops = tracks["popularity"].astype("float64").to_numpy()
     same = pd.isna(pops) | (pops == g_tracks["popularity"].to_numpy())
     assert same.all()
+
+
+def test_clean_exports_keep_every_value(tiny_catalogue):
+    """With no dirt every file takes the fast parser; lists and flags must survive it."""
+    (g_users, g_artists, g_tracks, g_events, *_), _, params = tiny_catalogue
+    texts = write_dirty_exports(g_users, g_artists, g_tracks, g_events,
+                                {**params, "dirt": {**params["dirt"], "scale": 0}})
+    users, uq, _ = clean_users(texts[0])
+    artists, aq, _ = clean_artists(texts[1])
+    tracks, tq, _ = clean_tracks(texts[2], artists)
+    events, sq, _ = clean_sessions(texts[3], users, tracks)
+    assert uq == aq == tq == sq == {}
+    assert users["favourite_genres"].tolist() == g_users["favourite_genres"].tolist()
+    assert users["premium_user"].tolist() == g_users["premium_user"].tolist()
+    assert artists["genres"].tolist() == g_artists["genres"].tolist()
+    assert tracks["tempo"].tolist() == g_tracks["tempo"].tolist()
+    assert tracks["explicit"].tolist() == g_tracks["explicit"].astype(bool).tolist()
+    assert len(events) == len(g_events)
+
+
+def test_ids_given_as_text_are_repaired_and_odd_lines_parse_alike(users, tracks):
+    rows = [{"session_id": "1", "timestamp": "2024-01-01T10:00:00.000", "user_id": 1,
+             "track_id": T1, "event_type": "play"},
+            {"session_id": 2, "timestamp": "2024-01-01T10:00:00.000", "user_id": True,
+             "track_id": T1, "event_type": "play"},
+            {"session_id": 3, "timestamp": "2024-01-01T10:00:00.000", "user_id": 2.0,
+             "track_id": T2, "event_type": "play"},
+            {"session_id": 3, "timestamp": "2024-01-01T10:01:00.000", "user_id": 1,
+             "track_id": T2, "event_type": "skip"}]
+    text = "\ufeff" + "  " + jsonl(*rows).replace("\n", " \n", 1)
+    out, counts, rejected = clean_sessions(text, users, tracks)
+    assert out["session_id"].tolist() == [1, 3, 3]
+    assert counts == {"type_coerced": 1, "invalid_user_id": 1, "session_user_conflict": 1}
+    assert rejected["line"].tolist() == [2]
 
 
 def test_merge_and_report(users, artists, tracks):

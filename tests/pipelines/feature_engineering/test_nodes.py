@@ -178,7 +178,19 @@ def test_lightfm_inputs_follow_dataset_mapping(tiny_tables, tiny_session_tracks,
     assert test.nnz == len(liked)
     train = out["train_interactions"].tocsr()
     assert train.multiply(test).nnz == 0
-    # A track's genre feature is set where its artist carries the genre.
-    t = tf.iloc[0]
-    genre = next(c for c in tf.columns if c.startswith("genre_") and t[c] == 1)
-    assert out["item_features"][item_map[t["track_id"]], item_feat_map[genre]] > 0
+    # Every track's genre features are its artist's genres, at the Dataset's indices.
+    item_feats = out["item_features"].tocsr()
+    artist_genres = artists.set_index("artist_id")["genres"]
+    for _, t in tracks.sample(20, random_state=0).iterrows():
+        row = item_feats[item_map[t["track_id"]]]
+        on = {name.removeprefix("genre_") for name, j in item_feat_map.items()
+              if name.startswith("genre_") and row[0, j] != 0}
+        expected = set(artist_genres.get(t["artist_id"], [])) if pd.notna(t["artist_id"]) else set()
+        assert on == expected, t["track_id"]
+        assert row[0, item_feat_map[t["track_id"]]] > 0  # its identity feature
+    user_feats = out["user_features"].tocsr()
+    for _, u in users.sample(10, random_state=0).iterrows():
+        row = user_feats[user_map[u["user_id"]]]
+        on = {name.removeprefix("fav_") for name, j in user_feat_map.items()
+              if isinstance(name, str) and name.startswith("fav_") and row[0, j] != 0}
+        assert on == set(u["favourite_genres"])

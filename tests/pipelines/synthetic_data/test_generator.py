@@ -146,3 +146,27 @@ def test_generated_file_guard(tmp_path):
     with pytest.raises(DatasetError):
         GeneratedTextDataset(filepath=str(user_file)).save("generated\n")
     assert user_file.read_text() == "a real export\n"
+
+
+def test_ads_sit_before_their_play_and_events_keep_order(tiny_catalogue):
+    (_, _, _, events, *_), _, _ = tiny_catalogue
+    ev = events.sort_values(["session_id", "timestamp"], kind="stable")
+    assert ev.index.equals(events.index)  # already in (session, time) order
+    nxt = ev.groupby("session_id")["event_type"].shift(-1)
+    ads = ev["event_type"] == "advertisement"
+    assert (nxt[ads] == "play").all()
+    # A skip or like comes after its own play, before the next play of the session.
+    track_ev = ev[ev["track_id"].notna()]
+    prev_play = track_ev["track_id"].where(track_ev["event_type"] == "play").groupby(
+        track_ev["session_id"]).ffill()
+    follow = track_ev["event_type"] != "play"
+    assert (prev_play[follow] == track_ev.loc[follow, "track_id"]).all()
+
+
+def test_more_favourite_genres_than_a_family_has(synthetic_params):
+    params = {**synthetic_params,
+              "taste": {**synthetic_params["taste"], "favourite_genres": [6, 9]}}
+    cat = generate_catalogue(params)
+    counts = cat.users["favourite_genres"].map(len)
+    assert counts.between(5, 9).all()  # the smallest family has 5 genres
+    assert cat.users["favourite_genres"].map(lambda g: len(set(g)) == len(g)).all()

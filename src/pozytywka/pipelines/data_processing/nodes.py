@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 
 import numpy as np
 import orjson
@@ -90,16 +91,20 @@ def parse_jsonl(text: str, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     Lines that are not a JSON object are returned as rejects with reason ``malformed_line``;
     blank lines are skipped. A file lacking a contract field altogether raises RawSchemaError.
     """
+    text = text.removeprefix("\ufeff")  # a byte-order mark is not part of the first record
     lines = _split_lines(text)
     if len(lines) and len(text) and text.endswith("\n"):
         lines = lines.slice(0, len(lines) - 1)  # the terminating newline ends, not adds, a line
     numbers = np.arange(1, len(lines) + 1)
-    blank = pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(lines)), 0).to_numpy(
-        zero_copy_only=False)
-    looks_like_object = (pc.starts_with(lines, "{").to_numpy(zero_copy_only=False)
-                         & pc.ends_with(lines, "}").to_numpy(zero_copy_only=False))
-    candidates = np.flatnonzero(looks_like_object)
-    df = _arrow_records(lines.take(pa.array(candidates)), REQUIRED_FIELDS[file])
+    stripped = pc.utf8_trim_whitespace(lines)
+    blank = pc.equal(pc.utf8_length(stripped), 0).to_numpy(zero_copy_only=False)
+    looks_like_object = (pc.starts_with(stripped, "{").to_numpy(zero_copy_only=False)
+                         & pc.ends_with(stripped, "}").to_numpy(zero_copy_only=False))
+    candidates = stripped.take(pa.array(np.flatnonzero(looks_like_object)))
+    # Arrow reads NaN/Infinity, which JSON (and the line-by-line parser) rejects.
+    non_json_numbers = len(candidates) and pc.any(pc.match_substring_regex(
+        candidates, r"[:\[,]\s*-?(NaN|Infinity)\b")).as_py()
+    df = None if non_json_numbers else _arrow_records(candidates, REQUIRED_FIELDS[file])
     if df is not None:
         ok = looks_like_object
     else:
@@ -148,11 +153,21 @@ def _is_str(s: pd.Series) -> pd.Series:
     return s.map(lambda v: isinstance(v, str))
 
 
-def _as_int_id(s: pd.Series) -> pd.Series:
-    """Integer ids; null where missing or not a whole number."""
-    num = pd.to_numeric(s, errors="coerce")
-    num = num.where(np.isfinite(num) & (num == np.round(num)))
-    return num.astype("Int64")
+def _int_ids(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
+    """Integer ids: (values, invalid: present but not a whole number, given as text).
+
+    JSON numbers like ``7.0`` are the id 7; the text ``"7"`` is repaired and counted; booleans
+    and fractional numbers are invalid.
+    """
+    is_bool = pd.Series(False, index=s.index)
+    is_text = pd.Series(False, index=s.index)
+    if pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s):
+        is_bool = s.map(lambda v: isinstance(v, bool)).astype(bool)
+        is_text = _is_str(s).astype(bool)
+    num = pd.to_numeric(s.mask(is_bool), errors="coerce").astype("float64")
+    whole = num.where(np.isfinite(num) & (num == np.round(num)))
+    invalid = s.notna() & whole.isna()
+    return whole.astype("Int64"), invalid, is_text & whole.notna()
 
 
 def _drop_duplicates(df: pd.DataFrame, key: str, file: str, rejects: list) -> pd.DataFrame:
@@ -166,18 +181,21 @@ def _drop_duplicates(df: pd.DataFrame, key: str, file: str, rejects: list) -> pd
     return df
 
 
+def _genre_list(value) -> tuple[list[str], str]:
+    """(lower-case genres, how they came): a JSON list (``list``; an array when Arrow read it),
+    a 'a, b' / 'a;b' string (``coerced``) or nothing usable (``missing``)."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return [str(g).strip().lower() for g in value if g is not None and str(g).strip()], "list"
+    if isinstance(value, str):
+        return [g.strip().lower() for g in re.split(r"[,;]", value) if g.strip()], "coerced"
+    return [], "missing"
+
+
 def _as_list(s: pd.Series) -> tuple[pd.Series, int, int]:
-    """Lists of strings from lists or from 'a, b' / 'a;b' strings; (values, coerced, missing)."""
-    is_list = s.map(lambda v: isinstance(v, list))
-    is_str = _is_str(s)
-    out = s.where(is_list, None)
-    split = s[is_str].str.split(r"\s*[,;]\s*", regex=True).map(lambda v: [g for g in v if g])
-    out = out.astype(object)
-    out[is_str] = split
-    missing = ~is_list & ~is_str
-    out[missing] = [[] for _ in range(int(missing.sum()))]
-    out = out.map(lambda v: [str(g).strip().lower() for g in v])
-    return out, int(is_str.sum()), int(missing.sum())
+    """Genre lists from lists or strings; (values, number coerced, number missing)."""
+    converted = s.map(_genre_list)
+    how = converted.str[1]
+    return converted.str[0], int((how == "coerced").sum()), int((how == "missing").sum())
 
 
 _TRUTHY_TEXT = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
@@ -204,8 +222,10 @@ def clean_users(text: str) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Users: integer ids, favourite genres as lists, premium as bool."""
     df, malformed = parse_jsonl(text, "users")
     rejects = [malformed]
-    df["user_id"] = _as_int_id(df["user_id"])
-    df, rej = _reject(df, _first_reason([("null_id", df["user_id"].isna())], df.index), "users")
+    user_id, invalid_id, id_as_text = _int_ids(df["user_id"])
+    reasons = _first_reason([("null_id", df["user_id"].isna()), ("invalid_id", invalid_id)],
+                            df.index)
+    df, rej = _reject(df.assign(user_id=user_id, _id_as_text=id_as_text), reasons, "users")
     rejects.append(rej)
     df = _drop_duplicates(df, "user_id", "users", rejects)
     genres, coerced_genres, missing_genres = _as_list(df["favourite_genres"])
@@ -221,7 +241,8 @@ def clean_users(text: str) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
         "premium_user": premium.fillna(False).astype(bool),
     }).reset_index(drop=True)
     rejected = pd.concat(rejects, ignore_index=True)
-    repairs = {"type_coerced": coerced_genres + int((~is_bool & ~invalid_premium).sum()),
+    repairs = {"type_coerced": coerced_genres + int((~is_bool & ~invalid_premium).sum())
+               + int(df["_id_as_text"].sum()),
                "missing_favourite_genres": missing_genres,
                "invalid_premium_flag": int(invalid_premium.sum())}
     return USERS.validate(out), _counts(rejected, repairs), rejected
@@ -269,7 +290,8 @@ def clean_tracks(text: str, artists: pd.DataFrame) -> tuple[pd.DataFrame, dict, 
     rejects.append(rej)
     df = _drop_duplicates(df, "id", "tracks", rejects)
 
-    repairs: dict[str, int] = {"type_coerced": 0, "out_of_range": 0}
+    repairs: dict[str, int] = {"type_coerced": 0, "out_of_range": 0, "missing_value": 0,
+                               "invalid_value": 0}
     numeric = {}
     for col, (lo, hi) in TRACK_RANGES.items():
         raw = df[col].map(lambda v: int(v) if isinstance(v, bool) else v) \
@@ -283,7 +305,9 @@ def clean_tracks(text: str, artists: pd.DataFrame) -> tuple[pd.DataFrame, dict, 
             out_of_range |= values.notna() & (values != np.round(values))
         repairs[f"out_of_range.{col}"] = int(out_of_range.sum())
         repairs["out_of_range"] += int(out_of_range.sum())
-        repairs["invalid_value"] = repairs.get("invalid_value", 0) + int(bad_type.sum())
+        repairs["invalid_value"] += int(bad_type.sum())
+        repairs[f"missing_value.{col}"] = int(raw.isna().sum())
+        repairs["missing_value"] += int(raw.isna().sum())
         values = values.mask(out_of_range | bad_type)
         numeric[col] = values.astype("Int64") if col in INTEGER_FIELDS else values
     release_date, release_year, bad_date = _release(
@@ -311,9 +335,11 @@ def clean_sessions(text: str, users: pd.DataFrame, tracks: pd.DataFrame
     """Session events: ids, event types and ISO-8601 timestamps validated; duplicates dropped.
 
     Repairs (row kept, counted): event-type spelling (``PLAY``, `` like``), non-canonical
-    timestamp forms, a track id on an event that carries none. Drops (counted, kept in the
-    rejects): malformed lines, null or unknown ids, unknown event types, unparsable timestamps,
-    duplicates.
+    timestamp forms, a track id on an event that carries none, ids given as text. Drops
+    (counted, kept in the rejects): malformed lines, null, invalid or unknown ids, unknown event
+    types, unparsable timestamps, duplicates (the same event twice once timestamp form and
+    event-type spelling are normalised). Flagged but kept: ``session_user_conflict``, events of
+    a session whose first event names another user.
     """
     df, malformed = parse_jsonl(text, "sessions")
     rejects = [malformed]
@@ -321,14 +347,16 @@ def clean_sessions(text: str, users: pd.DataFrame, tracks: pd.DataFrame
     event_type = raw_type.str.strip().str.lower()
     known_type = event_type.isin(EVENT_TYPES).fillna(False).astype(bool)
     is_track_event = event_type.isin(TRACK_EVENTS).fillna(False).astype(bool)
-    session_id = _as_int_id(df["session_id"])
-    user_id = _as_int_id(df["user_id"])
+    session_id, invalid_session, session_as_text = _int_ids(df["session_id"])
+    user_id, invalid_user, user_as_text = _int_ids(df["user_id"])
     track_id = _text(df["track_id"], df.index)
     ts_text = _text(df["timestamp"], df.index)
     ts = pd.to_datetime(ts_text, format="ISO8601", utc=True, errors="coerce")
     reasons = _first_reason([
-        ("null_session_id", session_id.isna()),
-        ("null_user_id", user_id.isna()),
+        ("null_session_id", df["session_id"].isna()),
+        ("invalid_session_id", invalid_session),
+        ("null_user_id", df["user_id"].isna()),
+        ("invalid_user_id", invalid_user),
         ("unknown_event_type", ~known_type),
         ("null_track_id", is_track_event & track_id.isna()),
         ("invalid_timestamp", ts.isna()),
@@ -341,6 +369,7 @@ def clean_sessions(text: str, users: pd.DataFrame, tracks: pd.DataFrame
         "event_type_repaired": raw_type != event_type,
         "timestamp_repaired": ~ts_text.str.match(CANONICAL_TIMESTAMP).fillna(False).astype(bool),
         "track_on_non_track_event": ~is_track_event & track_id.notna(),
+        "type_coerced": session_as_text | user_as_text,
     })[keep]
     df, rej = _reject(df, reasons, "sessions")
     rejects.append(rej)
@@ -357,6 +386,8 @@ def clean_sessions(text: str, users: pd.DataFrame, tracks: pd.DataFrame
     repairs = repaired[~dup].sum().to_dict()
     events = events.loc[~dup].sort_values(["session_id", "timestamp"], kind="stable")
     events = events.reset_index(drop=True)
+    first_user = events.groupby("session_id")["user_id"].transform("first")
+    repairs["session_user_conflict"] = int((events["user_id"] != first_user).sum())
     rejected = pd.concat(rejects, ignore_index=True)
     return EVENTS.validate(events), _counts(rejected, repairs), rejected
 

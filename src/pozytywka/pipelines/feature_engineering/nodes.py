@@ -40,8 +40,9 @@ def build_session_tracks(events: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         "skipped": (ev["event_type"] == "skip").to_numpy(),
         "liked": (ev["event_type"] == "like").to_numpy(),
     })
-    rows = flags.groupby(["session_id", "track_id"], sort=True, observed=True).agg(
-        user_id=("user_id", "first"), timestamp=("timestamp", "min"), plays=("plays", "sum"),
+    # Keyed by user too: a session id reused by two users (counted upstream) stays two rows.
+    rows = flags.groupby(["session_id", "user_id", "track_id"], sort=True, observed=True).agg(
+        timestamp=("timestamp", "min"), plays=("plays", "sum"),
         skipped=("skipped", "any"), liked=("liked", "any"),
     ).reset_index()
     no_play = rows["plays"] == 0
@@ -169,8 +170,11 @@ def fit_track_scaler(tracks: pd.DataFrame, session_tracks: pd.DataFrame) -> Pipe
     """Median imputation and standardisation of numeric track features, fit on training tracks."""
     train_ids = session_tracks.loc[session_tracks["split"] == "train", "track_id"].unique()
     train_tracks = tracks[tracks["track_id"].isin(train_ids)]
+    if train_tracks.empty:
+        raise ValueError("no track has a training interaction: nothing to fit the scaler on")
     scaler = Pipeline([
-        ("impute", SimpleImputer(strategy="median")),
+        # A feature with no value in training is kept (as 0 after scaling), not dropped.
+        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
         ("scale", StandardScaler()),
     ])
     cols = ColumnTransformer([("numeric", scaler, NUMERIC_TRACK_FEATURES)],

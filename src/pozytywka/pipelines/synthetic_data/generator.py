@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 BASE62 = np.array(list("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
 ID_LENGTH = 22
 _CHUNK = 200_000  # plays scored at once: bounds memory at about chunk * candidates * factors
+AD_NS = 30_000_000_000  # an ad takes 30 s before the track it precedes
 
 
 @dataclass
@@ -125,18 +126,25 @@ def _genre_tables(rng: np.random.Generator, n_factors: int):
 
 
 def _pick_genres_within(rng, family_of_row, genre_family, k_per_row, k_max):
-    """For each row pick ``k_per_row`` distinct genres of its family (first one is primary)."""
+    """For each row pick ``k_per_row`` distinct genres of its family (first one is primary).
+
+    Returns genre indices, ``-1`` padded to ``k_max`` columns; a family with fewer genres than
+    asked for gives all it has.
+    """
     n = len(family_of_row)
     by_family = [np.flatnonzero(genre_family == f) for f in range(genre_family.max() + 1)]
     sizes = np.array([len(g) for g in by_family])
+    row_size = sizes[family_of_row][:, None]
     # A random permutation of each row's family genres, truncated to k_max.
-    keys = rng.random((n, sizes.max()))
-    keys[np.arange(sizes.max())[None, :] >= sizes[family_of_row][:, None]] = np.inf
+    width = max(int(sizes.max()), k_max)
+    keys = rng.random((n, width))
+    keys[np.arange(width)[None, :] >= row_size] = np.inf
     order = np.argsort(keys, axis=1)[:, :k_max]
     offsets = np.cumsum(np.concatenate([[0], sizes]))[:-1]
     flat = np.concatenate(by_family)
-    picked = flat[offsets[family_of_row][:, None] + order]
-    picked[np.arange(k_max)[None, :] >= k_per_row[:, None]] = -1
+    picked = flat[offsets[family_of_row][:, None] + np.minimum(order, row_size - 1)]
+    wanted = np.minimum(k_per_row[:, None], row_size)
+    picked[np.arange(k_max)[None, :] >= wanted] = -1
     return picked
 
 
@@ -266,11 +274,12 @@ def generate_catalogue(params: dict) -> SyntheticCatalogue:
     max_len = behaviour["max_plays_per_session"]
     n_sessions = max(int(n_plays_target / mean_len), 1)
     session_len = np.minimum(rng_session.geometric(1 / mean_len, n_sessions), max_len)
-    # Every user gets at least one session; the rest follow activity.
-    session_user = np.concatenate([
-        np.arange(n_users),
+    # Every user gets a session (if there are enough); the rest follow activity. Shuffled, as
+    # sessions are numbered in time order.
+    session_user = rng_session.permutation(np.concatenate([
+        rng_session.permutation(n_users),
         rng_session.choice(n_users, size=max(n_sessions - n_users, 0), p=activity / activity.sum()),
-    ])[:n_sessions]
+    ])[:n_sessions])
     start = pd.Timestamp(params["time"]["start"], tz="UTC").value  # ns
     span = int(params["time"]["days"] * 86_400e9)
     session_start = np.sort(rng_session.integers(start, start + span, n_sessions))
@@ -308,18 +317,7 @@ def generate_catalogue(params: dict) -> SyntheticCatalogue:
     alpha_like = _calibrate_intercept(s * play_aff[~skipped], like_target)
     liked = ~skipped & (rng_play.random(n_plays) < _sigmoid(alpha_like + s * play_aff))
 
-    # Timestamps inside sessions: plays follow each other by the time listened.
-    listened_s = np.where(skipped, rng_play.uniform(5, 60, n_plays), duration_s[play_track])
-    listened_ns = (listened_s * 1e9).astype(np.int64)
-    gap_ns = listened_ns + rng_play.integers(0, 3_000_000_000, n_plays)
-    cum = np.cumsum(gap_ns)
-    first = np.concatenate([[0], np.cumsum(session_len)[:-1]])
-    offset = cum - gap_ns - (cum - gap_ns)[first][play_session]
-    play_ts = session_start[play_session] + offset
-    skip_ts = play_ts + listened_ns
-    like_ts = play_ts + (listened_ns * rng_play.uniform(0.2, 0.9, n_plays)).astype(np.int64)
-
-    # Ads before plays of non-premium users; some users buy premium during the year.
+    # Some non-premium users buy premium during the year, at the start of one of their sessions.
     buyers = (~premium) & (rng_session.random(n_users) < behaviour["buy_premium_share"])
     buy_time = np.full(n_users, np.iinfo(np.int64).max)
     buyer_sessions = np.flatnonzero(buyers[session_user])
@@ -329,15 +327,29 @@ def generate_catalogue(params: dict) -> SyntheticCatalogue:
         buy_time[session_user[chosen]] = session_start[chosen] - 2_000_000_000
     else:
         chosen = np.empty(0, dtype=int)
-    ad = (~premium[play_user] | buyers[play_user]) & (rng_play.random(n_plays) < ad_rate)
-    ad &= play_ts - 1_000_000_000 < buy_time[play_user]  # no ads once premium is bought
     users["premium_user"] = premium | buyers
+
+    # Timestamps inside sessions: each play takes an optional ad slot, then the time listened
+    # and a short pause; the ad and the track's own events never overlap a neighbour's.
+    listened_s = np.where(skipped, rng_play.uniform(5, 60, n_plays), duration_s[play_track])
+    listened_ns = (listened_s * 1e9).astype(np.int64)
+    ad_slot = (~premium[play_user] | buyers[play_user]) & (rng_play.random(n_plays) < ad_rate)
+    pre_ns = np.where(ad_slot, AD_NS, 0)
+    block_ns = pre_ns + listened_ns + rng_play.integers(0, 3_000_000_000, n_plays)
+    block_end = np.cumsum(block_ns)
+    first = np.concatenate([[0], np.cumsum(session_len)[:-1]])
+    block_start = block_end - block_ns - (block_end - block_ns)[first][play_session]
+    ad_ts = session_start[play_session] + block_start
+    play_ts = ad_ts + pre_ns
+    skip_ts = play_ts + listened_ns
+    like_ts = play_ts + (listened_ns * rng_play.uniform(0.2, 0.9, n_plays)).astype(np.int64)
+    ad = ad_slot & (ad_ts < buy_time[play_user])  # no ads once premium is bought
 
     blocks = [
         (play_session, play_ts, play_track, "play"),
         (play_session[skipped], skip_ts[skipped], play_track[skipped], "skip"),
         (play_session[liked], like_ts[liked], play_track[liked], "like"),
-        (play_session[ad], play_ts[ad] - 1_000_000_000, np.full(ad.sum(), -1), "advertisement"),
+        (play_session[ad], ad_ts[ad], np.full(ad.sum(), -1), "advertisement"),
         (chosen, buy_time[session_user[chosen]], np.full(len(chosen), -1), "buy_premium"),
     ]
     ev_session = np.concatenate([b[0] for b in blocks])

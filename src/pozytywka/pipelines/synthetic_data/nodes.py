@@ -28,12 +28,18 @@ def write_dirty_exports(users: pd.DataFrame, artists: pd.DataFrame, tracks: pd.D
     named as the data-quality report names them.
     """
     dirt = params["dirt"]
-    rates = {k: float(v) * float(dirt["scale"]) for k, v in dirt["rates"].items()}
+    overrides = dirt.get("file_overrides") or {}
+
+    def rates(file: str) -> dict[str, float]:
+        merged = {**dirt["rates"], **(overrides.get(file) or {})}
+        return {k: float(v) * float(dirt["scale"]) for k, v in merged.items()}
+
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence([params["seed"], 1]).spawn(4)]
-    users_txt, users_n = dirty_users(users, rates, rngs[0])
-    artists_txt, artists_n = dirty_artists(artists, rates, rngs[1])
-    tracks_txt, tracks_n = dirty_tracks(tracks, rates, rngs[2])
-    sessions_txt, sessions_n = dirty_sessions(events, users["user_id"].to_numpy(), rates, rngs[3])
+    users_txt, users_n = dirty_users(users, rates("users"), rngs[0])
+    artists_txt, artists_n = dirty_artists(artists, rates("artists"), rngs[1])
+    tracks_txt, tracks_n = dirty_tracks(tracks, rates("tracks"), rngs[2])
+    sessions_txt, sessions_n = dirty_sessions(events, users["user_id"].to_numpy(),
+                                              rates("sessions"), rngs[3])
     manifest = {"users": users_n, "artists": artists_n, "tracks": tracks_n, "sessions": sessions_n}
     logger.info("Injected defects: %s", manifest)
     return users_txt, artists_txt, tracks_txt, sessions_txt, manifest
