@@ -233,10 +233,18 @@ def test_merge_and_report(users, artists, tracks):
     report, md, metrics, rejected = report_data_quality(
         {}, {}, {"out_of_range": 2}, sq, users, artists, tracks, events, empty, empty, empty,
         srej)
-    assert report["defects"] == {"malformed_line": 1, "out_of_range": 2}
-    assert report["files"]["sessions"] == {"rows_read": 3, "rows_kept": 2, "rows_dropped": 1,
-                                           "defects": {"malformed_line": 1}}
+    assert {k: v for k, v in report["defects"].items() if v} == {"malformed_line": 1,
+                                                                 "out_of_range": 2}
+    sessions = report["files"]["sessions"]
+    assert (sessions["rows_read"], sessions["rows_kept"], sessions["rows_dropped"]) == (3, 2, 1)
+    assert sessions["defects"]["malformed_line"] == 1
+    assert sessions["defects"]["unknown_track_id"] == 0  # checked kinds are listed with zeros
     assert "| sessions | malformed_line | 1 | dropped |" in md
     assert "| tracks | out_of_range | 2 | repaired |" in md
+    assert "| sessions | null_user_id | 0 | dropped |" in md
     assert metrics["dq.sessions.malformed_line"]["value"] == 1.0
+    assert metrics["dq.users.null_id"]["value"] == 0.0
+    with pytest.raises(ValueError, match="DEFECT_KINDS"):
+        report_data_quality({"brand_new_kind": 1}, {}, {}, {}, users, artists, tracks, events,
+                            empty, empty, empty, srej)
     assert len(rejected) == 1

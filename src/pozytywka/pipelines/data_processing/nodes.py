@@ -21,6 +21,8 @@ import pyarrow.json as pa_json
 from .schemas import (
     ARTISTS,
     BASE62_ID,
+    DEFECT_KINDS,
+    DROPPED_KINDS,
     EVENT_TYPES,
     EVENTS,
     INTEGER_FIELDS,
@@ -409,13 +411,24 @@ def merge_listening_events(events: pd.DataFrame, tracks: pd.DataFrame, artists: 
     return merged
 
 
+def _handling(kind: str) -> str:
+    if kind in DROPPED_KINDS:
+        return "dropped"
+    return "flagged, kept" if kind == "session_user_conflict" else "repaired"
+
+
 def report_data_quality(users_q: dict, artists_q: dict, tracks_q: dict, sessions_q: dict,
                         users: pd.DataFrame, artists: pd.DataFrame, tracks: pd.DataFrame,
                         events: pd.DataFrame, users_rej: pd.DataFrame, artists_rej: pd.DataFrame,
                         tracks_rej: pd.DataFrame, sessions_rej: pd.DataFrame
                         ) -> tuple[dict, str, dict, pd.DataFrame]:
     """The data-quality report (JSON and Markdown), its MLflow metrics and all rejected records."""
-    per_file = {"users": users_q, "artists": artists_q, "tracks": tracks_q, "sessions": sessions_q}
+    found = {"users": users_q, "artists": artists_q, "tracks": tracks_q, "sessions": sessions_q}
+    unknown = {f: set(q) - set(DEFECT_KINDS[f]) for f, q in found.items()}
+    if any(k for kinds in unknown.values() for k in kinds if "." not in k):
+        raise ValueError(f"defect kinds missing from schemas.DEFECT_KINDS: {unknown}")
+    # Every kind checked, zeros included, then per-field detail (``out_of_range.tempo``).
+    per_file = {f: {**{k: 0 for k in DEFECT_KINDS[f]}, **q} for f, q in found.items()}
     kept = {"users": len(users), "artists": len(artists), "tracks": len(tracks),
             "sessions": len(events)}
     rejected = {"users": users_rej, "artists": artists_rej, "tracks": tracks_rej,
@@ -436,9 +449,7 @@ def report_data_quality(users_q: dict, artists_q: dict, tracks_q: dict, sessions
               for f, v in files.items()]
     lines += ["", "| file | defect | count | handling |", "|---|---|---:|---|"]
     for f, v in files.items():
-        dropped_kinds = set(rejected[f]["reason"]) if len(rejected[f]) else set()
-        lines += [f"| {f} | {k} | {n} | {'dropped' if k in dropped_kinds else 'repaired'} |"
-                  for k, n in v["defects"].items()]
+        lines += [f"| {f} | {k} | {n} | {_handling(k)} |" for k, n in v["defects"].items()]
     metrics = {f"dq.{f}.{k}": {"value": float(n), "step": 0}
                for f, v in files.items() for k, n in v["defects"].items()}
     metrics.update({f"dq.{f}.rows_kept": {"value": float(v["rows_kept"]), "step": 0}

@@ -83,3 +83,24 @@ EVENTS = pa.DataFrameSchema(
                     element_wise=False, error="track events carry a track, others none"),
     strict=True,
 )
+
+# Every defect kind each cleaning node can report, so reports and MLflow list zeros too.
+_ENTITY_DEFECTS = ["malformed_line", "duplicate_line", "null_id", "invalid_id",
+                   "conflicting_duplicate_id", "type_coerced"]
+DEFECT_KINDS = {
+    "users": [*_ENTITY_DEFECTS, "missing_favourite_genres", "invalid_premium_flag"],
+    "artists": [*_ENTITY_DEFECTS, "missing_genres"],
+    "tracks": [*_ENTITY_DEFECTS, "out_of_range", "invalid_value", "missing_value",
+               "invalid_release_date", "unknown_artist_id", "null_artist_id"],
+    "sessions": ["malformed_line", "duplicate_line", "null_session_id", "invalid_session_id",
+                 "null_user_id", "invalid_user_id", "unknown_event_type", "null_track_id",
+                 "invalid_timestamp", "unknown_user_id", "unknown_track_id",
+                 "event_type_repaired", "timestamp_repaired", "track_on_non_track_event",
+                 "type_coerced", "session_user_conflict"],
+}
+# Kinds whose records are dropped (kept in rejected_records); every other kind is repaired in place
+# or, for session_user_conflict, flagged and kept.
+DROPPED_KINDS = {"malformed_line", "duplicate_line", "null_id", "invalid_id",
+                 "conflicting_duplicate_id", "null_session_id", "invalid_session_id",
+                 "null_user_id", "invalid_user_id", "unknown_event_type", "null_track_id",
+                 "invalid_timestamp", "unknown_user_id", "unknown_track_id"}

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from .vocabulary import (
     AUDIO_FEATURES,
@@ -297,7 +298,8 @@ def generate_catalogue(params: dict) -> SyntheticCatalogue:
     choice = np.float32(taste["choice_signal"])
     play_track = np.empty(n_plays, dtype=np.int64)
     play_aff = np.empty(n_plays, dtype=np.float32)
-    for lo in range(0, n_plays, _CHUNK):
+    chunks = range(0, n_plays, _CHUNK)
+    for lo in tqdm(chunks, desc="plays", unit="chunk", disable=len(chunks) < 5, leave=False):
         hi = min(lo + _CHUNK, n_plays)
         cand = _alias_draw(rng_play, exposure, (hi - lo, k))
         aff = np.einsum("nd,nkd->nk", user_vec32[play_user[lo:hi]], track_vec32[cand])
