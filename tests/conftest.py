@@ -14,7 +14,17 @@ from pozytywka.pipelines.data_processing.nodes import (
     clean_tracks,
     clean_users,
 )
-from pozytywka.pipelines.feature_engineering.nodes import assign_split, build_session_tracks
+from pozytywka.pipelines.feature_engineering.nodes import (
+    assign_split,
+    build_interactions,
+    build_lightfm_inputs,
+    build_session_tracks,
+    build_track_features,
+    build_user_features,
+    fit_skip_rates,
+    fit_track_scaler,
+    genre_vocabulary,
+)
 from pozytywka.pipelines.synthetic_data.nodes import generate_clean_catalogue, write_dirty_exports
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -75,3 +85,17 @@ def tiny_session_tracks_all(tiny_events):
 @pytest.fixture(scope="session")
 def tiny_session_tracks(tiny_session_tracks_all):
     return assign_split(tiny_session_tracks_all, load_params("feature_engineering")["split"])[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_features(tiny_tables, tiny_session_tracks):
+    """(interactions, LightFM inputs) of the tiny catalogue with the project's parameters."""
+    users, artists, tracks = tiny_tables
+    params = load_params("feature_engineering")
+    interactions = build_interactions(tiny_session_tracks, params["interactions"])
+    u_rates, t_rates, g = fit_skip_rates(tiny_session_tracks, params["skip_rate_smoothing"])
+    genres = genre_vocabulary(artists, users)
+    uf = build_user_features(users, u_rates, g, genres)
+    scaler = fit_track_scaler(tracks, tiny_session_tracks)
+    tf = build_track_features(tracks, artists, scaler, t_rates, g, genres)
+    return interactions, build_lightfm_inputs(interactions, uf, tf, params["lightfm"])

@@ -55,6 +55,17 @@ def test_default_pipeline_end_to_end(project, monkeypatch):
     inter = pd.read_parquet(data / "04_feature" / "interactions.parquet")
     assert set(inter["split"]) == {"train", "test"}
 
+    metrics = json.loads((data / "08_reporting" / "recommendation_metrics.json").read_text())
+    assert {"baseline", "popularity", "model", "oracle", "groups"} <= set(metrics)
+    for scorer in ["baseline", "popularity", "model", "oracle"]:
+        assert 0 <= metrics[scorer]["auc"] <= 1 and "precision_at_10" in metrics[scorer]
+    assert set(metrics["groups"]) == {"mean_rank", "least_misery", "borda", "gfar"}
+    assert metrics["oracle"]["auc"] > metrics["baseline"]["auc"]
+    for plot in ["recommendation_plots/group_score_by_size.png",
+                 "recommendation_plots/hyperparameter_effects.png",
+                 "optuna_plots/optuna_history.png"]:
+        assert (data / "08_reporting" / plot).stat().st_size > 0
+
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["pozytywka"])
     assert len(runs) == 1
@@ -63,7 +74,12 @@ def test_default_pipeline_end_to_end(project, monkeypatch):
     assert last["params.feature_engineering.split.strategy"] == "random"
     assert last["metrics.dq.sessions.malformed_line"] == injected["sessions"]["malformed_line"]
     artifacts = {a.path for a in mlflow.artifacts.list_artifacts(run_id=last["run_id"])}
-    assert {"data_quality.json", "data_quality.md"} <= artifacts
+    assert {"data_quality.json", "data_quality.md", "recommendation_metrics.json",
+            "optuna_trials.csv", "lightfm_model.pkl"} <= artifacts
+    assert 0 <= last["metrics.rec.model.auc"] <= 1
+    logged = mlflow.search_logged_models(experiment_ids=[last["experiment_id"]],
+                                         output_format="list")
+    assert any(m.source_run_id == last["run_id"] for m in logged)
 
 
 def test_user_export_is_never_overwritten(project, monkeypatch):

@@ -36,7 +36,6 @@ from .schemas import (
 logger = logging.getLogger(__name__)
 
 CANONICAL_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}$"
-REJECT_COLUMNS = ["file", "line", "reason", "raw"]
 
 
 class RawSchemaError(ValueError):

@@ -106,18 +106,33 @@ def build_interactions(session_tracks: pd.DataFrame, params: dict) -> pd.DataFra
     train_pairs = agg.loc[agg["split"] == "train", ["user_id", "track_id"]]
     seen = agg.merge(train_pairs.assign(_seen=True), on=["user_id", "track_id"], how="left")
     agg = agg[(agg["split"] == "train") | seen["_seen"].isna().to_numpy()].reset_index(drop=True)
+    return label_pairs(agg, params)
+
+
+def label_pairs(pairs: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """Add ``liked``, ``label`` and ``weight`` to (user, track) pairs with likes/skips counts."""
     mode = params["non_like"]
     if mode not in {"drop", "weight", "negative"}:
         raise ValueError(f"interactions.non_like must be drop, weight or negative, not {mode!r}")
-    liked = (agg["likes"] > 0).to_numpy()
-    skipped = ~liked & (agg["skips"] > 0).to_numpy()
+    liked = (pairs["likes"] > 0).to_numpy()
+    skipped = ~liked & (pairs["skips"] > 0).to_numpy()
     other_label = {"drop": 0, "weight": 1, "negative": -1}[mode]
-    agg["liked"] = liked
-    agg["label"] = np.where(liked, 1, other_label).astype("int8")
-    agg["weight"] = np.where(liked, params["like_weight"],
+    out = pairs.copy()
+    out["liked"] = liked
+    out["label"] = np.where(liked, 1, other_label).astype("int8")
+    out["weight"] = np.where(liked, params["like_weight"],
                              np.where(skipped, params["skip_weight"], params["play_weight"]))
-    agg.loc[agg["label"] == 0, "weight"] = 0.0
-    return agg
+    out.loc[out["label"] == 0, "weight"] = 0.0
+    return out
+
+
+def pairs_matrix(pairs: pd.DataFrame, values, dataset: Dataset) -> sp.coo_matrix:
+    """A (users x tracks) COO matrix in ``dataset``'s index order with ``values`` at the pairs."""
+    user_map, _, item_map, _ = dataset.mapping()
+    return sp.coo_matrix((np.asarray(values, dtype=np.float32),
+                          (pairs["user_id"].map(user_map).to_numpy(),
+                           pairs["track_id"].map(item_map).to_numpy())),
+                         shape=(len(user_map), len(item_map)))
 
 
 def fit_skip_rates(session_tracks: pd.DataFrame, smoothing: float
@@ -257,21 +272,14 @@ def build_lightfm_inputs(interactions: pd.DataFrame, user_features: pd.DataFrame
                                          item_feat_map, params["identity_features"],
                                          params["normalize_features"]),
     }
-    shape = (len(user_map), len(item_map))
-
-    def coo(frame: pd.DataFrame, values) -> sp.coo_matrix:
-        return sp.coo_matrix((np.asarray(values, dtype=np.float32),
-                              (frame["user_id"].map(user_map).to_numpy(),
-                               frame["track_id"].map(item_map).to_numpy())), shape=shape)
-
     train = interactions[(interactions["split"] == "train") & (interactions["label"] != 0)]
     test = interactions[(interactions["split"] == "test") & interactions["liked"]]
-    matrices["train_interactions"] = coo(train, train["label"])
-    matrices["train_weights"] = coo(train, train["weight"])
-    matrices["test_interactions"] = coo(test, np.ones(len(test)))
+    matrices["train_interactions"] = pairs_matrix(train, train["label"], dataset)
+    matrices["train_weights"] = pairs_matrix(train, train["weight"], dataset)
+    matrices["test_interactions"] = pairs_matrix(test, np.ones(len(test)), dataset)
     matrices["dataset"] = dataset
     logger.info("LightFM inputs: %d users x %d tracks, %d train / %d test interactions, "
-                "%d user and %d item features", *shape, train.shape[0], test.shape[0],
+                "%d user and %d item features", len(user_map), len(item_map), len(train), len(test),
                 matrices["user_features"].shape[1], matrices["item_features"].shape[1])
     return matrices
 

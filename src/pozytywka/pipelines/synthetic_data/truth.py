@@ -43,3 +43,12 @@ def like_probability(user_truth, track_truth, params, user_ids, track_ids) -> np
     a = affinity(user_truth, track_truth, params, user_ids, track_ids)
     p_like = 1 / (1 + np.exp(-(params["alpha_like"] + params["outcome_signal"] * a)))
     return (1 - skip_probability(user_truth, track_truth, params, user_ids, track_ids)) * p_like
+
+
+def like_probability_from_affinity(user_truth: pd.DataFrame, params: dict, user_ids,
+                                   affinity_rows: np.ndarray) -> np.ndarray:
+    """``like_probability`` for rows of an ``affinity_matrix`` (users x tracks)."""
+    bias = user_truth.set_index("user_id").loc[np.asarray(user_ids), "skip_bias"].to_numpy()
+    s = params["outcome_signal"]
+    p_skip = 1 / (1 + np.exp(-(params["alpha_skip"] + bias[:, None] - s * affinity_rows)))
+    return (1 - p_skip) / (1 + np.exp(-(params["alpha_like"] + s * affinity_rows)))

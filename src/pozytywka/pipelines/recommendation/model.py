@@ -1,0 +1,51 @@
+"""LightFM training and scoring helpers shared by the recommendation nodes and the service."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+import numpy as np
+import scipy.sparse as sp
+from lightfm import LightFM
+
+logger = logging.getLogger(__name__)
+
+
+def threads(num_threads: int) -> int:
+    """``num_threads`` for LightFM; 0 means every core."""
+    return num_threads if num_threads > 0 else (os.cpu_count() or 1)
+
+
+def new_model(hp: dict, seed: int) -> LightFM:
+    return LightFM(no_components=int(hp["no_components"]), loss=hp["loss"],
+                   learning_rate=float(hp["learning_rate"]), item_alpha=float(hp["item_alpha"]),
+                   user_alpha=float(hp["user_alpha"]), random_state=seed)
+
+
+def fit_epochs(model: LightFM, interactions: sp.coo_matrix, weights: sp.coo_matrix | None,
+               user_features: sp.csr_matrix, item_features: sp.csr_matrix, epochs: int,
+               num_threads: int, on_epoch: Callable[[int, LightFM], None] | None = None
+               ) -> LightFM:
+    """Train epoch by epoch with ``fit_partial`` so a caller can evaluate (and prune) each one."""
+    for epoch in range(1, epochs + 1):
+        model.fit_partial(interactions, user_features=user_features, item_features=item_features,
+                          sample_weight=weights, epochs=1, num_threads=threads(num_threads))
+        if on_epoch is not None:
+            on_epoch(epoch, model)
+    return model
+
+
+class EmbeddingScorer:
+    """Scores from LightFM's user and item representations: one matrix product per call."""
+
+    def __init__(self, model: LightFM, user_features: sp.csr_matrix,
+                 item_features: sp.csr_matrix):
+        self.user_bias, self.user_emb = model.get_user_representations(user_features)
+        self.item_bias, self.item_emb = model.get_item_representations(item_features)
+
+    def __call__(self, users: np.ndarray) -> np.ndarray:
+        users = np.asarray(users)
+        return (self.user_emb[users] @ self.item_emb.T + self.item_bias[None, :]
+                + self.user_bias[users][:, None])

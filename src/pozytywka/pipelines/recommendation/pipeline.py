@@ -1,0 +1,63 @@
+"""recommendation: LightFM with an Optuna search, per-user recommendations and group playlists,
+evaluated beside the history baseline, a popularity ranker and the generator's oracle."""
+
+from kedro.pipeline import Node, Pipeline
+
+from .nodes import (
+    compare_training_variants,
+    evaluate_recommenders,
+    package_model,
+    plot_search,
+    prepare_training_data,
+    recommend_for_users,
+    report_recommendation,
+    search_hyperparameters,
+    train_final_model,
+)
+
+FEATURES = ["user_feature_matrix", "item_feature_matrix"]
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            Node(prepare_training_data,
+                 ["interactions", "lightfm_dataset", "params:recommendation"],
+                 "recommendation_data", name="prepare_training_data"),
+            Node(compare_training_variants,
+                 ["recommendation_data", *FEATURES, "params:recommendation"],
+                 "training_variant_comparison", name="compare_training_variants"),
+            Node(search_hyperparameters,
+                 ["recommendation_data", "training_variant_comparison", *FEATURES,
+                  "params:recommendation"],
+                 ["best_hyperparameters", "optuna_trials", "optuna_study"],
+                 name="search_hyperparameters"),
+            Node(plot_search, "optuna_study", "optuna_plots", name="plot_search"),
+            Node(train_final_model,
+                 ["recommendation_data", "best_hyperparameters", *FEATURES,
+                  "params:recommendation"],
+                 "lightfm_model", name="train_final_model"),
+            Node(recommend_for_users,
+                 ["lightfm_model", "recommendation_data", "lightfm_dataset", *FEATURES,
+                  "params:recommendation"],
+                 "user_recommendations", name="recommend_for_users"),
+            Node(package_model,
+                 ["lightfm_model", "recommendation_data", "lightfm_dataset", *FEATURES,
+                  "params:recommendation"],
+                 "recommender_mlflow_model", name="package_model"),
+            Node(evaluate_recommenders,
+                 ["lightfm_model", "recommendation_data", "lightfm_dataset", *FEATURES,
+                  "ground_truth_users", "ground_truth_tracks", "ground_truth_params",
+                  "params:recommendation"],
+                 ["recommendation_evaluation", "group_playlist_evaluation"],
+                 name="evaluate_recommenders"),
+            Node(report_recommendation,
+                 ["recommendation_evaluation", "training_variant_comparison",
+                  "best_hyperparameters", "optuna_trials", "group_playlist_evaluation",
+                  "params:recommendation"],
+                 ["recommendation_metrics", "recommendation_markdown", "recommendation_search",
+                  "recommendation_mlflow_metrics", "recommendation_plots"],
+                 name="report_recommendation"),
+        ],
+        tags=["recommendation"],
+    )
