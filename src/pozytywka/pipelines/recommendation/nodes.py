@@ -195,6 +195,11 @@ def search_hyperparameters(data: dict, comparison: dict, user_features: sp.csr_m
         pruner=optuna.pruners.MedianPruner(n_startup_trials=search["pruner"]["startup_trials"],
                                            n_warmup_steps=search["pruner"]["warmup_epochs"]))
 
+    if not study.trials:
+        # The first trial is the default configuration: the search can only improve on it.
+        study.enqueue_trial({k: v for k, v in params["defaults"].items()
+                             if k in {*space, "epochs"}})
+
     def objective(trial: optuna.Trial) -> float:
         hp = {
             "learning_rate": trial.suggest_float("learning_rate", *space["learning_rate"],
