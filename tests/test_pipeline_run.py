@@ -61,9 +61,8 @@ def test_default_pipeline_end_to_end(project, monkeypatch):
         assert 0 <= metrics[scorer]["auc"] <= 1 and "precision_at_10" in metrics[scorer]
     assert set(metrics["groups"]) == {"mean_rank", "least_misery", "borda", "gfar"}
     assert metrics["oracle"]["auc"] > metrics["baseline"]["auc"]
-    for plot in ["recommendation_plots/group_score_by_size.png",
-                 "recommendation_plots/hyperparameter_effects.png",
-                 "optuna_plots/optuna_history.png"]:
+    for plot in ["group_score_by_size.png", "hyperparameter_effects.png",
+                 "optuna_history.png", "optuna_importance.png", "optuna_slice.png"]:
         assert (data / "08_reporting" / plot).stat().st_size > 0
 
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")

@@ -255,18 +255,23 @@ def _users_with(matrix: sp.csr_matrix) -> np.ndarray:
     return np.flatnonzero(np.diff(matrix.indptr) > 0)
 
 
-def plot_search(study: optuna.Study) -> dict[str, plt.Figure]:
+def plot_search(study: optuna.Study) -> tuple[plt.Figure, plt.Figure, plt.Figure]:
     """Optuna's own plots: optimisation history, parameter importances, slice plot."""
     from optuna.visualization import matplotlib as ovm  # noqa: PLC0415  (optional extra import)
 
-    figures = {"optuna_history.png": ovm.plot_optimization_history(study).figure,
-               "optuna_slice.png": np.atleast_1d(ovm.plot_slice(study)).ravel()[0].figure}
+    history = ovm.plot_optimization_history(study).figure
+    slices = np.atleast_1d(ovm.plot_slice(study)).ravel()[0].figure
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(complete) > 1:
-        figures["optuna_importance.png"] = ovm.plot_param_importances(study).figure
-    for fig in figures.values():
+        importance = ovm.plot_param_importances(study).figure
+    else:
+        importance, ax = plt.subplots()
+        ax.text(0.5, 0.5, "fewer than two completed trials: no importance to estimate",
+                ha="center", va="center")
+        ax.set_axis_off()
+    for fig in (history, slices, importance):
         fig.set_size_inches(11, 5)
-    return figures
+    return history, importance, slices
 
 
 # ---- final model -----------------------------------------------------------------------------
@@ -408,7 +413,7 @@ GROUP_HEADLINE = ("clustering", "precision_mean", "recall_mean", "recall_min", "
 
 def report_recommendation(metrics: dict, comparison: dict, best: dict, trials: pd.DataFrame,
                           group_table: pd.DataFrame, params: dict
-                          ) -> tuple[dict, str, dict, dict, dict[str, plt.Figure]]:
+                          ) -> tuple[dict, str, dict, dict, plt.Figure, plt.Figure]:
     """The metrics file (``{scorer: {metric: value}}`` plus ``groups``), its Markdown, the search
     summary, MLflow metrics and the plots."""
     report = {s: metrics[s] for s in SCORERS}
@@ -451,9 +456,8 @@ def report_recommendation(metrics: dict, comparison: dict, best: dict, trials: p
         f"rec.groups.{strategy}.{s}.{m}": {"value": float(v), "step": 0}
         for strategy, by_scorer in metrics["groups"].items() for s, vals in by_scorer.items()
         for m, v in vals.items() if np.isfinite(v)})
-    figures = {"hyperparameter_effects.png": _plot_hyperparameters(trials),
-               "group_score_by_size.png": _plot_group_sizes(group_table, ref)}
-    return report, "\n".join(lines) + "\n", search, mlflow_metrics, figures
+    return (report, "\n".join(lines) + "\n", search, mlflow_metrics,
+            _plot_hyperparameters(trials), _plot_group_sizes(group_table, ref))
 
 
 def _plot_hyperparameters(trials: pd.DataFrame) -> plt.Figure:
