@@ -31,6 +31,15 @@ def test_single_user_hand_computed():
     assert m["hit_rate_at_5"] == pytest.approx(1.0)
 
 
+def test_coverage_counts_items_in_anyones_top_10():
+    # 30 items; user 0 prefers items 0-9, user 1 items 10-19: 20 of 30 items covered.
+    scores = np.zeros((2, 30))
+    scores[0, :10] = 1
+    scores[1, 10:20] = 1
+    test = sp.csr_matrix(([1, 1], ([0, 1], [0, 10])), shape=(2, 30))
+    assert evaluate_ranking(fixed(scores), test)["coverage"] == pytest.approx(20 / 30)
+
+
 def test_two_users_average_and_coverage():
     scores = [[0.9, 0.1, 0.5, 0.3], [0.2, 0.8, 0.4, 0.6]]
     test = sp.csr_matrix([[0, 1, 0, 0], [0, 0, 0, 0]])  # the second user has nothing held out

@@ -2,8 +2,9 @@
 
 A scorer is a function ``scores(user_indices) -> array (len(users), n_items)``; higher is better.
 Items a user already interacted with in training (``exclude``) are never ranked, as in LightFM's
-``auc_score`` / ``precision_at_k`` with ``train_interactions``. Ties are broken by mid-rank, so a
-scorer that cannot tell items apart gets AUC 0.5, not a lucky ordering.
+``auc_score`` / ``precision_at_k`` with ``train_interactions``. AUC and MRR use mid-ranks, so a
+scorer that cannot tell items apart gets AUC 0.5, not a lucky ordering; top-k lists (precision,
+recall, NDCG, hit rate, coverage) break ties by catalogue order.
 """
 
 from __future__ import annotations

@@ -87,7 +87,8 @@ def popularity_scorer(known: sp.csr_matrix, liked: sp.spmatrix) -> Scorer:
 
 def history_scorer(known: sp.csr_matrix, seed: int) -> Scorer:
     """Random-from-history baseline as a ranking: the user's own tracks in random order first,
-    then everything else in random order."""
+    then everything else in random order. Evaluated with known tracks excluded (as every
+    scorer is), it is a random ranking of the rest: the floor."""
     def scores(users: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng([seed, int(users[0])])
         return rng.random((len(users), known.shape[1])) + known[users].toarray()
@@ -97,7 +98,12 @@ def history_scorer(known: sp.csr_matrix, seed: int) -> Scorer:
 def oracle_scorer(user_truth: pd.DataFrame, track_truth: pd.DataFrame, truth_params: dict,
                   dataset: Dataset) -> Scorer:
     """The generator's truth as a scorer of 'will this user like this track in the log':
-    log P(chosen) + log P(liked | played), up to a per-user constant."""
+    log P(chosen) + log P(liked | played), up to a per-user constant.
+
+    P(chosen) is taken as exposure x exp(choice_signal * affinity), the limit of the
+    generator's pick among ``candidates_per_play`` surfaced tracks; with few candidates the
+    true pick is flatter, so this ceiling is close to, not exactly, the Bayes-optimal one.
+    """
     user_map, _, item_map, _ = dataset.mapping()
     user_ids = np.array(sorted(user_map, key=user_map.get))
     track_ids = np.array(sorted(item_map, key=item_map.get))
@@ -130,7 +136,7 @@ def _group_ndcg(scorer: Scorer, positives: sp.csr_matrix, known: sp.csr_matrix,
                 groups: list[np.ndarray], length: int = 20) -> float:
     values = []
     for members in groups:
-        excluded = np.asarray(known[members].sum(axis=0)).ravel() > 0
+        excluded = known_to_group(known, members, "all_members")
         playlist = group_playlist(scorer(members), length, "mean_rank", excluded)
         liked = [positives.indices[positives.indptr[m]:positives.indptr[m + 1]] for m in members]
         values.append(np.nanmean(member_satisfaction(playlist, liked)["ndcg"]))
@@ -211,7 +217,7 @@ def search_hyperparameters(data: dict, comparison: dict, user_features: sp.csr_m
             "loss": trial.suggest_categorical("loss", space["loss"]),
         }
         epochs = trial.suggest_int("epochs", *space["epochs"])
-        best = {"value": -np.inf}
+        last = {"value": 0.0}
 
         def report(epoch: int, model: LightFM) -> None:
             if epoch % search["evaluate_every"] and epoch != epochs:
@@ -220,7 +226,7 @@ def search_hyperparameters(data: dict, comparison: dict, user_features: sp.csr_m
             value = _objective_value(search["objective"], scorer, data["validation"],
                                      data["fit_known"], groups)
             value = value if np.isfinite(value) else 0.0
-            best["value"] = max(best["value"], value)
+            last["value"] = value  # the value of the model as trained for `epochs`
             trial.report(value, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
@@ -233,7 +239,7 @@ def search_hyperparameters(data: dict, comparison: dict, user_features: sp.csr_m
         trial.set_user_attr("precision_at_10", final["precision_at_10"])
         trial.set_user_attr("group_ndcg", _group_ndcg(scorer, data["validation"],
                                                       data["fit_known"], groups))
-        return best["value"]
+        return last["value"]
 
     study.optimize(objective, n_trials=search["n_trials"], timeout=search["timeout_seconds"],
                    catch=(ValueError, FloatingPointError))
@@ -353,35 +359,53 @@ def evaluate_recommenders(model: LightFM, data: dict, dataset: Dataset,
     for g, members in enumerate(groups):
         liked = [test.indices[test.indptr[m]:test.indptr[m + 1]] for m in members]
         histories = [known.indices[known.indptr[m]:known.indptr[m + 1]] for m in members]
-        excluded = (np.asarray(known[members].sum(axis=0)).ravel() > 0
-                    if groups_cfg["exclude_known"] else None)
+        excluded = known_to_group(known, members, groups_cfg["exclude_known"])
         playlists = {("baseline", "history"): history_baseline(histories, groups_cfg["length"],
                                                                rng)}
         for scorer_name in ["popularity", "model", "oracle"]:
             member_scores = scorers[scorer_name](members)
             for strategy in groups_cfg["strategies"]:
+                top = groups_cfg["gfar_top"] if strategy == "gfar" else groups_cfg["top"]
                 playlists[(scorer_name, strategy)] = group_playlist(
-                    member_scores, groups_cfg["length"], strategy, excluded, groups_cfg["top"])
+                    member_scores, groups_cfg["length"], strategy, excluded, top)
         for (scorer_name, strategy), playlist in playlists.items():
             sat = member_satisfaction(playlist, liked)
             has_likes = np.array([len(x) > 0 for x in liked])
-            recall = sat["recall"][has_likes]
+            # Members without held-out likes cannot be satisfied measurably: left out.
+            precision, recall = sat["precision"][has_likes], sat["recall"][has_likes]
             rows.append({
                 "group": g, "size": len(members), "scorer": scorer_name, "strategy": strategy,
                 "clustering": clustering_score(item_emb, playlist),
-                "precision_mean": float(np.mean(sat["precision"])),
-                "precision_min": float(np.min(sat["precision"])),
+                "precision_mean": float(np.mean(precision)) if len(precision) else np.nan,
+                "precision_min": float(np.min(precision)) if len(precision) else np.nan,
                 "recall_mean": float(np.mean(recall)) if len(recall) else np.nan,
                 "recall_min": float(np.min(recall)) if len(recall) else np.nan,
                 "ndcg_mean": float(np.nanmean(sat["ndcg"])) if has_likes.any() else np.nan,
                 "ndcg_min": float(np.nanmin(sat["ndcg"])) if has_likes.any() else np.nan,
-                "min_max_precision_ratio": (float(sat["precision"].min() / sat["precision"].max())
-                                            if sat["precision"].max() > 0 else np.nan),
+                "min_max_precision_ratio": (float(precision.min() / precision.max())
+                                            if len(precision) and precision.max() > 0
+                                            else np.nan),
                 "zero_recall_share": float(np.mean(recall == 0)) if len(recall) else np.nan,
             })
     table = pd.DataFrame(rows)
     metrics["groups"] = _group_summary(table)
     return metrics, table
+
+
+def known_to_group(known: sp.csr_matrix, members: np.ndarray, policy: str) -> np.ndarray | None:
+    """Tracks a group playlist leaves out: those ``all_members`` (or ``any_member``) played.
+
+    ``any_member`` would hide most of the members' held-out likes (a track one member played
+    is often what another will like), so the evaluation default is ``all_members``.
+    """
+    if policy == "none":
+        return None
+    played_by = np.asarray(known[members].sum(axis=0)).ravel()
+    if policy == "all_members":
+        return played_by >= len(members)
+    if policy == "any_member":
+        return played_by > 0
+    raise ValueError(f"groups.exclude_known must be none, all_members or any_member: {policy!r}")
 
 
 def _group_summary(table: pd.DataFrame) -> dict:
