@@ -65,6 +65,11 @@ def test_default_pipeline_end_to_end(project, monkeypatch):
                  "optuna_history.png", "optuna_importance.png", "optuna_slice.png"]:
         assert (data / "08_reporting" / plot).stat().st_size > 0
 
+    skip = json.loads((data / "08_reporting" / "skip_prediction_metrics.json").read_text())
+    assert set(skip) == {"baseline", "linear_svc", "final", "oracle"}
+    assert {"balanced_accuracy", "roc_auc", "pr_auc", "f1_skip"} <= set(skip["final"])
+    assert (data / "08_reporting" / "skip_roc_pr_calibration.png").stat().st_size > 0
+
     mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     runs = mlflow.search_runs(experiment_names=["pozytywka"])
     assert len(runs) == 1

@@ -8,6 +8,7 @@ from pozytywka.pipelines import (
     data_processing,
     feature_engineering,
     recommendation,
+    skip_prediction,
     synthetic_data,
 )
 
@@ -18,6 +19,7 @@ PIPELINES = {
     "data_processing": data_processing,
     "feature_engineering": feature_engineering,
     "recommendation": recommendation,
+    "skip_prediction": skip_prediction,
 }
 
 

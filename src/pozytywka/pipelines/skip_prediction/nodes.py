@@ -1,0 +1,385 @@
+"""Nodes of skip_prediction: will this user skip this track?
+
+One row per de-duplicated (session, user, track) play, labelled skipped / listened, with track
+features, genre match, premium flag and user / track skip rates. Rates come from the training
+period only; a training row's own outcome is left out of its rates (leave-one-out), and
+validation and test rows see training rates only.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import matplotlib
+import numpy as np
+import optuna
+import pandas as pd
+from sklearn.base import clone
+from sklearn.calibration import CalibrationDisplay
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.inspection import permutation_importance
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    ConfusionMatrixDisplay,
+    PrecisionRecallDisplay,
+    RocCurveDisplay,
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import LinearSVC
+
+from pozytywka.pipelines.synthetic_data import truth
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+TRACK_NUMERIC = ["popularity", "duration_ms", "release_year", "danceability", "energy",
+                 "speechiness", "acousticness", "instrumentalness", "liveness", "valence",
+                 "loudness", "tempo", "key"]
+RATE_FEATURES = ["user_skip_rate", "track_skip_rate", "user_train_rows", "track_train_rows"]
+
+
+# ---- dataset ---------------------------------------------------------------------------------
+
+def split_by_time(rows: pd.DataFrame, params: dict) -> pd.Series:
+    """``train`` / ``validation`` / ``test`` by time quantiles (default) or at random."""
+    val, test = params["validation_size"], params["test_size"]
+    if params["strategy"] == "temporal":
+        t = rows["timestamp"]
+        cut_val, cut_test = t.quantile(1 - val - test), t.quantile(1 - test)
+        labels = np.where(t >= cut_test, "test", np.where(t >= cut_val, "validation", "train"))
+    elif params["strategy"] == "random":
+        u = np.random.default_rng(params["seed"]).random(len(rows))
+        labels = np.where(u < test, "test", np.where(u < test + val, "validation", "train"))
+    else:
+        raise ValueError(f"split.strategy must be temporal or random, not {params['strategy']!r}")
+    return pd.Series(pd.Categorical(labels, categories=["train", "validation", "test"]),
+                     index=rows.index)
+
+
+def _rates(rows: pd.DataFrame, key: str, train: pd.Series, smoothing: float, global_rate: float
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """Skip rate of each row's ``key`` from training rows; a training row's own label is left
+    out (leave-one-out), so no row's rate contains its own outcome."""
+    stats = rows[train].groupby(key)["skipped"].agg(["sum", "count"])
+    skips = rows[key].map(stats["sum"]).fillna(0).to_numpy(dtype=float)
+    count = rows[key].map(stats["count"]).fillna(0).to_numpy(dtype=float)
+    own = train.to_numpy()
+    skips = skips - np.where(own, rows["skipped"].to_numpy(dtype=float), 0)
+    count = count - own
+    return (skips + smoothing * global_rate) / (count + smoothing), count
+
+
+def attach_features(rows: pd.DataFrame, tracks: pd.DataFrame, artists: pd.DataFrame,
+                    users: pd.DataFrame, genres: list[str]) -> pd.DataFrame:
+    """Track features, premium flag, genre match and favourite-genre indicators for
+    (user_id, track_id) rows."""
+    track_info = tracks[["track_id", "artist_id", *TRACK_NUMERIC, "explicit"]].merge(
+        artists[["artist_id", "genres"]], on="artist_id", how="left")
+    rows = rows.merge(track_info, on="track_id", how="left", validate="many_to_one")
+    rows = rows.merge(users[["user_id", "premium_user", "favourite_genres"]], on="user_id",
+                      how="left", validate="many_to_one")
+    rows["genre_match"] = genre_match(rows["user_id"], rows["track_id"], rows["genres"],
+                                      rows["favourite_genres"])
+    for c in [*TRACK_NUMERIC, "explicit", "premium_user"]:
+        rows[c] = rows[c].astype("float64")
+    fav = rows["favourite_genres"].explode().dropna()
+    fav = fav[fav.isin(genres)]
+    onehot = pd.crosstab(fav.index, pd.Categorical(fav, categories=genres), dropna=False)
+    onehot = onehot.reindex(rows.index, fill_value=0).clip(upper=1).astype("int8")
+    onehot.columns = [f"fav_{g}" for g in genres]
+    return pd.concat([rows.drop(columns=["genres", "favourite_genres", "artist_id"]), onehot],
+                     axis=1)
+
+
+def build_skip_dataset(session_tracks: pd.DataFrame, tracks: pd.DataFrame,
+                       artists: pd.DataFrame, users: pd.DataFrame, genres: list[str],
+                       params: dict) -> pd.DataFrame:
+    """The modelling table: ids, split, label ``skipped`` and every feature column."""
+    rows = session_tracks[["session_id", "user_id", "track_id", "timestamp", "skipped"]]
+    rows = rows.reset_index(drop=True)
+    rows["split"] = split_by_time(rows, params["split"])
+    train = rows["split"] == "train"
+    global_rate = float(rows.loc[train, "skipped"].mean())
+    m = params["rate_smoothing"]
+    rows["user_skip_rate"], rows["user_train_rows"] = _rates(rows, "user_id", train, m,
+                                                              global_rate)
+    rows["track_skip_rate"], rows["track_train_rows"] = _rates(rows, "track_id", train, m,
+                                                                global_rate)
+    rows = attach_features(rows, tracks, artists, users, genres)
+    logger.info("Skip dataset: %d rows (%s), skip share %.3f", len(rows),
+                rows["split"].value_counts().to_dict(), rows["skipped"].mean())
+    return rows
+
+
+def genre_match(user_ids: pd.Series, track_ids: pd.Series, track_genres: pd.Series,
+                favourites: pd.Series) -> np.ndarray:
+    """Whether the track's genres meet the user's favourite genres, per row (vectorised by
+    joining exploded (pair, genre) tables, not a loop over rows)."""
+    pairs = pd.DataFrame({"u": user_ids.to_numpy(), "t": track_ids.to_numpy()})
+    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(pairs))
+    first = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
+    tg = pd.DataFrame({"pair": np.arange(len(uniques)),
+                       "genre": track_genres.to_numpy()[first]}).explode("genre").dropna()
+    fg = pd.DataFrame({"pair": np.arange(len(uniques)),
+                       "genre": favourites.to_numpy()[first]}).explode("genre").dropna()
+    matched = np.zeros(len(uniques), dtype=bool)
+    matched[tg.merge(fg, on=["pair", "genre"])["pair"].unique()] = True
+    return matched[codes]
+
+
+def feature_columns(dataset: pd.DataFrame) -> list[str]:
+    fav = [c for c in dataset.columns if c.startswith("fav_")]
+    return [*TRACK_NUMERIC, "explicit", "premium_user", "genre_match", *RATE_FEATURES, *fav]
+
+
+# ---- models ----------------------------------------------------------------------------------
+
+def baseline_rule(dataset: pd.DataFrame) -> np.ndarray:
+    """Skip when the track's genres do not meet the user's favourite genres."""
+    return ~dataset["genre_match"].to_numpy(dtype=bool)
+
+
+def _linear(estimator) -> Pipeline:
+    return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), estimator)
+
+
+def _score(model, x: pd.DataFrame) -> np.ndarray:
+    """A continuous skip score: probability where the model has one, else decision value."""
+    if hasattr(model, "predict_proba"):
+        return model.predict_proba(x)[:, 1]
+    return model.decision_function(x)
+
+
+def train_models(dataset: pd.DataFrame, params: dict
+                 ) -> tuple[Pipeline, Pipeline, dict, pd.DataFrame]:
+    """Reference LinearSVC, then an Optuna search over logistic regression and gradient
+    boosting on the validation split; the final model is refit on train + validation.
+
+    Returns (linear_svc, final model, selection summary, trials table).
+    """
+    cols = feature_columns(dataset)
+    train = dataset[dataset["split"] == "train"]
+    val = dataset[dataset["split"] == "validation"]
+    seed, metric = params["seed"], params["selection_metric"]
+    svc = _linear(LinearSVC(class_weight="balanced", C=params["linear_svc"]["C"],
+                            random_state=seed)).fit(train[cols], train["skipped"])
+
+    def validation_value(model) -> float:
+        if metric == "roc_auc":
+            return roc_auc_score(val["skipped"], _score(model, val[cols]))
+        return balanced_accuracy_score(val["skipped"], model.predict(val[cols]))
+
+    def build(trial: optuna.Trial):
+        kind = trial.suggest_categorical("model", params["search"]["models"])
+        if kind == "logistic_regression":
+            c = trial.suggest_float("lr_C", 1e-3, 1e2, log=True)
+            return _linear(LogisticRegression(C=c, class_weight="balanced", max_iter=500))
+        return HistGradientBoostingClassifier(
+            learning_rate=trial.suggest_float("hgb_learning_rate", 0.02, 0.3, log=True),
+            max_leaf_nodes=trial.suggest_int("hgb_max_leaf_nodes", 15, 127, log=True),
+            min_samples_leaf=trial.suggest_int("hgb_min_samples_leaf", 20, 200, log=True),
+            l2_regularization=trial.suggest_float("hgb_l2", 1e-4, 10.0, log=True),
+            max_iter=params["search"]["hgb_max_iter"], early_stopping=True,
+            class_weight="balanced", random_state=seed)
+
+    study = optuna.create_study(direction="maximize",
+                                sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(lambda t: validation_value(build(t).fit(train[cols], train["skipped"])),
+                   n_trials=params["search"]["n_trials"],
+                   timeout=params["search"]["timeout_seconds"])
+    best = build(optuna.trial.FixedTrial(study.best_params))
+    both = pd.concat([train, val])
+    final = clone(best).fit(both[cols], both["skipped"])
+    summary = {"selection_metric": metric, "best_params": study.best_params,
+               "validation_value": study.best_value,
+               "linear_svc_validation_value": validation_value(svc)}
+    trials = study.trials_dataframe(attrs=("number", "value", "params", "state", "duration"))
+    trials["duration"] = trials["duration"].dt.total_seconds()
+    logger.info("Skip model search: best %s %.4f with %s (LinearSVC %.4f)", metric,
+                study.best_value, study.best_params, summary["linear_svc_validation_value"])
+    return svc, final, summary, trials
+
+
+# ---- evaluation ------------------------------------------------------------------------------
+
+def _classification_metrics(y: np.ndarray, predicted: np.ndarray, score: np.ndarray | None
+                            ) -> dict:
+    p, r, f, _ = precision_recall_fscore_support(y, predicted, labels=[False, True],
+                                                 zero_division=0)
+    out = {"accuracy": accuracy_score(y, predicted),
+           "balanced_accuracy": balanced_accuracy_score(y, predicted),
+           "precision_skip": p[1], "recall_skip": r[1], "f1_skip": f[1],
+           "precision_listen": p[0], "recall_listen": r[0], "f1_listen": f[0]}
+    if score is not None:
+        out["roc_auc"] = roc_auc_score(y, score)
+        out["pr_auc"] = average_precision_score(y, score)
+    tn, fp, fn, tp = confusion_matrix(y, predicted, labels=[False, True]).ravel()
+    out.update(tn=tn, fp=fp, fn=fn, tp=tp)
+    return {k: float(v) for k, v in out.items()}
+
+
+def evaluate_skip_models(dataset: pd.DataFrame, svc: Pipeline, final: Pipeline,
+                         user_truth: pd.DataFrame, track_truth: pd.DataFrame,
+                         truth_params: dict, params: dict
+                         ) -> tuple[dict, pd.DataFrame, dict[str, np.ndarray]]:
+    """Test-split metrics of baseline, LinearSVC, final model and oracle; permutation
+    importance of the final model. The oracle is the generator's true skip probability,
+    thresholded at the training skip share (where a calibrated score balances the classes)."""
+    cols = feature_columns(dataset)
+    test = dataset[dataset["split"] == "test"]
+    y = test["skipped"].to_numpy()
+    prior = float(dataset.loc[dataset["split"] == "train", "skipped"].mean())
+    oracle = truth.skip_probability(user_truth, track_truth, truth_params, test["user_id"],
+                                    test["track_id"])
+    scores = {"baseline": None, "linear_svc": _score(svc, test[cols]),
+              "final": _score(final, test[cols]), "oracle": oracle}
+    predictions = {"baseline": baseline_rule(test), "linear_svc": svc.predict(test[cols]),
+                   "final": final.predict(test[cols]), "oracle": oracle >= prior}
+    metrics = {name: _classification_metrics(y, predictions[name], scores[name])
+               for name in scores}
+    sample = test.sample(min(len(test), params["importance"]["max_rows"]),
+                         random_state=params["seed"])
+    imp = permutation_importance(final, sample[cols], sample["skipped"], scoring="roc_auc",
+                                 n_repeats=params["importance"]["repeats"],
+                                 random_state=params["seed"], n_jobs=1)
+    importance = pd.DataFrame({"feature": cols, "importance_mean": imp.importances_mean,
+                               "importance_std": imp.importances_std}).sort_values(
+        "importance_mean", ascending=False).reset_index(drop=True)
+    for name, m in metrics.items():
+        logger.info("%-10s balanced acc %.4f  roc auc %s", name, m["balanced_accuracy"],
+                    f"{m['roc_auc']:.4f}" if "roc_auc" in m else "-")
+    curves = {"y": y, **{f"score_{k}": v for k, v in scores.items() if v is not None}}
+    return metrics, importance, curves
+
+
+SKIP_SCORERS = ("baseline", "linear_svc", "final", "oracle")
+SKIP_HEADLINE = ("accuracy", "balanced_accuracy", "precision_skip", "recall_skip", "f1_skip",
+                 "precision_listen", "recall_listen", "f1_listen", "roc_auc", "pr_auc")
+
+
+def report_skip_prediction(metrics: dict, summary: dict, importance: pd.DataFrame,
+                           curves: dict, dataset: pd.DataFrame
+                           ) -> tuple[dict, str, dict, plt.Figure, plt.Figure, plt.Figure]:
+    """Metrics JSON (``{scorer: {metric: value}}``), Markdown, MLflow metrics and plots."""
+    n_test = int((dataset["split"] == "test").sum())
+    lines = ["# Skip prediction", "",
+             f"Test split: {n_test} (session, track) plays, skip share "
+             f"{dataset.loc[dataset['split'] == 'test', 'skipped'].mean():.3f}. Final model: "
+             f"{summary['best_params']} (validation {summary['selection_metric']} "
+             f"{summary['validation_value']:.4f}; LinearSVC "
+             f"{summary['linear_svc_validation_value']:.4f}).", "",
+             "| metric | " + " | ".join(SKIP_SCORERS) + " | final / oracle |",
+             "|---|" + "---:|" * (len(SKIP_SCORERS) + 1)]
+    for m in SKIP_HEADLINE:
+        cells = [f"{metrics[s][m]:.4f}" if m in metrics[s] else "-" for s in SKIP_SCORERS]
+        ratio = (f"{metrics['final'][m] / metrics['oracle'][m]:.1%}"
+                 if metrics["oracle"].get(m) else "-")
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {ratio} |")
+    lines += ["", "Confusion matrices (tn, fp, fn, tp): " + "; ".join(
+        f"{s} {int(metrics[s]['tn'])}, {int(metrics[s]['fp'])}, {int(metrics[s]['fn'])}, "
+        f"{int(metrics[s]['tp'])}" for s in SKIP_SCORERS), "",
+        "Permutation importance (ROC AUC drop), top 10:", "",
+        "| feature | mean | std |", "|---|---:|---:|"]
+    lines += [f"| {r.feature} | {r.importance_mean:.4f} | {r.importance_std:.4f} |"
+              for r in importance.head(10).itertuples()]
+    mlflow_metrics = {f"skip.{s}.{m}": {"value": v, "step": 0}
+                      for s in SKIP_SCORERS for m, v in metrics[s].items()}
+    return (metrics, "\n".join(lines) + "\n", mlflow_metrics,
+            _plot_confusions(metrics), _plot_curves(curves), _plot_importance(importance))
+
+
+def _plot_confusions(metrics: dict) -> plt.Figure:
+    fig, axes = plt.subplots(1, len(SKIP_SCORERS), figsize=(4 * len(SKIP_SCORERS), 3.6))
+    for ax, s in zip(axes, SKIP_SCORERS, strict=True):
+        m = metrics[s]
+        cm = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]], dtype=int)
+        ConfusionMatrixDisplay(cm, display_labels=["listen", "skip"]).plot(ax=ax, colorbar=False)
+        ax.set_title(s)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_curves(curves: dict) -> plt.Figure:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    y = curves["y"]
+    for key, score in curves.items():
+        if not key.startswith("score_"):
+            continue
+        name = key.removeprefix("score_")
+        RocCurveDisplay.from_predictions(y, score, name=name, ax=axes[0])
+        PrecisionRecallDisplay.from_predictions(y, score, name=name, ax=axes[1])
+        if name in {"final", "oracle"}:
+            CalibrationDisplay.from_predictions(y, score, n_bins=10, name=name, ax=axes[2])
+    axes[0].set_title("ROC")
+    axes[1].set_title("Precision-recall (skip)")
+    axes[2].set_title("Calibration")
+    fig.tight_layout()
+    return fig
+
+
+def _plot_importance(importance: pd.DataFrame) -> plt.Figure:
+    top = importance.head(15).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    ax.barh(top["feature"], top["importance_mean"], xerr=top["importance_std"])
+    ax.set_xlabel("ROC AUC drop when shuffled")
+    ax.set_title("Permutation importance (final model, test split)")
+    fig.tight_layout()
+    return fig
+
+
+# ---- batch scoring ---------------------------------------------------------------------------
+
+def score_pairs(pairs: pd.DataFrame, model, dataset: pd.DataFrame, tracks: pd.DataFrame,
+                artists: pd.DataFrame, users: pd.DataFrame, genres: list[str], params: dict
+                ) -> tuple[pd.DataFrame, dict]:
+    """Skip probability for (user_id, track_id) pairs, reusing the training-period rates.
+
+    Unknown users or tracks get the defined fallback: the training skip share as the
+    probability (``fallback`` column says why); they are counted, never dropped.
+    """
+    known_users = pairs["user_id"].isin(users["user_id"]).to_numpy()
+    known_tracks = pairs["track_id"].isin(tracks["track_id"]).to_numpy()
+    train = dataset[dataset["split"] == "train"]
+    prior = float(train["skipped"].mean())
+    ok = known_users & known_tracks
+    out = pairs[["user_id", "track_id"]].reset_index(drop=True).copy()
+    out["skip_probability"] = prior
+    out["fallback"] = np.where(ok, "", np.where(~known_users, "unknown_user", "unknown_track"))
+    if ok.any():
+        rows = out[ok].copy()
+        m = params["rate_smoothing"]
+        for key in ["user_id", "track_id"]:
+            stats = train.groupby(key)["skipped"].agg(["sum", "count"])
+            skips = rows[key].map(stats["sum"]).fillna(0)
+            count = rows[key].map(stats["count"]).fillna(0)
+            prefix = key.split("_")[0]
+            rows[f"{prefix}_skip_rate"] = ((skips + m * prior) / (count + m)).to_numpy()
+            rows[f"{prefix}_train_rows"] = count.to_numpy()
+        rows = attach_features(rows.reset_index(drop=True), tracks, artists, users, genres)
+        cols = feature_columns(dataset)
+        out.loc[ok, "skip_probability"] = _score(model, rows[cols]).astype(float)
+    counts = {"pairs": len(out), "scored": int(ok.sum()),
+              "unknown_user": int((~known_users).sum()),
+              "unknown_track": int((known_users & ~known_tracks).sum())}
+    out["prediction"] = np.where(out["skip_probability"] >= params["threshold"], "SKIP", "PLAY")
+    logger.info("Batch scoring: %s", counts)
+    return out, counts
+
+
+def sample_pairs_to_score(dataset: pd.DataFrame, params: dict) -> pd.DataFrame:
+    """A demonstration batch: test pairs plus an unknown user and an unknown track."""
+    test = dataset[dataset["split"] == "test"][["user_id", "track_id"]]
+    batch = test.sample(min(len(test), params["batch"]["size"]), random_state=params["seed"])
+    extra = pd.DataFrame({"user_id": [-1, int(test["user_id"].iloc[0])],
+                          "track_id": [str(test["track_id"].iloc[0]), "0" * 22]})
+    return pd.concat([batch, extra], ignore_index=True)

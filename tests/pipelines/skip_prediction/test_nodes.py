@@ -1,0 +1,109 @@
+"""Skip prediction: leakage-free rates, the baseline rule, training and the batch scorer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pozytywka.pipelines.feature_engineering.nodes import genre_vocabulary
+from pozytywka.pipelines.skip_prediction.nodes import (
+    baseline_rule,
+    build_skip_dataset,
+    evaluate_skip_models,
+    genre_match,
+    score_pairs,
+    split_by_time,
+    train_models,
+)
+from tests.conftest import load_params
+
+
+@pytest.fixture(scope="module")
+def skip_params():
+    params = load_params("skip_prediction")
+    params["search"].update(n_trials=2, timeout_seconds=30, hgb_max_iter=30)
+    params["importance"].update(repeats=1, max_rows=500)
+    return params
+
+
+@pytest.fixture(scope="module")
+def skip_data(tiny_session_tracks, tiny_tables, skip_params):
+    users, artists, tracks = tiny_tables
+    genres = genre_vocabulary(artists, users)
+    return build_skip_dataset(tiny_session_tracks, tracks, artists, users, genres,
+                              skip_params), genres
+
+
+def test_rates_leave_out_the_row_itself_and_never_see_test_rows(skip_data, skip_params):
+    data, _ = skip_data
+    m = skip_params["rate_smoothing"]
+    train = data[data["split"] == "train"]
+    g = train["skipped"].mean()
+    row = train.iloc[0]
+    others = train[(train["user_id"] == row["user_id"]) & (train.index != train.index[0])]
+    expected = (others["skipped"].sum() + m * g) / (len(others) + m)
+    assert row["user_skip_rate"] == pytest.approx(expected)
+    test = data[data["split"] == "test"]
+    trow = test.iloc[0]
+    same = train[train["track_id"] == trow["track_id"]]
+    assert trow["track_skip_rate"] == pytest.approx((same["skipped"].sum() + m * g)
+                                                    / (len(same) + m))
+
+
+def test_flipping_test_labels_changes_no_feature(tiny_session_tracks, tiny_tables, skip_params):
+    users, artists, tracks = tiny_tables
+    genres = genre_vocabulary(artists, users)
+    a = build_skip_dataset(tiny_session_tracks, tracks, artists, users, genres, skip_params)
+    flipped = tiny_session_tracks.copy()
+    test = (split_by_time(flipped, skip_params["split"]) == "test").to_numpy()
+    flipped.loc[test, "skipped"] = ~flipped.loc[test, "skipped"]
+    b = build_skip_dataset(flipped, tracks, artists, users, genres, skip_params)
+    cols = ["user_skip_rate", "track_skip_rate", "user_train_rows", "track_train_rows"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+
+
+def test_temporal_split_orders_train_validation_test(skip_data):
+    data, _ = skip_data
+    t = data.groupby("split", observed=True)["timestamp"].agg(["min", "max"])
+    assert t.loc["train", "max"] <= t.loc["validation", "min"]
+    assert t.loc["validation", "max"] <= t.loc["test", "min"]
+
+
+def test_genre_match_and_baseline_rule():
+    match = genre_match(pd.Series([1, 1, 2]), pd.Series(["a", "b", "a"]),
+                        pd.Series([["rock", "pop"], ["jazz"], ["rock", "pop"]]),
+                        pd.Series([["pop"], ["pop"], []]))
+    assert match.tolist() == [True, False, False]
+    rows = pd.DataFrame({"genre_match": match})
+    assert baseline_rule(rows).tolist() == [False, True, True]  # skip when no genre meets
+
+
+def test_training_evaluation_and_batch_scorer(skip_data, skip_params, tiny_catalogue,
+                                              tiny_tables):
+    data, genres = skip_data
+    (_, _, _, _, user_truth, track_truth, truth_params), _, _ = tiny_catalogue
+    users, artists, tracks = tiny_tables
+    svc, final, summary, trials = train_models(data, skip_params)
+    metrics, importance, curves = evaluate_skip_models(data, svc, final, user_truth,
+                                                       track_truth, truth_params, skip_params)
+    assert set(metrics) == {"baseline", "linear_svc", "final", "oracle"}
+    assert metrics["oracle"]["roc_auc"] > 0.6
+    assert "roc_auc" not in metrics["baseline"]  # a rule has no score to rank by
+    assert len(importance) == len(data.filter(like="fav_").columns) + 20
+    test = data[data["split"] == "test"]
+    pairs = pd.concat([test[["user_id", "track_id"]].head(5),
+                       pd.DataFrame({"user_id": [-7, int(test["user_id"].iloc[0])],
+                                     "track_id": [test["track_id"].iloc[0], "Z" * 22]})],
+                      ignore_index=True)
+    scored, counts = score_pairs(pairs, final, data, tracks, artists, users, genres,
+                                 skip_params)
+    assert counts == {"pairs": 7, "scored": 5, "unknown_user": 1, "unknown_track": 1}
+    prior = data.loc[data["split"] == "train", "skipped"].mean()
+    assert scored["skip_probability"].iloc[5:].tolist() == pytest.approx([prior, prior])
+    assert scored["fallback"].tolist()[5:] == ["unknown_user", "unknown_track"]
+    # Known pairs get the model's own probability for the same features.
+    cols = list(final.feature_names_in_)
+    direct = final.predict_proba(test[cols].head(5))[:, 1]
+    np.testing.assert_allclose(scored["skip_probability"].iloc[:5], direct, rtol=1e-6)
+    assert set(scored["prediction"]) <= {"SKIP", "PLAY"}
