@@ -35,20 +35,47 @@ def skip_data(tiny_session_tracks, tiny_tables, skip_params):
                               skip_params), genres
 
 
-def test_rates_leave_out_the_row_itself_and_never_see_test_rows(skip_data, skip_params):
+def test_training_rates_are_out_of_fold_and_test_rates_use_all_training(skip_data, skip_params):
     data, _ = skip_data
     m = skip_params["rate_smoothing"]
-    train = data[data["split"] == "train"]
+    fold = np.random.default_rng(skip_params["seed"]).integers(0, skip_params["rate_folds"],
+                                                               len(data))
+    train_mask = (data["split"] == "train").to_numpy()
+    train = data[train_mask]
     g = train["skipped"].mean()
-    row = train.iloc[0]
-    others = train[(train["user_id"] == row["user_id"]) & (train.index != train.index[0])]
+    i = int(np.flatnonzero(train_mask)[0])
+    row = data.iloc[i]
+    others = data[train_mask & (data["user_id"] == row["user_id"]).to_numpy()
+                  & (fold != fold[i])]
     expected = (others["skipped"].sum() + m * g) / (len(others) + m)
     assert row["user_skip_rate"] == pytest.approx(expected)
+    # Within a fold a user's rows share one rate, whatever their labels (leave-one-out would
+    # give skipped rows a lower rate than listened ones: a leak trees exploit).
+    same_fold = data[train_mask & (fold == fold[i])]
+    assert (same_fold.groupby("user_id")["user_skip_rate"].nunique() == 1).all()
     test = data[data["split"] == "test"]
     trow = test.iloc[0]
     same = train[train["track_id"] == trow["track_id"]]
     assert trow["track_skip_rate"] == pytest.approx((same["skipped"].sum() + m * g)
                                                     / (len(same) + m))
+
+
+def test_a_training_rows_own_label_never_moves_its_rates(tiny_session_tracks, tiny_tables,
+                                                         skip_params):
+    users, artists, tracks = tiny_tables
+    genres = genre_vocabulary(artists, users)
+    a = build_skip_dataset(tiny_session_tracks, tracks, artists, users, genres, skip_params)
+    flipped = tiny_session_tracks.copy()
+    train = flipped[(split_by_time(flipped, skip_params["split"]) == "train").to_numpy()]
+    first = train.index[0]
+    a_row = train.loc[first]
+    # Flip it, and one opposite row of another user and track so the global rate stays put.
+    partner = train[(train["skipped"] != a_row["skipped"]) & (train["user_id"] != a_row["user_id"])
+                    & (train["track_id"] != a_row["track_id"])].index[0]
+    flipped.loc[[first, partner], "skipped"] = ~flipped.loc[[first, partner], "skipped"]
+    b = build_skip_dataset(flipped, tracks, artists, users, genres, skip_params)
+    assert a.loc[first, "user_skip_rate"] == b.loc[first, "user_skip_rate"]
+    assert a.loc[first, "track_skip_rate"] == b.loc[first, "track_skip_rate"]
 
 
 def test_flipping_test_labels_changes_no_feature(tiny_session_tracks, tiny_tables, skip_params):

@@ -2,8 +2,7 @@
 
 One row per de-duplicated (session, user, track) play, labelled skipped / listened, with track
 features, genre match, premium flag and user / track skip rates. Rates come from the training
-period only; a training row's own outcome is left out of its rates (leave-one-out), and
-validation and test rows see training rates only.
+period only, out of fold for training rows; validation and test rows see training rates only.
 """
 
 from __future__ import annotations
@@ -66,16 +65,24 @@ def split_by_time(rows: pd.DataFrame, params: dict) -> pd.Series:
                      index=rows.index)
 
 
-def _rates(rows: pd.DataFrame, key: str, train: pd.Series, smoothing: float, global_rate: float
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Skip rate of each row's ``key`` from training rows; a training row's own label is left
-    out (leave-one-out), so no row's rate contains its own outcome."""
-    stats = rows[train].groupby(key)["skipped"].agg(["sum", "count"])
-    skips = rows[key].map(stats["sum"]).fillna(0).to_numpy(dtype=float)
-    count = rows[key].map(stats["count"]).fillna(0).to_numpy(dtype=float)
+def _rates(rows: pd.DataFrame, key: str, train: pd.Series, fold: np.ndarray, smoothing: float,
+           global_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Skip rate of each row's ``key`` from training rows, out of fold.
+
+    A training row in fold k gets the rate of the training rows in the other folds; other rows
+    get the rate of all training rows. No row's rate depends on its own label (leave-one-out
+    would: within a user, a skipped row would see a lower rate than a listened one, which a
+    tree learns and which does not carry over to new rows).
+    """
+    t = rows[train]
+    total = t.groupby(key)["skipped"].agg(["sum", "count"])
+    skips = rows[key].map(total["sum"]).fillna(0).to_numpy(dtype=float, copy=True)
+    count = rows[key].map(total["count"]).fillna(0).to_numpy(dtype=float, copy=True)
+    in_fold = t.groupby([key, fold[train.to_numpy()]])["skipped"].agg(["sum", "count"])
     own = train.to_numpy()
-    skips = skips - np.where(own, rows["skipped"].to_numpy(dtype=float), 0)
-    count = count - own
+    index = pd.MultiIndex.from_arrays([rows.loc[own, key], fold[own]])
+    skips[own] -= in_fold["sum"].reindex(index).to_numpy()
+    count[own] -= in_fold["count"].reindex(index).to_numpy()
     return (skips + smoothing * global_rate) / (count + smoothing), count
 
 
@@ -111,9 +118,10 @@ def build_skip_dataset(session_tracks: pd.DataFrame, tracks: pd.DataFrame,
     train = rows["split"] == "train"
     global_rate = float(rows.loc[train, "skipped"].mean())
     m = params["rate_smoothing"]
-    rows["user_skip_rate"], rows["user_train_rows"] = _rates(rows, "user_id", train, m,
+    fold = np.random.default_rng(params["seed"]).integers(0, params["rate_folds"], len(rows))
+    rows["user_skip_rate"], rows["user_train_rows"] = _rates(rows, "user_id", train, fold, m,
                                                               global_rate)
-    rows["track_skip_rate"], rows["track_train_rows"] = _rates(rows, "track_id", train, m,
+    rows["track_skip_rate"], rows["track_train_rows"] = _rates(rows, "track_id", train, fold, m,
                                                                 global_rate)
     rows = attach_features(rows, tracks, artists, users, genres)
     logger.info("Skip dataset: %d rows (%s), skip share %.3f", len(rows),
