@@ -154,14 +154,18 @@ def fit_skip_rates(session_tracks: pd.DataFrame, smoothing: float
     return rates("user_id"), rates("track_id"), global_rate
 
 
-def _multi_hot(lists: pd.Series, prefix: str, vocabulary: list[str]) -> pd.DataFrame:
-    exploded = lists.explode().dropna()
-    exploded = exploded[exploded.isin(vocabulary)]
-    onehot = pd.crosstab(exploded.index, pd.Categorical(exploded, categories=vocabulary),
-                         dropna=False)
-    onehot = onehot.reindex(index=lists.index, fill_value=0).clip(upper=1).astype("int8")
-    onehot.columns = [f"{prefix}{c}" for c in vocabulary]
-    return onehot
+def multi_hot(lists: pd.Series, prefix: str, vocabulary: list[str]) -> pd.DataFrame:
+    """0/1 indicator columns ``<prefix><item>`` for lists of items (items outside the
+    vocabulary are ignored), indexed like ``lists``; one scatter, no per-row loop."""
+    exploded = lists.explode()
+    codes = pd.Categorical(exploded, categories=vocabulary).codes
+    rows = np.repeat(np.arange(len(lists)), lists.map(lambda v: max(len(v), 1)
+                                                      if isinstance(v, list | np.ndarray)
+                                                      else 1).to_numpy())
+    onehot = np.zeros((len(lists), len(vocabulary)), dtype=np.int8)
+    hit = codes >= 0
+    onehot[rows[hit], codes[hit]] = 1
+    return pd.DataFrame(onehot, index=lists.index, columns=[f"{prefix}{c}" for c in vocabulary])
 
 
 def genre_vocabulary(artists: pd.DataFrame, users: pd.DataFrame) -> list[str]:
@@ -177,7 +181,7 @@ def build_user_features(users: pd.DataFrame, user_rates: pd.DataFrame, global_ra
     out = out.merge(user_rates[["user_id", "skip_rate", "train_rows"]], on="user_id", how="left")
     out["skip_rate"] = out["skip_rate"].fillna(global_rate)
     out["train_rows"] = out["train_rows"].fillna(0).astype("int64")
-    fav = _multi_hot(users["favourite_genres"].reset_index(drop=True), "fav_", genres)
+    fav = multi_hot(users["favourite_genres"].reset_index(drop=True), "fav_", genres)
     return pd.concat([out.reset_index(drop=True), fav], axis=1)
 
 
@@ -216,7 +220,7 @@ def build_track_features(tracks: pd.DataFrame, artists: pd.DataFrame, scaler: Pi
     track_genres = base[["artist_id"]].merge(artists[["artist_id", "genres"]], on="artist_id",
                                              how="left")["genres"]
     track_genres = track_genres.map(lambda g: g if isinstance(g, list | np.ndarray) else [])
-    return pd.concat([base, z, _multi_hot(track_genres, "genre_", genres)], axis=1)
+    return pd.concat([base, z, multi_hot(track_genres, "genre_", genres)], axis=1)
 
 
 def _feature_matrix(table: pd.DataFrame, id_col: str, columns: list[str], mapping: dict,

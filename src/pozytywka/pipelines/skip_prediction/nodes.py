@@ -34,6 +34,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
+from pozytywka.pipelines.feature_engineering.nodes import multi_hot
 from pozytywka.pipelines.synthetic_data import truth
 
 matplotlib.use("Agg")
@@ -99,11 +100,7 @@ def attach_features(rows: pd.DataFrame, tracks: pd.DataFrame, artists: pd.DataFr
                                       rows["favourite_genres"])
     for c in [*TRACK_NUMERIC, "explicit", "premium_user"]:
         rows[c] = rows[c].astype("float64")
-    fav = rows["favourite_genres"].explode().dropna()
-    fav = fav[fav.isin(genres)]
-    onehot = pd.crosstab(fav.index, pd.Categorical(fav, categories=genres), dropna=False)
-    onehot = onehot.reindex(rows.index, fill_value=0).clip(upper=1).astype("int8")
-    onehot.columns = [f"fav_{g}" for g in genres]
+    onehot = multi_hot(rows["favourite_genres"], "fav_", genres)
     return pd.concat([rows.drop(columns=["genres", "favourite_genres", "artist_id"]), onehot],
                      axis=1)
 
