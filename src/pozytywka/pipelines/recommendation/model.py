@@ -13,6 +13,13 @@ from lightfm import LightFM
 logger = logging.getLogger(__name__)
 
 
+def ordered_ids(dataset) -> tuple[np.ndarray, np.ndarray]:
+    """User ids and track ids of a ``lightfm.data.Dataset``, in matrix row / column order."""
+    user_map, _, item_map, _ = dataset.mapping()
+    return (np.array(sorted(user_map, key=user_map.get)),
+            np.array(sorted(item_map, key=item_map.get)))
+
+
 def threads(num_threads: int) -> int:
     """``num_threads`` for LightFM; 0 means every core."""
     return num_threads if num_threads > 0 else (os.cpu_count() or 1)

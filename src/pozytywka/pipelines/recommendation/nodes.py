@@ -27,7 +27,7 @@ from .groups import (
 )
 from .metrics import Scorer, evaluate_ranking, top_k
 from .mlflow_model import LightFMRecommender
-from .model import EmbeddingScorer, fit_epochs, new_model
+from .model import EmbeddingScorer, fit_epochs, new_model, ordered_ids
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -104,9 +104,7 @@ def oracle_scorer(user_truth: pd.DataFrame, track_truth: pd.DataFrame, truth_par
     generator's pick among ``candidates_per_play`` surfaced tracks; with few candidates the
     true pick is flatter, so this ceiling is close to, not exactly, the Bayes-optimal one.
     """
-    user_map, _, item_map, _ = dataset.mapping()
-    user_ids = np.array(sorted(user_map, key=user_map.get))
-    track_ids = np.array(sorted(item_map, key=item_map.get))
+    user_ids, track_ids = ordered_ids(dataset)
     missing = set(user_ids) - set(user_truth["user_id"]) | set(track_ids) - set(
         track_truth["track_id"])
     if missing:
@@ -302,9 +300,7 @@ def recommend_for_users(model: LightFM, data: dict, dataset: Dataset,
     """Top-k tracks per user (tracks the user already played excluded if configured)."""
     k = params["recommendations"]["k"]
     scorer = EmbeddingScorer(model, user_features, item_features)
-    user_map, _, item_map, _ = dataset.mapping()
-    user_ids = np.array(sorted(user_map, key=user_map.get))
-    track_ids = np.array(sorted(item_map, key=item_map.get))
+    user_ids, track_ids = ordered_ids(dataset)
     rows = []
     for lo in range(0, len(user_ids), 1024):
         users = np.arange(lo, min(lo + 1024, len(user_ids)))
@@ -324,11 +320,9 @@ def recommend_for_users(model: LightFM, data: dict, dataset: Dataset,
 def package_model(model: LightFM, data: dict, dataset: Dataset, user_features: sp.csr_matrix,
                   item_features: sp.csr_matrix, params: dict) -> LightFMRecommender:
     """The final model as an MLflow pyfunc model (logged to the run by the catalog)."""
-    user_map, _, item_map, _ = dataset.mapping()
-    return LightFMRecommender(EmbeddingScorer(model, user_features, item_features),
-                              np.array(sorted(user_map, key=user_map.get)),
-                              np.array(sorted(item_map, key=item_map.get)),
-                              data["train_known"], params["recommendations"]["k"])
+    user_ids, track_ids = ordered_ids(dataset)
+    return LightFMRecommender(EmbeddingScorer(model, user_features, item_features), user_ids,
+                              track_ids, data["train_known"], params["recommendations"]["k"])
 
 
 # ---- evaluation ------------------------------------------------------------------------------

@@ -66,6 +66,19 @@ def split_by_time(rows: pd.DataFrame, params: dict) -> pd.Series:
                      index=rows.index)
 
 
+def _training_counts(train_rows: pd.DataFrame, key: str, keys: pd.Series
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Skips and rows of each ``keys`` value in the training rows (0 for unseen values)."""
+    total = train_rows.groupby(key)["skipped"].agg(["sum", "count"])
+    return (keys.map(total["sum"]).fillna(0).to_numpy(dtype=float, copy=True),
+            keys.map(total["count"]).fillna(0).to_numpy(dtype=float, copy=True))
+
+
+def _smoothed(skips: np.ndarray, count: np.ndarray, smoothing: float, global_rate: float
+              ) -> np.ndarray:
+    return (skips + smoothing * global_rate) / (count + smoothing)
+
+
 def _rates(rows: pd.DataFrame, key: str, train: pd.Series, fold: np.ndarray, smoothing: float,
            global_rate: float) -> tuple[np.ndarray, np.ndarray]:
     """Skip rate of each row's ``key`` from training rows, out of fold.
@@ -76,15 +89,13 @@ def _rates(rows: pd.DataFrame, key: str, train: pd.Series, fold: np.ndarray, smo
     tree learns and which does not carry over to new rows).
     """
     t = rows[train]
-    total = t.groupby(key)["skipped"].agg(["sum", "count"])
-    skips = rows[key].map(total["sum"]).fillna(0).to_numpy(dtype=float, copy=True)
-    count = rows[key].map(total["count"]).fillna(0).to_numpy(dtype=float, copy=True)
+    skips, count = _training_counts(t, key, rows[key])
     in_fold = t.groupby([key, fold[train.to_numpy()]])["skipped"].agg(["sum", "count"])
     own = train.to_numpy()
     index = pd.MultiIndex.from_arrays([rows.loc[own, key], fold[own]])
     skips[own] -= in_fold["sum"].reindex(index).to_numpy()
     count[own] -= in_fold["count"].reindex(index).to_numpy()
-    return (skips + smoothing * global_rate) / (count + smoothing), count
+    return _smoothed(skips, count, smoothing, global_rate), count
 
 
 def attach_features(rows: pd.DataFrame, tracks: pd.DataFrame, artists: pd.DataFrame,
@@ -364,12 +375,10 @@ def score_pairs(pairs: pd.DataFrame, model, dataset: pd.DataFrame, tracks: pd.Da
         rows = out[ok].copy()
         m = params["rate_smoothing"]
         for key in ["user_id", "track_id"]:
-            stats = train.groupby(key)["skipped"].agg(["sum", "count"])
-            skips = rows[key].map(stats["sum"]).fillna(0)
-            count = rows[key].map(stats["count"]).fillna(0)
+            skips, count = _training_counts(train, key, rows[key])
             prefix = key.split("_")[0]
-            rows[f"{prefix}_skip_rate"] = ((skips + m * prior) / (count + m)).to_numpy()
-            rows[f"{prefix}_train_rows"] = count.to_numpy()
+            rows[f"{prefix}_skip_rate"] = _smoothed(skips, count, m, prior)
+            rows[f"{prefix}_train_rows"] = count
         rows = attach_features(rows.reset_index(drop=True), tracks, artists, users, genres)
         cols = feature_columns(dataset)
         out.loc[ok, "skip_probability"] = _score(model, rows[cols]).astype(float)

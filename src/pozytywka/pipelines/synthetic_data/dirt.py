@@ -52,11 +52,13 @@ class _Injector:
             self.counts[kind] = self.counts.get(kind, 0) + n
         return rows
 
-    def add_copies(self, kind: str, n: int, edit) -> None:
-        """Add ``n`` copies of random original rows, each altered by ``edit(copy_frame)``."""
-        if n == 0 or self.df.empty:
+    def add_copies(self, kind: str, n: int, edit, sources: np.ndarray | None = None) -> None:
+        """Add ``n`` copies of random original rows (drawn from ``sources`` positions if
+        given), each altered by ``edit(copy_frame)``."""
+        pool = np.arange(len(self.df)) if sources is None else sources
+        if n == 0 or len(pool) == 0:
             return
-        src = self.rng.integers(0, len(self.df), n)
+        src = pool[self.rng.integers(0, len(pool), n)]
         copies = self.df.iloc[src].copy()
         copies.index = src
         edit(copies)
@@ -184,24 +186,15 @@ def dirty_sessions(events: pd.DataFrame, known_users: np.ndarray, rates: dict, r
     df.iloc[rows, df.columns.get_loc("event_type")] = (
         df["event_type"].iloc[rows].str.upper().to_numpy())
 
-    def copies_of_track_events(kind, count, edit):
-        if count == 0 or len(on_track) == 0:
-            return
-        src = on_track[rng.integers(0, len(on_track), count)]
-        c = inj.df.iloc[src].copy()
-        c.index = src
-        edit(c)
-        inj.extra.append(c)
-        inj.counts[kind] = inj.counts.get(kind, 0) + count
-
     k_null, k_unknown = _count(rates["null_id"], n), _count(rates["unknown_id"], n)
     inj.add_copies("null_user_id", k_null, lambda c: c.__setitem__("user_id", pd.NA))
-    copies_of_track_events("null_track_id", k_null, lambda c: c.__setitem__("track_id", None))
+    inj.add_copies("null_track_id", k_null, lambda c: c.__setitem__("track_id", None),
+                   sources=on_track)
     max_user = int(known_users.max())
     inj.add_copies("unknown_user_id", k_unknown, lambda c: c.__setitem__(
         "user_id", rng.integers(max_user + 1, max_user + 10_000, len(c))))
-    copies_of_track_events("unknown_track_id", k_unknown, lambda c: c.__setitem__(
-        "track_id", base62_ids(rng, len(c))))
+    inj.add_copies("unknown_track_id", k_unknown, lambda c: c.__setitem__(
+        "track_id", base62_ids(rng, len(c))), sources=on_track)
     k_invalid = _count(rates["invalid_value"], n)
     inj.add_copies("unknown_event_type", k_invalid, lambda c: c.__setitem__(
         "event_type", rng.choice(["pause", "seek", "share", ""], len(c))))
