@@ -1,5 +1,6 @@
 """Project datasets: thin extensions of kedro-datasets where the project needs a guarantee."""
 
 from .generated_text import GeneratedTextDataset
+from .incoming import IncomingJsonlDataset
 
-__all__ = ["GeneratedTextDataset"]
+__all__ = ["GeneratedTextDataset", "IncomingJsonlDataset"]

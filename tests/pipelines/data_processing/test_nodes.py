@@ -16,6 +16,7 @@ from pozytywka.pipelines.data_processing.nodes import (
     merge_listening_events,
     parse_jsonl,
     report_data_quality,
+    with_incoming,
 )
 from pozytywka.pipelines.synthetic_data.nodes import write_dirty_exports
 
@@ -248,3 +249,12 @@ def test_merge_and_report(users, artists, tracks):
         report_data_quality({"brand_new_kind": 1}, {}, {}, {}, users, artists, tracks, events,
                             empty, empty, empty, srej)
     assert len(rejected) == 1
+
+
+def test_incoming_files_follow_the_export_in_name_order():
+    incoming = {"2026-11-23": lambda: '{"b": 2}\n', "2026-11-22": lambda: '{"a": 1}\n\n',
+                "2026-11-24": lambda: ""}
+    assert with_incoming('{"x": 0}\n', incoming) == '{"x": 0}\n{"a": 1}\n{"b": 2}\n'
+    assert with_incoming("", incoming) == '{"a": 1}\n{"b": 2}\n'
+    assert with_incoming('{"x": 0}', {}) == '{"x": 0}\n'
+    assert with_incoming("", {}) == ""

@@ -219,6 +219,19 @@ def _text(s: pd.Series | None, index) -> pd.Series:
     return s.astype("string")
 
 
+def with_incoming(export: str, incoming: dict) -> str:
+    """The raw export followed by every file the serving API recorded (in name order, i.e. by
+    day), so new events and users go through the same validation and defect counting. Line
+    numbers in the rejects count on from the end of the main export."""
+    parts = [export.rstrip("\n")] if export.strip() else []
+    for name in sorted(incoming):
+        text = incoming[name]().strip("\n")
+        if text:
+            parts.append(text)
+            logger.info("Incoming %s: %d lines", name, text.count("\n") + 1)
+    return "\n".join(parts) + "\n" if parts else ""
+
+
 def clean_users(text: str) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Users: integer ids, favourite genres as lists, premium as bool."""
     df, malformed = parse_jsonl(text, "users")

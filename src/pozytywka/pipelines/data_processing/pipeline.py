@@ -9,19 +9,24 @@ from .nodes import (
     clean_users,
     merge_listening_events,
     report_data_quality,
+    with_incoming,
 )
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(clean_users, "raw_users", ["users", "users_quality", "users_rejected"],
+            Node(with_incoming, ["raw_users", "incoming_users"], "users_export",
+                 name="append_incoming_users"),
+            Node(with_incoming, ["raw_sessions", "incoming_sessions"], "sessions_export",
+                 name="append_incoming_sessions"),
+            Node(clean_users, "users_export", ["users", "users_quality", "users_rejected"],
                  name="clean_users"),
             Node(clean_artists, "raw_artists", ["artists", "artists_quality", "artists_rejected"],
                  name="clean_artists"),
             Node(clean_tracks, ["raw_tracks", "artists"],
                  ["tracks", "tracks_quality", "tracks_rejected"], name="clean_tracks"),
-            Node(clean_sessions, ["raw_sessions", "users", "tracks"],
+            Node(clean_sessions, ["sessions_export", "users", "tracks"],
                  ["events", "sessions_quality", "sessions_rejected"], name="clean_sessions"),
             Node(merge_listening_events, ["events", "tracks", "artists", "users"],
                  "listening_events", name="merge_listening_events"),
