@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from pozytywka.pipelines.recommendation.groups import (
+    STRATEGIES,
     borda,
+    candidate_group_playlist,
     clustering_score,
     gfar,
     group_playlist,
@@ -88,3 +90,29 @@ def test_member_satisfaction():
     assert sat["precision"].tolist() == pytest.approx([1 / 3, 0, 0])
     assert sat["recall"][:2].tolist() == [1.0, 0.0] and np.isnan(sat["recall"][2])
     assert sat["ndcg"][0] == pytest.approx((1 / np.log2(3)) / 1.0)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_candidate_playlist_equals_the_full_computation(strategy):
+    """Pruned to each member's best items, the playlist is still exactly group_playlist's, on
+    correlated and uncorrelated members, with ties and exclusions."""
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        m, n_items, n = int(rng.integers(2, 11)), int(rng.integers(60, 2500)), int(
+            rng.integers(1, 40))
+        taste = rng.normal(size=n_items)
+        scores = (trial % 2) * taste + rng.normal(size=(m, n_items))
+        if trial % 3 == 0:
+            scores = np.round(scores, 1)  # many ties
+        excluded = rng.random(n_items) < 0.1 if trial % 4 else None
+        top = 20 if strategy == "gfar" else 100
+        got, cut = candidate_group_playlist(scores, n, strategy, excluded, top,
+                                            candidates=int(rng.integers(5, 300)))
+        assert np.array_equal(got, group_playlist(scores, n, strategy, excluded, top)), trial
+
+
+def test_candidate_playlist_prunes_when_members_agree():
+    rng = np.random.default_rng(0)
+    scores = 3 * rng.normal(size=10_000) + rng.normal(size=(6, 10_000))
+    _, cut = candidate_group_playlist(scores, 20, "mean_rank", None, 100, candidates=200)
+    assert cut < 10_000

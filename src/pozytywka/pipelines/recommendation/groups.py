@@ -108,3 +108,65 @@ def member_satisfaction(playlist: np.ndarray, liked: list[np.ndarray]) -> dict[s
         ideal = discounts[:min(len(likes), n)].sum()
         out["ndcg"].append((hit * discounts[:len(playlist)]).sum() / ideal if ideal else np.nan)
     return {k: np.array(v) for k, v in out.items()}
+
+
+def _average_ranks(sorted_ascending: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Rank (1 = best, ties averaged) of ``values`` among a row sorted ascending, as
+    ``rankdata(-row, method="average")`` gives it."""
+    n = len(sorted_ascending)
+    greater = n - np.searchsorted(sorted_ascending, values, side="right")
+    greater_or_equal = n - np.searchsorted(sorted_ascending, values, side="left")
+    return (greater + greater_or_equal + 1) / 2.0
+
+
+def candidate_group_playlist(scores: np.ndarray, n: int, strategy: str = "mean_rank",
+                             excluded: np.ndarray | None = None, top: int = 100,
+                             candidates: int = 200) -> tuple[np.ndarray, int]:
+    """``group_playlist`` without ranking every item for every member: the same playlist.
+
+    Only the pool of items in some member's best ``cut`` (from ``max(candidates, top, n)``) is
+    aggregated, with exact ranks from one value sort per member. An item outside the pool ranks
+    below the cut for every member, which bounds what it could score; while that bound cannot
+    rule such items out (members with little in common), the cut doubles, up to every item.
+    Returns (item indices, the cut that sufficed).
+    """
+    if strategy not in AGGREGATORS:
+        raise ValueError(f"unknown group strategy {strategy!r}; choose from {STRATEGIES}")
+    scores = np.asarray(scores)
+    if excluded is not None:
+        scores = np.where(excluded[None, :], -np.inf, scores)
+    n_members, n_items = scores.shape
+    ordered = np.sort(scores, axis=1)
+    cut = min(n_items, max(candidates, top, n))
+    while True:
+        threshold = ordered[:, n_items - cut]
+        pool = np.flatnonzero((scores >= threshold[:, None]).any(axis=0))
+        ranks = np.empty((n_members, len(pool)))
+        for m in range(n_members):  # one row per member: a handful
+            ranks[m] = _average_ranks(ordered[m], scores[m, pool])
+        # The cut-th best score's rank: every item outside the pool ranks below it.
+        floor = np.array([_average_ranks(ordered[m], threshold[m:m + 1])[0]
+                          for m in range(n_members)])
+        pool_excluded = None if excluded is None else excluded[pool]
+        chosen = AGGREGATORS[strategy](ranks, n, excluded=pool_excluded, top=top)
+        if len(pool) == n_items or _rules_out_the_rest(strategy, ranks[:, chosen], floor, n,
+                                                       n_items, top):
+            return pool[chosen], cut
+        cut = min(n_items, 2 * cut)
+
+
+def _rules_out_the_rest(strategy: str, chosen_ranks: np.ndarray, floor: np.ndarray, n: int,
+                        n_items: int, top: int) -> bool:
+    """Whether no item outside the pool (rank worse than ``floor`` for every member) could
+    displace the last chosen item (ties go to the lower index, so the bound is strict)."""
+    if chosen_ranks.shape[1] < n:
+        return False
+    last = chosen_ranks[:, -1]
+    if strategy == "mean_rank":
+        return bool(last.mean() < floor.mean())
+    if strategy == "least_misery":
+        return bool(last.max() + last.mean() / (n_items + 1)
+                    < floor.max() + floor.mean() / (n_items + 1))
+    # borda, gfar: outside the pool every member gives 0 points; every pick must have some.
+    points = np.clip(top + 1 - chosen_ranks, 0, None).sum(axis=0)
+    return bool(floor.min() > top and points.min() > 0)
