@@ -1,4 +1,8 @@
-"""The trained recommender as an MLflow pyfunc model: user ids in, top-k tracks out."""
+"""The trained recommender as an MLflow pyfunc model: user ids in, top-k tracks out.
+
+The same object is what the serving API loads (from the local files or from an MLflow model
+URI), so it also carries what cold start needs: the embeddings of the user features.
+"""
 
 from __future__ import annotations
 
@@ -17,13 +21,44 @@ class LightFMRecommender(mlflow.pyfunc.PythonModel):
     ``predict`` takes a frame with ``user_id`` (and optionally ``k``) and returns one row per
     recommended track: ``user_id``, ``rank``, ``track_id``, ``score``. Tracks the user already
     played are left out; unknown users get an empty answer.
+
+    ``user_feature_embeddings`` / ``user_feature_biases`` (one row per user feature, named by
+    ``user_feature_index``) build a representation for a user the model has not seen from their
+    favourite genres (and premium flag), normalised as training rows were (``normalize``).
     """
 
     def __init__(self, scorer: EmbeddingScorer, user_ids: np.ndarray, track_ids: np.ndarray,
-                 known: sp.csr_matrix, k: int):
+                 known: sp.csr_matrix, k: int, user_feature_embeddings: np.ndarray | None = None,
+                 user_feature_biases: np.ndarray | None = None,
+                 user_feature_index: dict[str, int] | None = None, normalize: bool = True,
+                 identity_features: bool = True):
         self.scorer, self.user_ids, self.track_ids = scorer, user_ids, track_ids
         self.user_index = {u: i for i, u in enumerate(user_ids)}
         self.known, self.k = known, k
+        self.user_feature_embeddings = user_feature_embeddings
+        self.user_feature_biases = user_feature_biases
+        self.user_feature_index = user_feature_index or {}
+        self.normalize, self.identity_features = normalize, identity_features
+
+    def cold_start_representation(self, favourite_genres: list[str], premium: bool
+                                  ) -> tuple[float, np.ndarray]:
+        """(bias, embedding) of a user known only by favourite genres and premium flag.
+
+        Features are weighted as in a training row; a trained user's identity feature carries
+        their own taste, which a new user does not have yet, so it contributes nothing.
+        """
+        if self.user_feature_embeddings is None:
+            raise ValueError("this model was packaged without user-feature embeddings")
+        names = [f"fav_{g}" for g in favourite_genres]
+        if premium:
+            names.append("premium_user")
+        cols = sorted({self.user_feature_index[n] for n in names if n in self.user_feature_index})
+        weight = 1.0
+        if self.normalize:
+            weight = 1.0 / max(len(cols) + int(self.identity_features), 1)
+        emb = weight * self.user_feature_embeddings[cols].sum(axis=0)
+        bias = weight * float(self.user_feature_biases[cols].sum())
+        return bias, emb.astype(np.float32)
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         k = int(model_input["k"].iloc[0]) if "k" in model_input else self.k

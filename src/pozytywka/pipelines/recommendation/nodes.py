@@ -318,11 +318,21 @@ def recommend_for_users(model: LightFM, data: dict, dataset: Dataset,
 
 
 def package_model(model: LightFM, data: dict, dataset: Dataset, user_features: sp.csr_matrix,
-                  item_features: sp.csr_matrix, params: dict) -> LightFMRecommender:
-    """The final model as an MLflow pyfunc model (logged to the run by the catalog)."""
+                  item_features: sp.csr_matrix, params: dict, feature_params: dict
+                  ) -> LightFMRecommender:
+    """The final model as an MLflow pyfunc model (logged to the run by the catalog); the
+    serving API loads the same object."""
     user_ids, track_ids = ordered_ids(dataset)
-    return LightFMRecommender(EmbeddingScorer(model, user_features, item_features), user_ids,
-                              track_ids, data["train_known"], params["recommendations"]["k"])
+    _, user_feature_index, _, _ = dataset.mapping()
+    lightfm = feature_params["lightfm"]
+    return LightFMRecommender(
+        EmbeddingScorer(model, user_features, item_features), user_ids, track_ids,
+        data["train_known"], params["recommendations"]["k"],
+        user_feature_embeddings=model.user_embeddings.copy(),
+        user_feature_biases=model.user_biases.copy(),
+        user_feature_index=dict(user_feature_index),
+        normalize=bool(lightfm["normalize_features"]),
+        identity_features=bool(lightfm["identity_features"]))
 
 
 # ---- evaluation ------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  "user_recommendations", name="recommend_for_users"),
             Node(package_model,
                  ["lightfm_model", "recommendation_data", "lightfm_dataset", *FEATURES,
-                  "params:recommendation"],
+                  "params:recommendation", "params:feature_engineering"],
                  "recommender_mlflow_model", name="package_model"),
             Node(evaluate_recommenders,
                  ["lightfm_model", "recommendation_data", "lightfm_dataset", *FEATURES,
