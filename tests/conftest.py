@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import pytest
 import yaml
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
 
 from pozytywka.pipelines.data_processing.nodes import (
     clean_artists,
@@ -99,3 +102,32 @@ def tiny_features(tiny_tables, tiny_session_tracks):
     scaler = fit_track_scaler(tracks, tiny_session_tracks)
     tf = build_track_features(tracks, artists, scaler, t_rates, g, genres)
     return interactions, build_lightfm_inputs(interactions, uf, tf, params["lightfm"])
+
+
+def make_project(root: Path) -> Path:
+    """A throwaway copy of the project's configuration, with empty data folders."""
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    for name in ["pyproject.toml", ".telemetry"]:
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    (root / "src").mkdir()  # the package itself is imported from the installed project
+    for layer in ["01_raw", "08_reporting"]:
+        (root / "data" / layer).mkdir(parents=True)
+    return root
+
+
+def run_project(root: Path, **kwargs):
+    """``kedro run --env tiny`` (or a part of it) in ``root``, from that directory."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        bootstrap_project(root)
+        with KedroSession.create(project_path=root, env="tiny") as session:
+            return session.run(**kwargs)
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory) -> Path:
+    """A project copy after the whole default pipeline on the tiny catalogue (run once)."""
+    root = make_project(tmp_path_factory.mktemp("trained_project"))
+    run_project(root)
+    return root

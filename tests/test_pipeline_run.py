@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
 from kedro.io.core import DatasetError
+
+from tests.conftest import run_project
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,28 +18,11 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
-    """A throwaway copy of the project's configuration, run from its own directory."""
-    root = tmp_path_factory.mktemp("project")
-    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
-    (root / "conf" / "local").mkdir()
-    for name in ["pyproject.toml", ".telemetry"]:
-        shutil.copy(PROJECT_ROOT / name, root / name)
-    (root / "src").mkdir()  # the package itself is imported from the installed project
-    for layer in ["01_raw", "08_reporting"]:
-        (root / "data" / layer).mkdir(parents=True)
-    return root
+def project(trained_project):
+    return trained_project
 
 
-def run(root: Path, monkeypatch, **kwargs):
-    monkeypatch.chdir(root)
-    bootstrap_project(root)
-    with KedroSession.create(project_path=root, env="tiny") as session:
-        return session.run(**kwargs)
-
-
-def test_default_pipeline_end_to_end(project, monkeypatch):
-    run(project, monkeypatch)
+def test_default_pipeline_end_to_end(project):
     data = project / "data"
     for table in ["users", "artists", "tracks", "events", "listening_events"]:
         assert len(pd.read_parquet(data / "03_primary" / f"{table}.parquet")) > 0
@@ -86,17 +68,17 @@ def test_default_pipeline_end_to_end(project, monkeypatch):
     assert any(m.source_run_id == last["run_id"] for m in logged)
 
 
-def test_user_export_is_never_overwritten(project, monkeypatch):
+def test_user_export_is_never_overwritten(project):
     """With a person's own file in data/01_raw, generation stops before any node runs."""
     own = project / "data" / "01_raw" / "users.jsonl"
     own.write_text(own.read_text())  # same content, but the sidecar hash no longer vouches...
     (project / "data" / "01_raw" / "users.jsonl.generated.sha256").unlink()
     before = {p: p.stat().st_mtime_ns for p in (project / "data").rglob("*") if p.is_file()}
     with pytest.raises(DatasetError, match="not written by the synthetic generator"):
-        run(project, monkeypatch)
+        run_project(project)
     after = {p: p.stat().st_mtime_ns for p in (project / "data").rglob("*") if p.is_file()}
     assert before == after
     # ...and from_raw processes it as it is.
-    run(project, monkeypatch, pipeline_names=["from_raw"])
+    run_project(project, pipeline_names=["from_raw"])
     assert own.exists() and not (project / "data" / "01_raw" /
                                  "users.jsonl.generated.sha256").exists()

@@ -15,5 +15,7 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     # An environment such as conf/tiny overrides single nested keys, not whole blocks.
-    "merge_strategy": {"parameters": "soft"},
+    "merge_strategy": {"parameters": "soft", "serving": "soft"},
+    # conf/<env>/serving.yml: the FastAPI service (`pozytywka serve`).
+    "config_patterns": {"serving": ["serving*", "serving/**"]},
 }

@@ -1,0 +1,191 @@
+"""Start-up: the artifacts the pipelines saved, read through the project's own catalog (or
+MLflow model URIs), checked, and said out loud."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kedro.config import MissingConfigException
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+from kedro.io.core import DatasetError
+
+from pozytywka.pipelines.recommendation.nodes import package_model
+
+from .catalogue import Catalogue, UserProfile
+from .incoming import IncomingWriter
+from .prediction_log import PredictionLog
+from .recommender import RecommenderEngine
+from .skip import SkipEngine
+
+logger = logging.getLogger(__name__)
+
+API_KEY_ENV = "POZYTYWKA_API_KEY"
+
+
+class StartupError(RuntimeError):
+    """The service cannot start; the message says why and what to do."""
+
+
+@dataclass
+class ServiceState:
+    recommender: RecommenderEngine
+    skip: SkipEngine
+    catalogue: Catalogue
+    log: PredictionLog
+    events: IncomingWriter
+    users_writer: IncomingWriter
+    config: dict
+    versions: dict[str, str]
+    sources: dict[str, str]
+    api_key: str | None = field(repr=False, default=None)
+
+    def summary(self) -> list[str]:
+        r = self.recommender
+        return [
+            f"recommender {self.versions['recommender']} from {self.sources['recommender']}: "
+            f"{len(r.user_emb):,} users x {r.n_tracks:,} tracks, "
+            f"{r.item_emb.shape[1]} components",
+            f"skip model {self.versions['skip']} from {self.sources['skip']}: "
+            f"{len(self.skip.columns)} features, training skip share {self.skip.prior:.3f}",
+            f"similar tracks: {'HNSW index' if r.index is not None else 'exact search'} "
+            f"({r.n_tracks:,} tracks, HNSW from "
+            f"{self.config['similar_tracks']['ann_threshold']:,})",
+            f"users known: {len(self.catalogue.users):,} (cold start for those the model lacks)",
+            f"prediction log: {self.log.path} ({self.log.count():,} records)",
+            f"events recorded to: {self.events.directory}",
+            "write endpoints: " + ("API key configured" if self.api_key else
+                                   f"DISABLED, no API key (set {API_KEY_ENV} or "
+                                   "serving_api_key in conf/local/credentials.yml)"),
+        ]
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p)
+    return h.hexdigest()[:12]
+
+
+def _load(catalog, name: str):
+    try:
+        return catalog.load(name)
+    except DatasetError as exc:
+        raise StartupError(
+            f"cannot load '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}). "
+            "Run `kedro run` first to train and save the models, or point "
+            "conf/<env>/serving.yml models.*_uri at MLflow models.") from exc
+
+
+def load_service(project_path: str | Path = ".", env: str | None = None,
+                 overrides: dict | None = None) -> ServiceState:
+    """Everything the API needs, from the project at ``project_path`` (its catalog, parameters
+    and conf/<env>/serving.yml, with ``overrides`` merged over the latter)."""
+    project_path = Path(project_path).resolve()
+    bootstrap_project(project_path)
+    with KedroSession.create(project_path=project_path, env=env) as session:
+        context = session.load_context()
+    catalog, conf = context.catalog, context.config_loader
+    config = _merge(conf["serving"], overrides or {})
+    params = context.params
+    try:
+        credentials = conf["credentials"] or {}
+    except MissingConfigException:
+        credentials = {}
+    api_key = os.environ.get(API_KEY_ENV) or credentials.get("serving_api_key")
+
+    models = config["models"]
+    if models.get("recommender_uri"):
+        recommender = _mlflow_recommender(models["recommender_uri"])
+        rec_source = models["recommender_uri"]
+    else:
+        model = _load(catalog, "lightfm_model")
+        dataset = _load(catalog, "lightfm_dataset")
+        recommender = package_model(
+            model, {"train_known": _load(catalog, "recommendation_data")["train_known"]},
+            dataset, _load(catalog, "user_feature_matrix"),
+            _load(catalog, "item_feature_matrix"), params["recommendation"],
+            params["feature_engineering"])
+        rec_source = "catalog: lightfm_model, lightfm_dataset, *_feature_matrix"
+    if models.get("skip_uri"):
+        import mlflow.sklearn  # noqa: PLC0415
+
+        try:
+            skip_model = mlflow.sklearn.load_model(models["skip_uri"])
+        except Exception as exc:  # MLflow raises many kinds; all mean "cannot start"
+            raise StartupError(f"cannot load skip model {models['skip_uri']}: {exc}") from exc
+        skip_source = models["skip_uri"]
+    else:
+        skip_model = _load(catalog, "skip_model")
+        skip_source = "catalog: skip_model"
+
+    tracks, artists = _load(catalog, "tracks"), _load(catalog, "artists")
+    users = _load(catalog, "users")
+    catalogue = Catalogue.build(recommender.track_ids, tracks, artists, users,
+                                _load(catalog, "genre_vocabulary"))
+    users_writer = IncomingWriter(_incoming_path(conf, project_path, "users"))
+    _register_incoming_users(catalogue, users_writer)
+    engine = RecommenderEngine(recommender, catalogue, config,
+                               params["recommendation"]["groups"])
+    skip = SkipEngine(skip_model, _load(catalog, "skip_dataset"), tracks, catalogue,
+                      params["skip_prediction"])
+    log_path = Path(config["prediction_log"]["path"])
+    log = PredictionLog(log_path if log_path.is_absolute() else project_path / log_path,
+                        config["prediction_log"]["synchronous"])
+    versions = {
+        "recommender": "lightfm-" + _digest(engine.item_emb.tobytes(), engine.user_emb.tobytes()),
+        "skip": f"{type(skip_model).__name__.lower()}-" + _digest(pickle.dumps(skip_model)),
+    }
+    state = ServiceState(engine, skip, catalogue, log,
+                         IncomingWriter(_incoming_path(conf, project_path, "sessions")),
+                         users_writer, config, versions,
+                         {"recommender": rec_source, "skip": skip_source}, api_key)
+    for line in state.summary():
+        logger.info("Serving: %s", line)
+    return state
+
+
+def _merge(base: dict, overrides: dict) -> dict:
+    out = dict(base)
+    for key, value in overrides.items():
+        out[key] = (_merge(out[key], value) if isinstance(value, dict)
+                    and isinstance(out.get(key), dict) else value)
+    return out
+
+
+def _incoming_path(conf, project_path: Path, file: str) -> Path:
+    """The directory of the ``incoming_{file}`` catalog entry (one source of truth for the
+    service that writes and the pipeline that reads)."""
+    entry = conf["catalog"]["incoming_{file}"]
+    path = Path(entry["path"].replace("{file}", file))
+    return path if path.is_absolute() else project_path / path
+
+
+def _register_incoming_users(catalogue: Catalogue, writer: IncomingWriter) -> None:
+    """Users registered through the API since the last pipeline run are known again after a
+    restart (the last registration of an id wins; ids in the user table stay as they are)."""
+    for record in writer.read_all():
+        user_id = record.get("user_id")
+        if isinstance(user_id, int) and user_id not in catalogue.users:
+            catalogue.users[user_id] = UserProfile(tuple(record.get("favourite_genres") or ()),
+                                                   bool(record.get("premium_user")))
+
+
+def _mlflow_recommender(uri: str):
+    import mlflow.pyfunc  # noqa: PLC0415
+
+    try:
+        model = mlflow.pyfunc.load_model(uri).unwrap_python_model()
+    except Exception as exc:  # MLflow raises many kinds; all mean "cannot start"
+        raise StartupError(f"cannot load recommender {uri}: {exc}") from exc
+    if getattr(model, "user_feature_embeddings", None) is None:
+        raise StartupError(f"{uri} was logged before cold-start support; run `kedro run` again")
+    return model
+
+
+__all__ = ["ServiceState", "StartupError", "load_service"]

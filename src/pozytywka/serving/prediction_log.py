@@ -1,0 +1,113 @@
+"""The durable prediction log: one SQLite row per answer, in WAL mode.
+
+SQLite serialises writers (threads of one process through a lock, processes through its file
+locks with a busy timeout), so concurrent requests never interleave or lose records, and a
+committed row survives a restart of the service (``synchronous=FULL``: also of the machine).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS predictions (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    logged_at     TEXT    NOT NULL,   -- ISO-8601 UTC, when the answer was sent
+    endpoint      TEXT    NOT NULL,   -- route, e.g. /playlists
+    experiment    TEXT,               -- playlists | skip_predictions | null (no A/B test)
+    variant       TEXT,               -- base | advanced | null
+    forced        INTEGER NOT NULL DEFAULT 0,  -- 1 when the variant was forced by the route
+    model_version TEXT,
+    user_id       INTEGER,
+    status        INTEGER NOT NULL,   -- HTTP status of the answer
+    latency_ms    REAL    NOT NULL,
+    request       TEXT    NOT NULL,   -- the request body as received
+    response      TEXT    NOT NULL    -- the response body as sent
+);
+CREATE INDEX IF NOT EXISTS predictions_experiment ON predictions (experiment, variant);
+"""
+
+
+@dataclass
+class Record:
+    logged_at: str
+    endpoint: str
+    experiment: str | None
+    variant: str | None
+    forced: bool
+    model_version: str | None
+    user_id: int | None
+    status: int
+    latency_ms: float
+    request: str
+    response: str
+
+
+class PredictionLog:
+    def __init__(self, path: str | Path, synchronous: str = "NORMAL"):
+        if synchronous not in {"NORMAL", "FULL"}:
+            raise ValueError(f"prediction_log.synchronous must be NORMAL or FULL: {synchronous}")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
+                                   timeout=30.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.executescript(SCHEMA)
+
+    def append(self, record: Record) -> None:
+        """Commit one record (its own transaction) before the caller answers."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO predictions (logged_at, endpoint, experiment, variant, forced, "
+                "model_version, user_id, status, latency_ms, request, response) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.logged_at, record.endpoint, record.experiment, record.variant,
+                 int(record.forced), record.model_version, record.user_id, record.status,
+                 record.latency_ms, record.request, record.response))
+
+    def count(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+
+    def frame(self) -> pd.DataFrame:
+        with self._lock:
+            return pd.read_sql_query("SELECT * FROM predictions ORDER BY id", self._db)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def ab_summary(log: pd.DataFrame) -> dict:
+    """Per experiment and variant: answers, distinct users, errors, latency percentiles, and
+    what the variant answered (playlist length; SKIP share and mean skip probability)."""
+    out: dict = {}
+    tested = log[log["experiment"].notna()]
+    for (experiment, variant), rows in tested.groupby(["experiment", "variant"], dropna=False):
+        ok = rows[rows["status"] == 200]
+        entry = {
+            "answers": int(len(rows)), "users": int(rows["user_id"].nunique()),
+            "assigned_by_hash": int((rows["forced"] == 0).sum()),
+            "errors": int((rows["status"] >= 400).sum()),
+        }
+        if len(ok):
+            entry.update({f"latency_ms_p{q}": round(float(np.percentile(ok["latency_ms"], q)), 3)
+                          for q in (50, 95, 99)})
+            bodies = [json.loads(r) for r in ok["response"]]
+            if experiment == "playlists":
+                entry["mean_playlist_length"] = float(np.mean([len(b["tracks"]) for b in bodies]))
+            elif experiment == "skip_predictions":
+                entry["skip_share"] = float(np.mean([b["prediction"] == "SKIP" for b in bodies]))
+                entry["mean_skip_probability"] = float(np.mean([b["skip_probability"]
+                                                                for b in bodies]))
+        out.setdefault(experiment, {})[variant if isinstance(variant, str) else "none"] = entry
+    return out

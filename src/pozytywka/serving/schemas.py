@@ -1,0 +1,205 @@
+"""Request and response bodies (validated by pydantic; a violation is a 422 naming the field)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from pozytywka.pipelines.recommendation.groups import STRATEGIES
+
+TRACK_ID = r"^[0-9A-Za-z]{22}$"
+UserId = Field(ge=0, le=2**63 - 1, description="a user id (non-negative integer)")
+TrackIdField = Field(pattern=TRACK_ID, description="a track id (22 base62 characters)")
+Strategy = Literal["mean_rank", "least_misery", "borda", "gfar"]
+assert set(STRATEGIES) == {"mean_rank", "least_misery", "borda", "gfar"}
+
+MAX_GENRES = 50
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Filters(Strict):
+    """Track filters: keep tracks with at least one of ``include_genres`` (if given), drop
+    tracks with any of ``exclude_genres``, drop explicit tracks if ``exclude_explicit``."""
+
+    include_genres: list[str] = Field(default_factory=list, max_length=MAX_GENRES)
+    exclude_genres: list[str] = Field(default_factory=list, max_length=MAX_GENRES)
+    exclude_explicit: bool = False
+
+
+class PlaylistRequest(Strict):
+    user_id: int = UserId
+    other_users: list[int] = Field(description="the other members of the group (at least one)")
+    playlist_length: int = Field(20, ge=1, description="tracks in the playlist")
+    strategy: Strategy | None = Field(None, description="how members' rankings are combined; "
+                                      "default from conf serving.yml")
+    filters: Filters = Field(default_factory=Filters)
+
+    @field_validator("other_users")
+    @classmethod
+    def _members(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("a group playlist needs at least one other member")
+        if any(u < 0 for u in v):
+            raise ValueError("user ids are non-negative integers")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        members = [self.user_id, *self.other_users]
+        dup = sorted({u for u in members if members.count(u) > 1})
+        if dup:
+            raise ValueError(f"each member once: {dup} appear more than once")
+        return self
+
+
+class TrackOut(BaseModel):
+    track_id: str
+    name: str
+    artist_id: str
+    artist: str
+    explicit: bool
+    score: float | None = None
+
+
+class PlaylistResponse(BaseModel):
+    variant: Literal["base", "advanced"]
+    model_version: str
+    strategy: str | None
+    user_id: int
+    members: list[int]
+    cold_start_members: list[int]
+    tracks: list[TrackOut]
+
+
+class SkipRequest(Strict):
+    user_id: int = UserId
+    track_id: str = TrackIdField
+
+
+class SkipResponse(BaseModel):
+    variant: Literal["base", "advanced"]
+    model_version: str
+    user_id: int
+    track_id: str
+    prediction: Literal["PLAY", "SKIP"]
+    skip_probability: float
+    genre_match: bool
+    cold_start: bool
+
+
+class RecommendationRequest(Strict):
+    user_id: int = UserId
+    k: int = Field(10, ge=1)
+    exclude_known: bool | None = Field(None, description="leave out tracks the user played "
+                                       "(default from conf serving.yml)")
+    filters: Filters = Field(default_factory=Filters)
+
+
+class RecommendationResponse(BaseModel):
+    model_version: str
+    user_id: int
+    cold_start: bool
+    tracks: list[TrackOut]
+
+
+class SimilarRequest(Strict):
+    track_id: str = TrackIdField
+    k: int = Field(10, ge=1)
+    filters: Filters = Field(default_factory=Filters)
+
+
+class SimilarResponse(BaseModel):
+    model_version: str
+    track_id: str
+    search: Literal["exact", "hnsw"]
+    tracks: list[TrackOut]
+
+
+class RerankRequest(Strict):
+    user_id: int = UserId
+    track_ids: list[str] = Field(min_length=1)
+    filters: Filters = Field(default_factory=Filters)
+
+    @field_validator("track_ids")
+    @classmethod
+    def _ids(cls, v: list[str]) -> list[str]:
+        import re  # noqa: PLC0415
+
+        bad = [t for t in v if not re.fullmatch(TRACK_ID, t)]
+        if bad:
+            raise ValueError(f"malformed track ids (22 base62 characters expected): {bad[:5]}")
+        dup = sorted({t for t in v if v.count(t) > 1}) if len(set(v)) < len(v) else []
+        if dup:
+            raise ValueError(f"each track once: {dup[:5]} appear more than once")
+        return v
+
+
+class NotRanked(BaseModel):
+    track_id: str
+    reason: Literal["unknown_track", "filtered"]
+
+
+class RerankResponse(BaseModel):
+    model_version: str
+    user_id: int
+    cold_start: bool
+    tracks: list[TrackOut]
+    not_ranked: list[NotRanked]
+
+
+EventType = Literal["play", "skip", "like", "advertisement", "buy_premium"]
+
+
+class Event(Strict):
+    """One raw session event (design.md §1); ``track_id`` for play, skip and like only."""
+
+    session_id: int = Field(ge=0)
+    timestamp: datetime
+    user_id: int = UserId
+    track_id: str | None = Field(None, pattern=TRACK_ID)
+    event_type: EventType
+
+    @model_validator(mode="after")
+    def _track(self):
+        needs = self.event_type in {"play", "skip", "like"}
+        if needs and self.track_id is None:
+            raise ValueError(f"a {self.event_type} event needs a track_id")
+        if not needs and self.track_id is not None:
+            raise ValueError(f"an {self.event_type} event carries no track_id")
+        if self.timestamp.tzinfo is None:
+            raise ValueError("timestamp needs a time zone (e.g. 2026-11-22T18:00:00Z)")
+        return self
+
+
+class EventsRequest(Strict):
+    events: list[Event] = Field(min_length=1)
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    file: str
+    unknown_users: int
+    unknown_tracks: int
+
+
+class UserRequest(Strict):
+    """A new user, in the raw users export's format (design.md §1)."""
+
+    user_id: int = UserId
+    name: str = Field("", max_length=200)
+    city: str = Field("", max_length=200)
+    street: str = Field("", max_length=200)
+    favourite_genres: list[str] = Field(min_length=1, max_length=MAX_GENRES)
+    premium_user: bool = False
+
+
+class UserResponse(BaseModel):
+    user_id: int
+    file: str
+    favourite_genres_known: list[str]
+    favourite_genres_unknown: list[str]

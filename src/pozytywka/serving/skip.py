@@ -1,0 +1,92 @@
+"""Single-pair skip prediction for the service: the genre rule and the trained model, from
+feature tables and training-period skip counts prepared once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from pozytywka.pipelines.skip_prediction.nodes import TRACK_NUMERIC, _score, _smoothed
+
+from .catalogue import Catalogue, UnknownIds
+from .recommender import UNKNOWN_USER_HINT
+
+TRACK_COLUMNS = [*TRACK_NUMERIC, "explicit"]
+
+
+@dataclass
+class SkipAnswer:
+    prediction: str          # PLAY or SKIP
+    skip_probability: float
+    genre_match: bool
+    cold_start: bool         # the user has no training-period plays: rates are the prior
+
+
+class SkipEngine:
+    """Feature rows exactly as ``score_pairs`` builds them (same columns, same training-period
+    rates), without the per-call joins: one row is a few array lookups."""
+
+    def __init__(self, model, skip_dataset: pd.DataFrame, tracks: pd.DataFrame,
+                 catalogue: Catalogue, params: dict):
+        self.model, self.catalogue, self.params = model, catalogue, params
+        self.columns = list(model.feature_names_in_)
+        train = skip_dataset.loc[skip_dataset["split"] == "train",
+                                 ["user_id", "track_id", "skipped", "genre_match"]]
+        self.prior = float(train["skipped"].mean())
+        by_match = train.groupby("genre_match")["skipped"].mean()
+        # The rule's probability: the training skip share of pairs with the same genre match.
+        self.rule_probability = {bool(k): float(v) for k, v in by_match.items()}
+        users = train.groupby("user_id")["skipped"].agg(["sum", "count"])
+        self.user_counts = {int(u): (float(s), float(c))
+                            for u, s, c in zip(users.index, users["sum"], users["count"],
+                                               strict=True)}
+        track_counts = train.groupby("track_id")["skipped"].agg(["sum", "count"]).reindex(
+            catalogue.track_ids, fill_value=0)
+        self.track_skips = track_counts["sum"].to_numpy(float)
+        self.track_rows = track_counts["count"].to_numpy(float)
+        info = tracks.set_index("track_id").reindex(catalogue.track_ids)
+        self.track_table = info[TRACK_COLUMNS].astype("float64").to_numpy()
+        csc = catalogue.genre_tracks.tocsc()
+        self.track_genres = [frozenset(csc.indices[csc.indptr[i]:csc.indptr[i + 1]])
+                             for i in range(csc.shape[1])]
+        self.position = {c: i for i, c in enumerate(self.columns)}
+        self.fav_columns = {c[len("fav_"):]: i for c, i in self.position.items()
+                            if c.startswith("fav_")}
+
+    def features(self, user_id: int, track_position: int) -> tuple[pd.DataFrame, bool, bool]:
+        profile = self.catalogue.users.get(user_id)
+        if profile is None:
+            raise UnknownIds("user", [user_id], UNKNOWN_USER_HINT)
+        m = self.params["rate_smoothing"]
+        row = np.zeros(len(self.columns))
+        pos = self.position
+        for j, name in enumerate(TRACK_COLUMNS):
+            row[pos[name]] = self.track_table[track_position, j]
+        favourites = {self.catalogue.genre_index[g] for g in profile.favourite_genres
+                      if g in self.catalogue.genre_index}
+        match = bool(favourites & self.track_genres[track_position])
+        row[pos["premium_user"]] = float(profile.premium)
+        row[pos["genre_match"]] = float(match)
+        skips, count = self.user_counts.get(user_id, (0.0, 0.0))
+        row[pos["user_skip_rate"]] = _smoothed(skips, count, m, self.prior)
+        row[pos["user_train_rows"]] = count
+        t_skips, t_count = self.track_skips[track_position], self.track_rows[track_position]
+        row[pos["track_skip_rate"]] = _smoothed(t_skips, t_count, m, self.prior)
+        row[pos["track_train_rows"]] = t_count
+        for genre in profile.favourite_genres:
+            if genre in self.fav_columns:
+                row[self.fav_columns[genre]] = 1.0
+        return pd.DataFrame(row[None, :], columns=self.columns), match, count == 0
+
+    def predict(self, user_id: int, track_id: str, variant: str) -> SkipAnswer:
+        position = int(self.catalogue.track_positions([track_id])[0])
+        x, match, cold = self.features(user_id, position)
+        if variant == "base":
+            skip = not match
+            return SkipAnswer("SKIP" if skip else "PLAY", self.rule_probability.get(match,
+                              self.prior), match, cold)
+        probability = float(_score(self.model, x)[0])
+        skip = probability >= self.params["threshold"]
+        return SkipAnswer("SKIP" if skip else "PLAY", probability, match, cold)

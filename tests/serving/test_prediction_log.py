@@ -1,0 +1,131 @@
+"""The prediction log: every answer, concurrent writers, restarts, and the A/B summary."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from pozytywka.serving.app import assign_variant, create_app
+from pozytywka.serving.loading import load_service
+from pozytywka.serving.prediction_log import PredictionLog, Record, ab_summary
+
+pytestmark = pytest.mark.slow
+
+
+def test_every_answer_is_logged_with_variant_version_and_latency(client, state, ids):
+    before = state.log.count()
+    u, v = ids["users"][:2]
+    ok = client.post("/playlists", json={"user_id": u, "other_users": [v]}).json()
+    client.post("/playlists", json={"user_id": u, "other_users": []})          # 422
+    client.post("/skip-predictions/advanced", json={"user_id": u, "track_id": ids["track"]})
+    client.get("/health")                                                         # not logged
+    log = state.log.frame().iloc[before:]
+    assert list(log["endpoint"]) == ["/playlists", "/playlists", "/skip-predictions/advanced"]
+    assert list(log["status"]) == [200, 422, 200]
+    first = log.iloc[0]
+    assert first["variant"] == ok["variant"] and first["model_version"] == ok["model_version"]
+    assert first["experiment"] == "playlists" and first["forced"] == 0 and first["user_id"] == u
+    assert json.loads(first["response"]) == ok
+    assert json.loads(first["request"]) == {"user_id": u, "other_users": [v]}
+    assert (log["latency_ms"] > 0).all() and log["logged_at"].str.endswith("+00:00").all()
+    assert log.iloc[2]["forced"] == 1 and log.iloc[2]["experiment"] == "skip_predictions"
+
+
+def test_concurrent_requests_lose_and_break_no_record(client, state, ids):
+    before = state.log.count()
+    users = ids["users"]
+
+    def call(i: int) -> int:
+        u, v = users[i % len(users)], users[(i + 1) % len(users)]
+        if i % 2:
+            return client.post("/playlists", json={"user_id": u, "other_users": [v],
+                                                   "playlist_length": 5 + i % 7}).status_code
+        return client.post("/skip-predictions", json={"user_id": u,
+                                                      "track_id": ids["track"]}).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = list(pool.map(call, range(200)))
+    assert statuses == [200] * 200
+    log = state.log.frame().iloc[before:]
+    assert len(log) == 200 and log["id"].is_unique
+    for request, response in zip(log["request"], log["response"], strict=True):
+        json.loads(request), json.loads(response)  # whole records, never interleaved
+    lengths = sorted(len(json.loads(r)["tracks"]) for r in
+                     log.loc[log["endpoint"] == "/playlists", "response"])
+    assert lengths == sorted(5 + i % 7 for i in range(1, 200, 2))
+
+
+def _write(path: str, worker: int, n: int) -> None:
+    log = PredictionLog(path)
+    for i in range(n):
+        log.append(Record("2026-11-22T00:00:00+00:00", "/test", "playlists", "base", False,
+                          "v", worker, 200, 1.0, json.dumps({"i": i}),
+                          json.dumps({"worker": worker, "i": i, "pad": "x" * 500})))
+    log.close()
+
+
+def test_worker_processes_share_the_log(tmp_path):
+    path = str(tmp_path / "log.sqlite")
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_write, args=(path, w, 150)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    frame = PredictionLog(path).frame()
+    assert len(frame) == 450
+    got = sorted((json.loads(r)["worker"], json.loads(r)["i"]) for r in frame["response"])
+    assert got == sorted((w, i) for w in range(3) for i in range(150))
+
+
+def test_restart_keeps_the_log(served_project, ids):
+    first = load_service(served_project, "tiny")
+    with TestClient(create_app(first)) as c:
+        c.post("/skip-predictions", json={"user_id": ids["users"][0], "track_id": ids["track"]})
+    kept = PredictionLog(first.log.path).frame()
+    second = load_service(served_project, "tiny")
+    assert second.log.count() == len(kept) > 0
+    with TestClient(create_app(second)) as c:
+        c.post("/skip-predictions", json={"user_id": ids["users"][1], "track_id": ids["track"]})
+        summary = c.get("/ab-summary").json()
+    after = PredictionLog(second.log.path).frame()
+    assert len(after) == len(kept) + 1
+    assert after.iloc[:len(kept)].equals(kept) and after["id"].is_monotonic_increasing
+    assert sum(v["answers"] for v in summary["skip_predictions"].values()) >= 2
+
+
+def test_ab_assignment_is_stable_and_balanced():
+    users = np.arange(20_000)
+    arms = np.array([assign_variant(int(u), "playlists-x") for u in users])
+    assert [assign_variant(int(u), "playlists-x") for u in users[:500]] == list(arms[:500])
+    share = (arms == "advanced").mean()
+    assert 0.48 < share < 0.52, share
+    other = np.array([assign_variant(int(u), "skip-x") for u in users])
+    agreement = (arms == other).mean()  # an independent split: about half agree
+    assert 0.48 < agreement < 0.52, agreement
+
+
+def test_ab_summary_counts_per_experiment_and_variant(tmp_path):
+    log = PredictionLog(tmp_path / "log.sqlite")
+    rows = [("playlists", "base", 200, {"tracks": [1, 2]}), ("playlists", "advanced", 200,
+            {"tracks": [1, 2, 3, 4]}), ("playlists", "advanced", 404, {"detail": "x"}),
+            ("skip_predictions", "advanced", 200, {"prediction": "SKIP",
+                                                   "skip_probability": 0.8}),
+            ("skip_predictions", "advanced", 200, {"prediction": "PLAY",
+                                                   "skip_probability": 0.2})]
+    for i, (exp, variant, status, body) in enumerate(rows):
+        log.append(Record("t", "/x", exp, variant, False, "v", i, status, 2.0, "{}",
+                          json.dumps(body)))
+    summary = ab_summary(log.frame())
+    assert summary["playlists"]["advanced"]["answers"] == 2
+    assert summary["playlists"]["advanced"]["errors"] == 1
+    assert summary["playlists"]["advanced"]["mean_playlist_length"] == 4
+    assert summary["playlists"]["base"]["mean_playlist_length"] == 2
+    assert summary["skip_predictions"]["advanced"]["skip_share"] == 0.5
+    assert summary["skip_predictions"]["advanced"]["mean_skip_probability"] == pytest.approx(0.5)
