@@ -110,25 +110,47 @@ def member_satisfaction(playlist: np.ndarray, liked: list[np.ndarray]) -> dict[s
     return {k: np.array(v) for k, v in out.items()}
 
 
-def _average_ranks(sorted_ascending: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Rank (1 = best, ties averaged) of ``values`` among a row sorted ascending, as
-    ``rankdata(-row, method="average")`` gives it."""
-    n = len(sorted_ascending)
-    greater = n - np.searchsorted(sorted_ascending, values, side="right")
-    greater_or_equal = n - np.searchsorted(sorted_ascending, values, side="left")
-    return (greater + greater_or_equal + 1) / 2.0
+def _tie_averaged_positions(descending: np.ndarray) -> np.ndarray:
+    """1-based positions in a descending array, ties sharing their average position."""
+    n = len(descending)
+    positions = np.arange(1, n + 1, dtype=np.float64)
+    if n < 2 or not (descending[1:] == descending[:-1]).any():
+        return positions
+    new = np.r_[True, descending[1:] != descending[:-1]]
+    first = np.maximum.accumulate(np.where(new, positions, 0))
+    ends = np.r_[new[1:], True]
+    last = np.minimum.accumulate(np.where(ends, positions, n + 1)[::-1])[::-1]
+    return (first + last) / 2
+
+
+def _head(row: np.ndarray, depth: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Items scoring at least a threshold that about ``depth`` items reach (estimated from
+    every ``stride``-th score), and their exact ranks over the whole row (1 = best, ties
+    averaged, as ``member_ranks``): every other item scores lower, so ranks below them.
+    Excluded items (-inf) are never in a head; nothing is chosen among them anyway."""
+    sample = row[::stride]
+    k = min(len(sample), max(1, -(-depth // stride)))
+    threshold = max(np.partition(sample, len(sample) - k)[len(sample) - k], np.finfo(float).min)
+    items = np.flatnonzero(row >= threshold)
+    order = np.argsort(-row[items], kind="stable")
+    ranks = np.empty(len(items))
+    ranks[order] = _tie_averaged_positions(row[items][order])
+    return items, ranks
 
 
 def candidate_group_playlist(scores: np.ndarray, n: int, strategy: str = "mean_rank",
                              excluded: np.ndarray | None = None, top: int = 100,
                              candidates: int = 200) -> tuple[np.ndarray, int]:
-    """``group_playlist`` without ranking every item for every member: the same playlist.
+    """``group_playlist``'s playlist, without ranking every item for every member.
 
-    Only the pool of items in some member's best ``cut`` (from ``max(candidates, top, n)``) is
-    aggregated, with exact ranks from one value sort per member. An item outside the pool ranks
-    below the cut for every member, which bounds what it could score; while that bound cannot
-    rule such items out (members with little in common), the cut doubles, up to every item.
-    Returns (item indices, the cut that sufficed).
+    Each member ranks only their head: about ``depth`` best items (from ``candidates`` on),
+    found with one threshold, ranked by one small sort. Below a member's head an item's rank
+    is bounded by the head's size. The strategy runs on the union of heads with those bounds;
+    if the bounds prove that no item outside could displace a pick (every pick ranked
+    exactly, everything else strictly worse), that is the playlist, else the heads grow
+    (four-fold, up to the full computation). GFAR breaks ties by mean rank, which the bounds
+    do not pin down, so it always takes the full computation.
+    Returns (item indices, the depth that sufficed; the item count for the full computation).
     """
     if strategy not in AGGREGATORS:
         raise ValueError(f"unknown group strategy {strategy!r}; choose from {STRATEGIES}")
@@ -136,37 +158,60 @@ def candidate_group_playlist(scores: np.ndarray, n: int, strategy: str = "mean_r
     if excluded is not None:
         scores = np.where(excluded[None, :], -np.inf, scores)
     n_members, n_items = scores.shape
-    ordered = np.sort(scores, axis=1)
-    cut = min(n_items, max(candidates, top, n))
-    while True:
-        threshold = ordered[:, n_items - cut]
-        pool = np.flatnonzero((scores >= threshold[:, None]).any(axis=0))
+    available = n_items if excluded is None else n_items - int(excluded.sum())
+    depth = max(candidates, top + 1, n)
+    stride = max(1, n_items // 2048)
+    while strategy != "gfar":
+        heads = [_head(row, depth, stride) for row in scores]
+        in_some_head = np.zeros(n_items, dtype=bool)
+        for items, _ in heads:
+            in_some_head[items] = True
+        pool = np.flatnonzero(in_some_head)
+        floor = np.array([len(items) + 1.0 for items, _ in heads])
         ranks = np.empty((n_members, len(pool)))
-        for m in range(n_members):  # one row per member: a handful
-            ranks[m] = _average_ranks(ordered[m], scores[m, pool])
-        # The cut-th best score's rank: every item outside the pool ranks below it.
-        floor = np.array([_average_ranks(ordered[m], threshold[m:m + 1])[0]
-                          for m in range(n_members)])
+        exact = np.empty((n_members, len(pool)), dtype=bool)
+        for m, (items, head_ranks) in enumerate(heads):  # a handful of members
+            row = np.full(n_items, floor[m])
+            row[items] = head_ranks
+            ranks[m] = row[pool]
+            in_head = np.zeros(n_items, dtype=bool)
+            in_head[items] = True
+            exact[m] = in_head[pool]
         pool_excluded = None if excluded is None else excluded[pool]
         chosen = AGGREGATORS[strategy](ranks, n, excluded=pool_excluded, top=top)
-        if len(pool) == n_items or _rules_out_the_rest(strategy, ranks[:, chosen], floor, n,
-                                                       n_items, top):
-            return pool[chosen], cut
-        cut = min(n_items, 2 * cut)
+        if _proved(strategy, ranks, exact, chosen, floor, n, n_items, top, pool_excluded,
+                   available):
+            return pool[chosen], depth
+        if depth >= n_items:
+            break
+        depth *= 4
+    return group_playlist(scores, n, strategy, excluded, top), n_items
 
 
-def _rules_out_the_rest(strategy: str, chosen_ranks: np.ndarray, floor: np.ndarray, n: int,
-                        n_items: int, top: int) -> bool:
-    """Whether no item outside the pool (rank worse than ``floor`` for every member) could
-    displace the last chosen item (ties go to the lower index, so the bound is strict)."""
-    if chosen_ranks.shape[1] < n:
+def _proved(strategy: str, ranks: np.ndarray, exact: np.ndarray, chosen: np.ndarray,
+            floor: np.ndarray, n: int, n_items: int, top: int, excluded: np.ndarray | None,
+            available: int) -> bool:
+    """Whether the picks on the pool (with rank bounds) are the picks on every item."""
+    if len(chosen) < n and floor.min() <= available:  # items beyond every head remain
         return False
-    last = chosen_ranks[:, -1]
-    if strategy == "mean_rank":
-        return bool(last.mean() < floor.mean())
-    if strategy == "least_misery":
-        return bool(last.max() + last.mean() / (n_items + 1)
-                    < floor.max() + floor.mean() / (n_items + 1))
-    # borda, gfar: outside the pool every member gives 0 points; every pick must have some.
-    points = np.clip(top + 1 - chosen_ranks, 0, None).sum(axis=0)
-    return bool(floor.min() > top and points.min() > 0)
+    if len(chosen) == 0:
+        return True
+    if strategy == "borda":  # below a head of more than ``top`` items, no member gives points
+        points = np.clip(top + 1 - ranks[:, chosen], 0, None).sum(axis=0)
+        return bool(floor.min() > top + 1 and points.min() > 0)
+
+    def value(r: np.ndarray) -> np.ndarray:  # lower is better; grows with every rank
+        if strategy == "mean_rank":
+            return r.mean(axis=0)
+        return r.max(axis=0) + r.mean(axis=0) / (n_items + 1)
+
+    if not exact[:, chosen].all():
+        return False
+    last = value(ranks[:, chosen[-1:]])[0]
+    bounded = ~exact.all(axis=0)
+    if excluded is not None:
+        bounded &= ~excluded
+    rest = value(floor[:, None])[0]
+    if bounded.any():
+        rest = min(rest, value(ranks[:, bounded]).min())
+    return bool(rest > last)
