@@ -134,7 +134,7 @@ def main() -> None:
               f"{health['models']}; {os.cpu_count()} cores; {args.requests} timed requests "
               f"per row after {args.warmup} warm-up, throughput with {args.concurrency} "
               "clients\n")
-        print(f"| endpoint | request | p50 ms | p95 ms | p99 ms | req/s | errors |")
+        print("| endpoint | request | p50 ms | p95 ms | p99 ms | req/s | errors |")
         print("|---|---|---:|---:|---:|---:|---:|")
         rng = np.random.default_rng(0)
         scenarios = [(p, f"group_{n}") for n in (2, 5, 6, 10)

@@ -52,7 +52,8 @@ class ServiceState:
             f"{len(r.user_emb):,} users x {r.n_tracks:,} tracks, "
             f"{r.item_emb.shape[1]} components",
             f"skip model {self.versions['skip']} from {self.sources['skip']}: "
-            f"{len(self.skip.columns)} features, training skip share {self.skip.prior:.3f}",
+            f"{len(self.skip.columns)} features, training skip share {self.skip.prior:.3f}, "
+            f"predicted by {self.skip.predictor}",
             f"similar tracks: {'HNSW index' if r.index is not None else 'exact search'} "
             f"({r.n_tracks:,} tracks, HNSW from "
             f"{self.config['similar_tracks']['ann_threshold']:,})",

@@ -56,12 +56,14 @@ class RecommenderEngine:
         self.config, self.group_params = config, group_params
         scorer = recommender.scorer
         self.item_emb = np.ascontiguousarray(scorer.item_emb, dtype=np.float32)
+        self.item_emb_t = np.ascontiguousarray(self.item_emb.T)  # 2x faster products
         self.item_bias = np.asarray(scorer.item_bias, dtype=np.float32)
         self.user_emb = np.ascontiguousarray(scorer.user_emb, dtype=np.float32)
         self.user_bias = np.asarray(scorer.user_bias, dtype=np.float32)
         self.known = recommender.known.tocsr()
         norms = np.linalg.norm(self.item_emb, axis=1, keepdims=True)
         self.item_unit = self.item_emb / np.where(norms == 0, 1, norms)
+        self.heads = self._precompute_heads(config["playlists"]["precomputed_head"])
         self.index = None
         cfg = config["similar_tracks"]
         if len(self.item_emb) >= cfg["ann_threshold"]:
@@ -70,6 +72,23 @@ class RecommenderEngine:
     @property
     def n_tracks(self) -> int:
         return len(self.item_emb)
+
+    def _precompute_heads(self, size: int) -> np.ndarray | None:
+        """Every model user's ``size`` best tracks, best first: the start of their ranking in
+        a group playlist, so a request sorts little (``size`` 0: compute per request)."""
+        if size <= 0:
+            return None
+        size = min(size, self.n_tracks)
+        heads = np.empty((len(self.user_emb), size), dtype=np.int32)
+        for lo in range(0, len(self.user_emb), 256):
+            rows = slice(lo, lo + 256)
+            scores = self.user_emb[rows] @ self.item_emb_t + self.item_bias[None, :]
+            best = np.argpartition(-scores, size - 1, axis=1)[:, :size]
+            order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1)
+            heads[rows] = np.take_along_axis(best, order, axis=1)
+        logger.info("Precomputed the best %d tracks of %d users (%.1f MB)", size, len(heads),
+                    heads.nbytes / 2**20)
+        return heads
 
     def _build_index(self, hnsw: dict):
         import hnswlib  # noqa: PLC0415 - only catalogues past the threshold need it
@@ -110,7 +129,7 @@ class RecommenderEngine:
     def scores(self, members: list[Member]) -> np.ndarray:
         emb = np.stack([m.embedding for m in members])
         bias = np.array([m.bias for m in members], dtype=np.float32)
-        return emb @ self.item_emb.T + self.item_bias[None, :] + bias[:, None]
+        return emb @ self.item_emb_t + self.item_bias[None, :] + bias[:, None]
 
     def history(self, member: Member) -> np.ndarray:
         if member.row is None:
@@ -182,8 +201,11 @@ class RecommenderEngine:
         """Model variant: (track positions, the candidate cut that sufficed)."""
         excluded = _union(removed, self._group_known(members))
         top = self.group_params["gfar_top"] if strategy == "gfar" else self.group_params["top"]
+        heads = None
+        if self.heads is not None:
+            heads = [None if m.row is None else self.heads[m.row] for m in members]
         return candidate_group_playlist(self.scores(members), n, strategy, excluded, top,
-                                        self.config["playlists"]["candidates"])
+                                        self.config["playlists"]["candidates"], heads)
 
     def baseline_playlist(self, members: list[Member], n: int, removed: np.ndarray | None,
                           rng: np.random.Generator) -> np.ndarray:

@@ -3,15 +3,20 @@ feature tables and training-period skip counts prepared once at start-up."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import HistGradientBoostingClassifier
 
 from pozytywka.pipelines.skip_prediction.nodes import TRACK_NUMERIC, _score, _smoothed
 
 from .catalogue import Catalogue, UnknownIds
+from .fast_trees import CompiledTrees
 from .recommender import UNKNOWN_USER_HINT
+
+logger = logging.getLogger(__name__)
 
 TRACK_COLUMNS = [*TRACK_NUMERIC, "explicit"]
 
@@ -54,8 +59,33 @@ class SkipEngine:
         self.position = {c: i for i, c in enumerate(self.columns)}
         self.fav_columns = {c[len("fav_"):]: i for c, i in self.position.items()
                             if c.startswith("fav_")}
+        self.compiled = self._compile(skip_dataset)
 
-    def features(self, user_id: int, track_position: int) -> tuple[pd.DataFrame, bool, bool]:
+    def _compile(self, skip_dataset: pd.DataFrame) -> CompiledTrees | None:
+        """The model's trees as arrays, if it is a gradient-boosting classifier and they
+        reproduce its probabilities on sample rows; otherwise scikit-learn predicts."""
+        if not isinstance(self.model, HistGradientBoostingClassifier):
+            return None
+        try:
+            compiled = CompiledTrees(self.model)
+        except ValueError as exc:
+            logger.info("Skip model predicts through scikit-learn: %s", exc)
+            return None
+        sample = skip_dataset[self.columns].head(500)
+        expected = _score(self.model, sample)
+        got = np.array([compiled.skip_probability(x) for x in sample.to_numpy(float)])
+        if not np.allclose(got, expected, rtol=0, atol=1e-9):
+            logger.warning("Compiled trees disagree with scikit-learn (max %.2e): not used",
+                           np.abs(got - expected).max())
+            return None
+        return compiled
+
+    @property
+    def predictor(self) -> str:
+        return "compiled trees" if self.compiled is not None else "scikit-learn"
+
+    def features(self, user_id: int, track_position: int) -> tuple[np.ndarray, bool, bool]:
+        """The model's feature row (its column order), genre match, and cold start."""
         profile = self.catalogue.users.get(user_id)
         if profile is None:
             raise UnknownIds("user", [user_id], UNKNOWN_USER_HINT)
@@ -78,7 +108,7 @@ class SkipEngine:
         for genre in profile.favourite_genres:
             if genre in self.fav_columns:
                 row[self.fav_columns[genre]] = 1.0
-        return pd.DataFrame(row[None, :], columns=self.columns), match, count == 0
+        return row, match, count == 0
 
     def predict(self, user_id: int, track_id: str, variant: str) -> SkipAnswer:
         position = int(self.catalogue.track_positions([track_id])[0])
@@ -87,6 +117,10 @@ class SkipEngine:
             skip = not match
             return SkipAnswer("SKIP" if skip else "PLAY", self.rule_probability.get(match,
                               self.prior), match, cold)
-        probability = float(_score(self.model, x)[0])
+        if self.compiled is not None:
+            probability = self.compiled.skip_probability(x)
+        else:
+            probability = float(_score(self.model, pd.DataFrame(x[None, :],
+                                                                columns=self.columns))[0])
         skip = probability >= self.params["threshold"]
         return SkipAnswer("SKIP" if skip else "PLAY", probability, match, cold)

@@ -106,9 +106,18 @@ def test_candidate_playlist_equals_the_full_computation(strategy):
             scores = np.round(scores, 1)  # many ties
         excluded = rng.random(n_items) < 0.1 if trial % 4 else None
         top = 20 if strategy == "gfar" else 100
-        got, cut = candidate_group_playlist(scores, n, strategy, excluded, top,
-                                            candidates=int(rng.integers(5, 300)))
-        assert np.array_equal(got, group_playlist(scores, n, strategy, excluded, top)), trial
+        expected = group_playlist(scores, n, strategy, excluded, top)
+        got, _ = candidate_group_playlist(scores, n, strategy, excluded, top,
+                                          candidates=int(rng.integers(5, 300)))
+        assert np.array_equal(got, expected), trial
+        # Heads precomputed from slightly different scores (another BLAS blocking) and of
+        # any length give the same playlist.
+        noisy = scores + rng.normal(scale=1e-6, size=scores.shape)
+        size = int(rng.integers(1, n_items + 1))
+        heads = [np.argsort(-row, kind="stable")[:size] if i % 3 else None
+                 for i, row in enumerate(noisy)]
+        got, _ = candidate_group_playlist(scores, n, strategy, excluded, top, 50, heads)
+        assert np.array_equal(got, expected), ("precomputed", trial)
 
 
 def test_candidate_playlist_prunes_when_members_agree():

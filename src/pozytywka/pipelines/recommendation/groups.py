@@ -123,6 +123,15 @@ def _tie_averaged_positions(descending: np.ndarray) -> np.ndarray:
     return (first + last) / 2
 
 
+def _ranked(row: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``items`` with their exact ranks over ``row``, given that every item scoring at least
+    their lowest score is among them."""
+    order = np.argsort(-row[items], kind="stable")  # nearly sorted input: about linear
+    ranks = np.empty(len(items))
+    ranks[order] = _tie_averaged_positions(row[items][order])
+    return items, ranks
+
+
 def _head(row: np.ndarray, depth: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """Items scoring at least a threshold that about ``depth`` items reach (estimated from
     every ``stride``-th score), and their exact ranks over the whole row (1 = best, ties
@@ -131,16 +140,24 @@ def _head(row: np.ndarray, depth: int, stride: int) -> tuple[np.ndarray, np.ndar
     sample = row[::stride]
     k = min(len(sample), max(1, -(-depth // stride)))
     threshold = max(np.partition(sample, len(sample) - k)[len(sample) - k], np.finfo(float).min)
-    items = np.flatnonzero(row >= threshold)
-    order = np.argsort(-row[items], kind="stable")
-    ranks = np.empty(len(items))
-    ranks[order] = _tie_averaged_positions(row[items][order])
-    return items, ranks
+    return _ranked(row, np.flatnonzero(row >= threshold))
+
+
+def _precomputed_head(row: np.ndarray, best: np.ndarray, margin: float = 1e-3
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """A head from a member's precomputed best items (best first, from a batch scoring that
+    may differ from ``row`` in the last bits): those beating the lowest by ``margin``, so no
+    item outside can score as high; excluded ones dropped."""
+    values = row[best]
+    keep = (values > values.min() + margin) & np.isfinite(values)
+    return _ranked(row, best[keep])
 
 
 def candidate_group_playlist(scores: np.ndarray, n: int, strategy: str = "mean_rank",
                              excluded: np.ndarray | None = None, top: int = 100,
-                             candidates: int = 200) -> tuple[np.ndarray, int]:
+                             candidates: int = 200,
+                             precomputed: list[np.ndarray | None] | None = None
+                             ) -> tuple[np.ndarray, int]:
     """``group_playlist``'s playlist, without ranking every item for every member.
 
     Each member ranks only their head: about ``depth`` best items (from ``candidates`` on),
@@ -149,7 +166,8 @@ def candidate_group_playlist(scores: np.ndarray, n: int, strategy: str = "mean_r
     if the bounds prove that no item outside could displace a pick (every pick ranked
     exactly, everything else strictly worse), that is the playlist, else the heads grow
     (four-fold, up to the full computation). GFAR breaks ties by mean rank, which the bounds
-    do not pin down, so it always takes the full computation.
+    do not pin down, so it always takes the full computation. ``precomputed`` gives, per
+    member, their best items (best first) scored ahead of time: the first heads, unsorted.
     Returns (item indices, the depth that sufficed; the item count for the full computation).
     """
     if strategy not in AGGREGATORS:
@@ -161,8 +179,14 @@ def candidate_group_playlist(scores: np.ndarray, n: int, strategy: str = "mean_r
     available = n_items if excluded is None else n_items - int(excluded.sum())
     depth = max(candidates, top + 1, n)
     stride = max(1, n_items // 2048)
+    if precomputed is not None and any(p is not None for p in precomputed):
+        depth = max(depth, *(len(p) for p in precomputed if p is not None))
+    first = True
     while strategy != "gfar":
-        heads = [_head(row, depth, stride) for row in scores]
+        heads = [_precomputed_head(row, best) if first and best is not None
+                 else _head(row, depth, stride)
+                 for row, best in zip(scores, precomputed or [None] * n_members, strict=True)]
+        first = False
         in_some_head = np.zeros(n_items, dtype=bool)
         for items, _ in heads:
             in_some_head[items] = True
