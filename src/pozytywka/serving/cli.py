@@ -34,16 +34,20 @@ def serve(env: str | None, host: str, port: int, workers: int, project_path: str
     if env:
         os.environ["POZYTYWKA_ENV"] = env
     try:  # load once up front, so a missing artifact is a clear message, not a traceback
-        if workers == 1:
-            from .app import create_app  # noqa: PLC0415
-
-            app = create_app(load_service(project_path, env))
-            uvicorn.run(app, host=host, port=port, log_level="warning")
-            return
-        load_service(project_path, env).log.close()
+        state = load_service(project_path, env)
     except StartupError as exc:
         click.echo(f"pozytywka serve: cannot start: {exc}", err=True)
         sys.exit(2)
+    for line in state.summary():
+        click.echo(f"pozytywka serve: {line}")
+    click.echo(f"pozytywka serve: listening on http://{host}:{port} (docs: /docs), "
+               f"{workers} worker(s)")
+    if workers == 1:
+        from .app import create_app  # noqa: PLC0415
+
+        uvicorn.run(create_app(state), host=host, port=port, log_level="warning")
+        return
+    state.log.close()
     uvicorn.run("pozytywka.serving.app:app_from_environment", factory=True, host=host,
                 port=port, workers=workers, log_level="warning")
 
