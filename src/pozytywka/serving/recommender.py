@@ -12,6 +12,7 @@ from pozytywka.pipelines.recommendation.groups import (
     candidate_group_playlist,
     history_baseline,
 )
+from pozytywka.pipelines.recommendation.metrics import top_k
 from pozytywka.pipelines.recommendation.mlflow_model import LightFMRecommender
 from pozytywka.pipelines.recommendation.nodes import known_to_group
 
@@ -42,8 +43,7 @@ def _top(scores: np.ndarray, k: int, removed: np.ndarray | None) -> np.ndarray:
     k = min(k, int(np.isfinite(scores).sum()))
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    part = np.argpartition(-scores, k - 1)[:k]
-    return part[np.argsort(-scores[part], kind="stable")]
+    return top_k(scores[None, :], k)[0]
 
 
 class RecommenderEngine:
@@ -82,10 +82,8 @@ class RecommenderEngine:
         heads = np.empty((len(self.user_emb), size), dtype=np.int32)
         for lo in range(0, len(self.user_emb), 256):
             rows = slice(lo, lo + 256)
-            scores = self.user_emb[rows] @ self.item_emb_t + self.item_bias[None, :]
-            best = np.argpartition(-scores, size - 1, axis=1)[:, :size]
-            order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1)
-            heads[rows] = np.take_along_axis(best, order, axis=1)
+            heads[rows] = top_k(self.user_emb[rows] @ self.item_emb_t + self.item_bias[None, :],
+                                size)
         logger.info("Precomputed the best %d tracks of %d users (%.1f MB)", size, len(heads),
                     heads.nbytes / 2**20)
         return heads
