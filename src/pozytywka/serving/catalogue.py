@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from pozytywka.pipelines.feature_engineering.nodes import multi_hot
+
 
 class UnknownIds(LookupError):
     """Ids the service cannot answer for (the API turns this into a 404)."""
@@ -64,13 +66,7 @@ class Catalogue:
         if missing.any():
             raise ValueError(f"{int(missing.sum())} model tracks are missing from the track "
                              "table: the model and the data come from different runs")
-        genre_index = {g: i for i, g in enumerate(genres)}
-        track_genres = info["genres"].map(_as_list)
-        rows = np.repeat(np.arange(len(info)), track_genres.map(len).to_numpy())
-        cols = np.array([genre_index.get(g, -1) for gs in track_genres for g in gs], dtype=int)
-        keep = cols >= 0
-        genre_tracks = sp.csr_matrix((np.ones(keep.sum(), dtype=np.int8),
-                                      (cols[keep], rows[keep])), shape=(len(genres), len(info)))
+        genre_tracks = sp.csr_matrix(multi_hot(info["genres"], "", list(genres)).to_numpy().T)
         profiles = {int(u): UserProfile(tuple(_as_list(f)), bool(p))
                     for u, f, p in zip(users["user_id"], users["favourite_genres"],
                                        users["premium_user"].fillna(False), strict=True)}
