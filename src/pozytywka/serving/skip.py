@@ -10,7 +10,12 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from pozytywka.pipelines.skip_prediction.nodes import TRACK_NUMERIC, _score, _smoothed
+from pozytywka.pipelines.skip_prediction.nodes import (
+    TRACK_NUMERIC,
+    _score,
+    _smoothed,
+    _training_counts,
+)
 
 from .catalogue import Catalogue, UnknownIds
 from .fast_trees import CompiledTrees
@@ -47,10 +52,8 @@ class SkipEngine:
         self.user_counts = {int(u): (float(s), float(c))
                             for u, s, c in zip(users.index, users["sum"], users["count"],
                                                strict=True)}
-        track_counts = train.groupby("track_id")["skipped"].agg(["sum", "count"]).reindex(
-            catalogue.track_ids, fill_value=0)
-        self.track_skips = track_counts["sum"].to_numpy(float)
-        self.track_rows = track_counts["count"].to_numpy(float)
+        self.track_skips, self.track_rows = _training_counts(train, "track_id",
+                                                             pd.Series(catalogue.track_ids))
         info = tracks.set_index("track_id").reindex(catalogue.track_ids)
         self.track_table = info[TRACK_COLUMNS].astype("float64").to_numpy()
         csc = catalogue.genre_tracks.tocsc()
