@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pozytywka.pipelines.data_processing.schemas import BASE62_ID, EVENT_TYPES, TRACK_EVENTS
 from pozytywka.pipelines.recommendation.groups import STRATEGIES
 
-TRACK_ID = r"^[0-9A-Za-z]{22}$"
+TRACK_ID = BASE62_ID
 UserId = Field(ge=0, le=2**63 - 1, description="a user id (non-negative integer)")
 TrackIdField = Field(pattern=TRACK_ID, description="a track id (22 base62 characters)")
-Strategy = Literal["mean_rank", "least_misery", "borda", "gfar"]
-assert set(STRATEGIES) == {"mean_rank", "least_misery", "borda", "gfar"}
+Strategy = Literal[STRATEGIES]
 
 MAX_GENRES = 50
+
+
+def _repeated(values: list) -> list:
+    """Values that occur more than once, sorted."""
+    seen: set = set()
+    return sorted({v for v in values if v in seen or seen.add(v)})
 
 
 class Strict(BaseModel):
@@ -50,8 +57,7 @@ class PlaylistRequest(Strict):
 
     @model_validator(mode="after")
     def _distinct(self):
-        members = [self.user_id, *self.other_users]
-        dup = sorted({u for u in members if members.count(u) > 1})
+        dup = _repeated([self.user_id, *self.other_users])
         if dup:
             raise ValueError(f"each member once: {dup} appear more than once")
         return self
@@ -128,12 +134,10 @@ class RerankRequest(Strict):
     @field_validator("track_ids")
     @classmethod
     def _ids(cls, v: list[str]) -> list[str]:
-        import re  # noqa: PLC0415
-
         bad = [t for t in v if not re.fullmatch(TRACK_ID, t)]
         if bad:
             raise ValueError(f"malformed track ids (22 base62 characters expected): {bad[:5]}")
-        dup = sorted({t for t in v if v.count(t) > 1}) if len(set(v)) < len(v) else []
+        dup = _repeated(v)
         if dup:
             raise ValueError(f"each track once: {dup[:5]} appear more than once")
         return v
@@ -152,7 +156,7 @@ class RerankResponse(BaseModel):
     not_ranked: list[NotRanked]
 
 
-EventType = Literal["play", "skip", "like", "advertisement", "buy_premium"]
+EventType = Literal[tuple(EVENT_TYPES)]
 
 
 class Event(Strict):
@@ -166,7 +170,7 @@ class Event(Strict):
 
     @model_validator(mode="after")
     def _track(self):
-        needs = self.event_type in {"play", "skip", "like"}
+        needs = self.event_type in TRACK_EVENTS
         if needs and self.track_id is None:
             raise ValueError(f"a {self.event_type} event needs a track_id")
         if not needs and self.track_id is not None:
