@@ -25,7 +25,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from .catalogue import UnknownGenres, UnknownIds, UserProfile
+from .catalogue import UnknownGenres, UnknownIds
 from .loading import API_KEY_ENV, ServiceState, load_service
 from .prediction_log import Record, ab_summary
 from .schemas import (
@@ -376,9 +376,9 @@ def create_app(state: ServiceState, close_on_shutdown: bool = True) -> FastAPI:
         next `kedro run` reads them with the export (data/01_raw/incoming/users)."""
         if body.user_id in state.catalogue.users:
             raise HTTPException(409, f"user {body.user_id} already exists")
-        path = state.users_writer.append([body.model_dump()])
-        state.catalogue.users[body.user_id] = UserProfile(tuple(body.favourite_genres),
-                                                          body.premium_user)
+        record = body.model_dump()
+        path = state.users_writer.append([record])
+        state.catalogue.register(record)
         genres = state.catalogue.genre_index
         return UserResponse(
             user_id=body.user_id, file=str(path),

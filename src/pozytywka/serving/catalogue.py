@@ -76,6 +76,11 @@ class Catalogue:
                    info["explicit"].fillna(False).to_numpy(bool), list(genres),
                    genre_tracks, profiles)
 
+    def register(self, record: dict) -> None:
+        """Know a user from a raw users-export record (favourite genres, premium flag)."""
+        self.users[int(record["user_id"])] = UserProfile(
+            tuple(_as_list(record.get("favourite_genres"))), bool(record.get("premium_user")))
+
     def track_positions(self, track_ids: list[str]) -> np.ndarray:
         unknown = [t for t in track_ids if t not in self.track_index]
         if unknown:

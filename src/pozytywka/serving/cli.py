@@ -57,15 +57,10 @@ def serve(env: str | None, host: str, port: int, workers: int, project_path: str
 @click.option("--project-path", default=".", show_default=True, type=click.Path(exists=True))
 def ab_summary_command(env: str | None, project_path: str) -> None:
     """Print the A/B summary of the prediction log as JSON."""
-    from kedro.framework.session import KedroSession  # noqa: PLC0415
-    from kedro.framework.startup import bootstrap_project  # noqa: PLC0415
-
+    from .loading import in_project, project_context  # noqa: PLC0415
     from .prediction_log import PredictionLog, ab_summary  # noqa: PLC0415
 
     root = Path(project_path).resolve()
-    bootstrap_project(root)
-    with KedroSession.create(project_path=root, env=env) as session:
-        config = session.load_context().config_loader["serving"]
-    path = Path(config["prediction_log"]["path"])
-    log = PredictionLog(path if path.is_absolute() else root / path)
+    config = project_context(root, env).config_loader["serving"]
+    log = PredictionLog(in_project(root, config["prediction_log"]["path"]))
     click.echo(json.dumps(ab_summary(log.frame()), indent=2))

@@ -14,10 +14,11 @@ from kedro.config import MissingConfigException
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from kedro.io.core import DatasetError
+from omegaconf import OmegaConf
 
 from pozytywka.pipelines.recommendation.nodes import package_model
 
-from .catalogue import Catalogue, UserProfile
+from .catalogue import Catalogue
 from .incoming import IncomingWriter
 from .prediction_log import PredictionLog
 from .recommender import RecommenderEngine
@@ -88,11 +89,9 @@ def load_service(project_path: str | Path = ".", env: str | None = None,
     """Everything the API needs, from the project at ``project_path`` (its catalog, parameters
     and conf/<env>/serving.yml, with ``overrides`` merged over the latter)."""
     project_path = Path(project_path).resolve()
-    bootstrap_project(project_path)
-    with KedroSession.create(project_path=project_path, env=env) as session:
-        context = session.load_context()
+    context = project_context(project_path, env)
     catalog, conf = context.catalog, context.config_loader
-    config = _merge(conf["serving"], overrides or {})
+    config = OmegaConf.to_container(OmegaConf.merge(conf["serving"], overrides or {}))
     params = context.params
     try:
         credentials = conf["credentials"] or {}
@@ -135,8 +134,7 @@ def load_service(project_path: str | Path = ".", env: str | None = None,
                                params["recommendation"]["groups"])
     skip = SkipEngine(skip_model, _load(catalog, "skip_dataset"), tracks, catalogue,
                       params["skip_prediction"])
-    log_path = Path(config["prediction_log"]["path"])
-    log = PredictionLog(log_path if log_path.is_absolute() else project_path / log_path,
+    log = PredictionLog(in_project(project_path, config["prediction_log"]["path"]),
                         config["prediction_log"]["synchronous"])
     versions = {
         "recommender": "lightfm-" + _digest(engine.item_emb.tobytes(), engine.user_emb.tobytes()),
@@ -151,30 +149,32 @@ def load_service(project_path: str | Path = ".", env: str | None = None,
     return state
 
 
-def _merge(base: dict, overrides: dict) -> dict:
-    out = dict(base)
-    for key, value in overrides.items():
-        out[key] = (_merge(out[key], value) if isinstance(value, dict)
-                    and isinstance(out.get(key), dict) else value)
-    return out
+def project_context(project_path: Path, env: str | None):
+    """The Kedro context (catalog, configuration, parameters) of the project."""
+    bootstrap_project(project_path)
+    with KedroSession.create(project_path=project_path, env=env) as session:
+        return session.load_context()
+
+
+def in_project(project_path: Path, path: str) -> Path:
+    """A configured path, relative ones taken from the project root."""
+    return project_path / path if not Path(path).is_absolute() else Path(path)
 
 
 def _incoming_path(conf, project_path: Path, file: str) -> Path:
     """The directory of the ``incoming_{file}`` catalog entry (one source of truth for the
     service that writes and the pipeline that reads)."""
     entry = conf["catalog"]["incoming_{file}"]
-    path = Path(entry["path"].replace("{file}", file))
-    return path if path.is_absolute() else project_path / path
+    return in_project(project_path, entry["path"].replace("{file}", file))
 
 
 def _register_incoming_users(catalogue: Catalogue, writer: IncomingWriter) -> None:
     """Users registered through the API since the last pipeline run are known again after a
-    restart (the last registration of an id wins; ids in the user table stay as they are)."""
+    restart (ids in the user table stay as they are)."""
     for record in writer.read_all():
         user_id = record.get("user_id")
         if isinstance(user_id, int) and user_id not in catalogue.users:
-            catalogue.users[user_id] = UserProfile(tuple(record.get("favourite_genres") or ()),
-                                                   bool(record.get("premium_user")))
+            catalogue.register(record)
 
 
 def _mlflow_recommender(uri: str):
