@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -114,15 +116,60 @@ def test_signal_strength_is_a_parameter(synthetic_params):
 def test_dirt_manifest_lists_every_kind_and_scale_zero_is_clean(tiny_catalogue, synthetic_params):
     clean, dirty, _ = tiny_catalogue
     manifest = dirty[4]
-    assert {"malformed_line", "duplicate_line", "null_user_id", "null_track_id",
-            "unknown_user_id", "unknown_track_id", "unknown_event_type", "invalid_timestamp",
-            "event_type_repaired", "timestamp_repaired"} <= set(manifest["sessions"])
-    assert {"out_of_range", "type_coerced", "unknown_artist_id", "invalid_release_date",
-            "null_id", "conflicting_duplicate_id"} <= set(manifest["tracks"])
+    assert set(manifest["sessions"]["dropped"]) == {
+        "malformed_line", "duplicate_line", "null_user_id", "null_track_id", "unknown_user_id",
+        "unknown_track_id", "unknown_event_type", "invalid_timestamp"}
+    assert set(manifest["sessions"]["repaired"]) == {"user_id_from_session"}
+    # Valid variants of the contract are listed as normalised, never as defects.
+    assert set(manifest["sessions"]["normalised"]) == {"timestamp_form", "event_type_spelling",
+                                                       "extra_field"}
+    assert set(manifest["tracks"]["repaired"]) == {"out_of_range", "type_coerced",
+                                                   "unknown_artist_id", "invalid_release_date"}
+    assert {"null_id", "conflicting_duplicate_id"} <= set(manifest["tracks"]["dropped"])
+    assert all(manifest[f]["normalised"] == {"extra_field": 1}
+               for f in ["users", "artists", "tracks"])
     params = {**synthetic_params, "dirt": {**synthetic_params["dirt"], "scale": 0}}
     texts = write_dirty_exports(*clean[:4], params)
-    assert texts[4] == {"users": {}, "artists": {}, "tracks": {}, "sessions": {}}
+    nothing = {"dropped": {}, "repaired": {}, "normalised": {}}
+    assert texts[4] == {"users": nothing, "artists": nothing, "tracks": nothing,
+                        "sessions": nothing}
     assert len(texts[3].splitlines()) == len(clean[3])
+
+
+def test_dirt_writes_the_forms_real_exports_use(tiny_catalogue):
+    """Other event-type spellings, timestamp forms, partial release dates, stray keys and null
+    user ids, recoverable or not. (Junk copies may repeat a form, so these are lower bounds; the
+    cleaning tests check the manifest's exact counts.)"""
+    (_, _, _, events, *_), dirty, _ = tiny_catalogue
+    users_txt, artists_txt, tracks_txt, sessions_txt, manifest = dirty
+    sessions = pd.DataFrame([json.loads(line) for line in sessions_txt.splitlines()
+                             if line.endswith("}")])  # truncated (malformed) lines left out
+    normalised = manifest["sessions"]["normalised"]
+    assert sessions_txt.count('{"id":-1,"session_id"') >= normalised["extra_field"] > 0
+    types = sessions["event_type"].astype(str)
+    assert {"advertisment", "ADVERTISEMENT", "PLAY"} <= set(types)
+    respelled = ~types.isin(["play", "skip", "like", "advertisement", "buy_premium", "pause",
+                             "seek", "share", ""])
+    assert respelled.sum() >= normalised["event_type_spelling"] > 0
+    ts = sessions["timestamp"].astype(str)
+    forms = {"no fraction": r"T\d{2}:\d{2}:\d{2}(?:[+-]\d{2}:\d{2})?$",
+             "microseconds": r"\.\d{6}$", "Z": r"Z$", "offset": r"[+-]\d{2}:\d{2}$",
+             "space": r"^\S+ \S+$"}
+    for form, pattern in forms.items():
+        assert ts.str.contains(pattern).any(), form
+    other_form = ~ts.str.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}")
+    assert other_form.sum() >= normalised["timestamp_form"] > 0
+    null_user = sessions["user_id"].isna()
+    assert null_user.sum() >= (manifest["sessions"]["repaired"]["user_id_from_session"]
+                               + manifest["sessions"]["dropped"]["null_user_id"])
+    # Unrecoverable ones sit alone in a session of their own.
+    orphans = sessions["session_id"] > events["session_id"].max()
+    assert orphans.sum() == manifest["sessions"]["dropped"]["null_user_id"]
+    assert null_user[orphans].all()
+    release = pd.Series(tracks_txt.split('"release_date":"')[1:]).str.extract(r"^([^\"]*)")[0]
+    assert release.str.fullmatch(r"\d{4}-\d{2}").any()
+    assert users_txt.count('{"id":-1,') >= manifest["users"]["normalised"]["extra_field"]
+    assert artists_txt.count('{"followers":null,') >= 1
 
 
 def test_base62_ids_are_distinct():

@@ -1,15 +1,20 @@
-"""Nodes of data_processing: parse, validate and clean the raw exports, report every defect.
+"""Nodes of data_processing: parse, validate and clean the raw exports, report what was done.
 
-Each cleaning node returns the typed table, its defect counts ``{kind: count}`` and the rejected
-records (raw line, line number, reason), so nothing read is ever lost without a trace. A row gets
-the first defect that applies to it in the order the node checks them; repaired rows are kept.
+Each cleaning node returns the typed table, its quality record and the rejected records (raw
+line, line number, reason), so nothing read is ever lost without a trace. The quality record keeps
+apart what was *dropped* (unusable, removed), *repaired* (a defect fixed or flagged in place, the
+record kept) and *normalised* (a valid variant of the contract written in canonical form: not a
+defect), per kind (schemas.QUALITY_KINDS) with its count and example line numbers. A dropped row
+gets the first reason that applies to it, in the order the node checks them.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
+from collections import Counter, defaultdict
 
 import numpy as np
 import orjson
@@ -21,12 +26,15 @@ import pyarrow.json as pa_json
 from .schemas import (
     ARTISTS,
     BASE62_ID,
-    DEFECT_KINDS,
-    DROPPED_KINDS,
+    CATEGORIES,
+    CONTRACT_FIELDS,
+    EVENT_TYPE_SPELLINGS,
     EVENT_TYPES,
     EVENTS,
     INTEGER_FIELDS,
+    QUALITY_KINDS,
     REQUIRED_FIELDS,
+    TEXT_FIELDS,
     TRACK_EVENTS,
     TRACK_RANGES,
     TRACKS,
@@ -35,16 +43,16 @@ from .schemas import (
 
 logger = logging.getLogger(__name__)
 
+# The form timestamps are counted against: naive (UTC) with milliseconds. Others are normalised.
 CANONICAL_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}$"
+EXAMPLE_LINES = 5  # example line numbers per kind in the report
+ROW_COUNTS = ("rows_read", "rows_kept", "rows_dropped", "rows_repaired", "rows_normalised")
+_CHUNK_LINES = 1 << 20  # lines per Arrow read: a chunk Arrow cannot read goes line by line
+_KEY_SEP = "\x1f"  # joins the extra keys of a record
 
 
 class RawSchemaError(ValueError):
     """A raw file lacks a field of the data contract entirely: it is not that export."""
-
-
-# Text fields Arrow's JSON reader must not reinterpret (it would turn ISO strings into timestamps).
-_TEXT_FIELDS = {"timestamp", "track_id", "event_type", "id", "id_artist", "name", "city",
-                "street", "release_date"}
 
 
 def _loads(line: str):
@@ -54,40 +62,104 @@ def _loads(line: str):
         return None
 
 
+def _bool(mask) -> np.ndarray:
+    """A boolean mask as a (writable) numpy array, missing values as False."""
+    if isinstance(mask, pd.Series):
+        mask = mask.fillna(False)
+    return np.array(mask, dtype=bool)
+
+
 def _split_lines(text: str) -> pa.Array:
     lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
     return pc.utf8_rtrim(lines, "\r")
 
 
-def _arrow_records(lines: pa.Array, required: list[str]) -> pd.DataFrame | None:
+def _arrow_records(lines: pa.Array, file: str) -> pd.DataFrame | None:
     """Fast path: Arrow's multithreaded reader over lines that look like objects.
 
     Returns None when Arrow cannot read them one row per line with consistent types (a
-    malformed line that still starts with '{' and ends with '}', a number given as text...);
-    the caller then parses line by line.
+    malformed line that still starts with '{' and ends with '}', a number given as text, a key
+    whose type changes...); the caller then parses these lines one by one.
     """
     if len(lines) == 0:
         return None
+    # Arrow reads NaN/Infinity, which JSON (and the line-by-line parser) rejects.
+    if pc.any(pc.match_substring_regex(lines, r"[:\[,]\s*-?(NaN|Infinity)\b")).as_py():
+        return None
     body = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(lines)], pa.int64()),
                                                         lines), pa.scalar("\n", pa.large_string()))
+    text_fields = TEXT_FIELDS[file]
     options = pa_json.ParseOptions(unexpected_field_behavior="infer", explicit_schema=pa.schema(
-        [pa.field(f, pa.large_string()) for f in sorted(_TEXT_FIELDS)]))
+        [pa.field(f, pa.large_string()) for f in text_fields]))
     try:
         table = pa_json.read_json(io.BytesIO(body[0].as_buffer()), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     if table.num_rows != len(lines):
         return None
-    # Text fields absent from the file come back as all-null columns: drop those (a required
-    # one is kept if its key occurs, so a field that is present but always null stays).
+    # Text fields absent from the lines come back as all-null columns: drop those (one whose
+    # key occurs is kept, so a field that is present but always null stays).
     present = [c for c in table.column_names
-               if c not in _TEXT_FIELDS or pc.any(pc.is_valid(table[c])).as_py()
-               or (c in required and pc.any(pc.match_substring(lines, f'"{c}"')).as_py())]
+               if c not in text_fields or pc.any(pc.is_valid(table[c])).as_py()
+               or pc.any(pc.match_substring(lines, f'"{c}"')).as_py()]
     return table.select(present).to_pandas()
 
 
+def _python_records(lines: pa.Array) -> tuple[pd.DataFrame, np.ndarray]:
+    """Slow path, line by line: (records of the lines that are JSON objects, which those are)."""
+    records = list(map(_loads, lines.to_pylist()))
+    ok = np.fromiter((isinstance(r, dict) for r in records), dtype=bool, count=len(records))
+    return pd.DataFrame.from_records([r for r, good in zip(records, ok, strict=True) if good]), ok
+
+
+def _read_objects(lines: pa.Array, file: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Records of lines that look like JSON objects, chunk by chunk, so one odd line sends only
+    its own chunk down the slow path; (frame, mask of the lines that parsed)."""
+    frames, parsed = [], []
+    for start in range(0, len(lines), _CHUNK_LINES):
+        chunk = lines.slice(start, _CHUNK_LINES)
+        df = _arrow_records(chunk, file)
+        ok = np.ones(len(chunk), dtype=bool)
+        if df is None:
+            df, ok = _python_records(chunk)
+        frames.append(df)
+        parsed.append(ok)
+    if not frames:
+        return pd.DataFrame(), np.zeros(0, dtype=bool)
+    df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    return df, np.concatenate(parsed)
+
+
+def _re2_escape(text: str) -> str:
+    return re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", text)
+
+
+def _extra_keys(df: pd.DataFrame, lines: pa.Array, file: str) -> pd.Series:
+    """Per record, the keys it carries beyond the contract ("" for none), joined by _KEY_SEP.
+
+    A key given as null counts too: the reader cannot tell it from an absent one, the line can.
+    """
+    parts = []
+    for key in sorted(c for c in df.columns if c not in CONTRACT_FIELDS[file]):
+        present = _bool(df[key].notna())
+        if not present.all():
+            try:
+                in_line = pc.match_substring_regex(
+                    lines, r'(^|[^\\])"' + _re2_escape(key) + r'"\s*:')
+                present |= in_line.to_numpy(zero_copy_only=False)
+            except pa.ArrowInvalid:  # a key no regex can spell: its non-null values still count
+                pass
+        parts.append(pc.if_else(pa.array(present), key + _KEY_SEP, ""))
+    if not parts:
+        return pd.Series("", index=df.index, dtype=object)
+    joined = pc.utf8_rtrim(pc.binary_join_element_wise(*parts, ""), characters=_KEY_SEP)
+    return pd.Series(joined.to_numpy(zero_copy_only=False), index=df.index, dtype=object)
+
+
 def parse_jsonl(text: str, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Parse JSON Lines text into a frame (``_line``: 1-based line number, ``_raw``: the text).
+    """Parse JSON Lines text into a frame of the contract's fields (absent ones null), with
+    ``_line`` (1-based line number), ``_raw`` (the text) and ``_extra_keys`` (other keys of the
+    record, which are otherwise ignored).
 
     Lines that are not a JSON object are returned as rejects with reason ``malformed_line``;
     blank lines are skipped. A file lacking a contract field altogether raises RawSchemaError.
@@ -101,51 +173,111 @@ def parse_jsonl(text: str, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     blank = pc.equal(pc.utf8_length(stripped), 0).to_numpy(zero_copy_only=False)
     looks_like_object = (pc.starts_with(stripped, "{").to_numpy(zero_copy_only=False)
                          & pc.ends_with(stripped, "}").to_numpy(zero_copy_only=False))
-    candidates = stripped.take(pa.array(np.flatnonzero(looks_like_object)))
-    # Arrow reads NaN/Infinity, which JSON (and the line-by-line parser) rejects.
-    non_json_numbers = len(candidates) and pc.any(pc.match_substring_regex(
-        candidates, r"[:\[,]\s*-?(NaN|Infinity)\b")).as_py()
-    df = None if non_json_numbers else _arrow_records(candidates, REQUIRED_FIELDS[file])
-    if df is not None:
-        ok = looks_like_object
-    else:
-        records = list(map(_loads, lines.to_pylist()))
-        ok = np.fromiter((isinstance(r, dict) for r in records), dtype=bool, count=len(records))
-        df = pd.DataFrame.from_records([r for r, good in zip(records, ok, strict=True) if good])
-    bad = ~blank & ~ok
+    at = np.flatnonzero(looks_like_object)
+    candidates = stripped.take(pa.array(at, pa.int64()))
+    df, parsed = _read_objects(candidates, file)
+    ok = np.zeros(len(lines), dtype=bool)
+    ok[at[parsed]] = True
+    extra = _extra_keys(df, candidates.filter(pa.array(parsed)), file)
     missing = [c for c in REQUIRED_FIELDS[file] if c not in df.columns]
     if len(df) and missing:
         raise RawSchemaError(f"{file}.jsonl has no field {missing}: not a {file} export "
                              f"(contract in design.md §1)")
-    for c in missing:
-        df[c] = pd.Series(dtype=object)
+    df = pd.DataFrame({c: df[c] if c in df.columns else pd.Series(None, index=df.index,
+                                                                  dtype=object)
+                       for c in CONTRACT_FIELDS[file]}, index=df.index)
     df["_line"] = numbers[ok]
     df["_raw"] = lines.filter(pa.array(ok)).to_pandas()
+    df["_extra_keys"] = extra
+    bad = ~blank & ~ok
     rejects = pd.DataFrame({"file": file, "line": numbers[bad], "reason": "malformed_line",
                             "raw": lines.filter(pa.array(bad)).to_pandas()})
     return df, rejects
 
 
-def _reject(df: pd.DataFrame, reasons: pd.Series, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split ``df`` by ``reasons`` (None = keep); the rejected rows keep their raw line."""
+class _Quality:
+    """What a cleaning node did to the records of one file: per category and kind, the line
+    numbers of the records (hence counts and examples) and optional detail counts."""
+
+    def __init__(self, file: str, rows_read: int):
+        self.file, self.rows_read = file, rows_read
+        self._lines: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
+        self._detail: dict[tuple[str, str], Counter] = defaultdict(Counter)
+
+    def note(self, category: str, kind: str, rows: pd.DataFrame, mask,
+             detail: str | dict | None = None) -> None:
+        """Count ``kind`` on the kept ``rows`` where ``mask`` holds; ``detail`` is a field name
+        (counted once per row) or ``{key: count}`` (values seen, keys found...)."""
+        lines = rows["_line"].to_numpy()[_bool(mask)]
+        self._lines[(category, kind)].append(lines)
+        if isinstance(detail, str):
+            detail = {detail: len(lines)}
+        self.add_detail(category, kind, detail or {})
+
+    def add_detail(self, category: str, kind: str, counts: dict) -> None:
+        self._detail[(category, kind)].update({str(k): int(n) for k, n in counts.items() if n})
+
+    def _entry(self, category: str, kind: str) -> dict:
+        lines = np.concatenate([np.zeros(0, np.int64), *self._lines.get((category, kind), [])])
+        entry = {"count": len(lines),
+                 "example_lines": [int(n) for n in np.unique(lines)[:EXAMPLE_LINES]]}
+        if detail := self._detail.get((category, kind)):
+            entry["detail"] = dict(sorted(detail.items(), key=lambda kv: (-kv[1], kv[0])))
+        return entry
+
+    def _rows(self, category: str) -> int:
+        lines = [a for (cat, _), arrays in self._lines.items() if cat == category for a in arrays]
+        return len(np.unique(np.concatenate(lines))) if lines else 0
+
+    def report(self, rows_kept: int, rejected: pd.DataFrame) -> dict:
+        """Row counts and every kind of QUALITY_KINDS (zeros included), each with its count,
+        first example lines and detail; dropped kinds come from the rejected records."""
+        for reason, lines in rejected.groupby("reason")["line"]:
+            self._lines[("dropped", str(reason))].append(lines.to_numpy())
+        unlisted = sorted(f"{cat}.{kind}" for cat, kind in [*self._lines, *self._detail]
+                          if kind not in QUALITY_KINDS[self.file][cat])
+        if unlisted:
+            raise ValueError(f"{self.file}: kinds missing from schemas.QUALITY_KINDS: {unlisted}")
+        if self.rows_read != rows_kept + len(rejected):
+            raise ValueError(f"{self.file}: {self.rows_read} rows read but {rows_kept} kept and "
+                             f"{len(rejected)} dropped")
+        counts = {"rows_read": self.rows_read, "rows_kept": rows_kept,
+                  "rows_dropped": len(rejected), "rows_repaired": self._rows("repaired"),
+                  "rows_normalised": self._rows("normalised")}
+        return {**counts, **{cat: {kind: self._entry(cat, kind)
+                                   for kind in QUALITY_KINDS[self.file][cat]}
+                             for cat in CATEGORIES}}
+
+
+def _note_extra_fields(quality: _Quality, rows: pd.DataFrame, kept=None) -> None:
+    """Keys outside the contract: ignored, counted under normalised with the key names."""
+    has = _bool(rows["_extra_keys"] != "")
+    if kept is not None:
+        has &= _bool(kept)
+    detail = Counter()
+    for combo, n in rows["_extra_keys"][has].value_counts().items():  # per distinct key set
+        detail.update({key: int(n) for key in combo.split(_KEY_SEP)})
+    quality.note("normalised", "extra_field", rows, has, detail)
+
+
+def _rejected(df: pd.DataFrame, reasons: pd.Series, file: str) -> pd.DataFrame:
+    """The rows of ``df`` with a reason (None = keep), with their line number and raw line."""
     bad = reasons.notna().to_numpy()
-    rejected = pd.DataFrame({"file": file, "line": df["_line"].to_numpy()[bad],
-                             "reason": reasons.to_numpy()[bad], "raw": df["_raw"].to_numpy()[bad]})
-    return df.loc[~bad], rejected
+    return pd.DataFrame({"file": file, "line": df["_line"].to_numpy()[bad],
+                         "reason": reasons.to_numpy()[bad], "raw": df["_raw"].to_numpy()[bad]})
+
+
+def _reject(df: pd.DataFrame, reasons: pd.Series, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split ``df`` by ``reasons`` (None = keep) into kept rows and rejected records."""
+    return df.loc[reasons.isna().to_numpy()], _rejected(df, reasons, file)
 
 
 def _first_reason(checks: list[tuple[str, pd.Series]], index) -> pd.Series:
     """Per row, the name of the first failing check (checks are boolean 'is bad' masks)."""
     reason = pd.Series(None, index=index, dtype=object)
     for name, mask in reversed(checks):
-        reason = reason.mask(mask.to_numpy(), name)
+        reason = reason.mask(_bool(mask), name)
     return reason
-
-
-def _counts(rejects: pd.DataFrame, repairs: dict[str, int]) -> dict[str, int]:
-    counts = rejects["reason"].value_counts().to_dict() if len(rejects) else {}
-    counts.update({k: int(v) for k, v in repairs.items() if v})
-    return {k: int(v) for k, v in sorted(counts.items())}
 
 
 def _is_str(s: pd.Series) -> pd.Series:
@@ -192,11 +324,10 @@ def _genre_list(value) -> tuple[list[str], str]:
     return [], "missing"
 
 
-def _as_list(s: pd.Series) -> tuple[pd.Series, int, int]:
-    """Genre lists from lists or strings; (values, number coerced, number missing)."""
+def _as_list(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """Genre lists from lists or strings; (values, how each came: list, coerced or missing)."""
     converted = s.map(_genre_list)
-    how = converted.str[1]
-    return converted.str[0], int((how == "coerced").sum()), int((how == "missing").sum())
+    return converted.str[0], converted.str[1]
 
 
 _TRUTHY_TEXT = {"true": True, "false": False, "yes": True, "no": False, "1": True, "0": False}
@@ -235,6 +366,7 @@ def with_incoming(export: str, incoming: dict) -> str:
 def clean_users(text: str) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Users: integer ids, favourite genres as lists, premium as bool."""
     df, malformed = parse_jsonl(text, "users")
+    quality = _Quality("users", rows_read=len(df) + len(malformed))
     rejects = [malformed]
     user_id, invalid_id, id_as_text = _int_ids(df["user_id"])
     reasons = _first_reason([("null_id", df["user_id"].isna()), ("invalid_id", invalid_id)],
@@ -242,98 +374,115 @@ def clean_users(text: str) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     df, rej = _reject(df.assign(user_id=user_id, _id_as_text=id_as_text), reasons, "users")
     rejects.append(rej)
     df = _drop_duplicates(df, "user_id", "users", rejects)
-    genres, coerced_genres, missing_genres = _as_list(df["favourite_genres"])
+    genres, genres_came = _as_list(df["favourite_genres"])
     premium = df["premium_user"].map(_as_bool)
-    is_bool = df["premium_user"].map(lambda v: isinstance(v, bool))
-    invalid_premium = premium.isna()
+    premium_is_bool = df["premium_user"].map(lambda v: isinstance(v, bool))
     out = pd.DataFrame({
         "user_id": df["user_id"].astype("int64"),
-        "name": _text(df.get("name"), df.index),
-        "city": _text(df.get("city"), df.index),
-        "street": _text(df.get("street"), df.index),
+        "name": _text(df["name"], df.index),
+        "city": _text(df["city"], df.index),
+        "street": _text(df["street"], df.index),
         "favourite_genres": genres,
         "premium_user": premium.fillna(False).astype(bool),
     }).reset_index(drop=True)
+    quality.note("repaired", "type_coerced", df, df["_id_as_text"], "user_id")
+    quality.note("repaired", "type_coerced", df, genres_came == "coerced", "favourite_genres")
+    quality.note("repaired", "type_coerced", df, ~_bool(premium_is_bool) & _bool(premium.notna()),
+                 "premium_user")
+    quality.note("repaired", "missing_favourite_genres", df, genres_came == "missing")
+    quality.note("repaired", "invalid_premium_flag", df, premium.isna())
+    _note_extra_fields(quality, df)
     rejected = pd.concat(rejects, ignore_index=True)
-    repairs = {"type_coerced": coerced_genres + int((~is_bool & ~invalid_premium).sum())
-               + int(df["_id_as_text"].sum()),
-               "missing_favourite_genres": missing_genres,
-               "invalid_premium_flag": int(invalid_premium.sum())}
-    return USERS.validate(out), _counts(rejected, repairs), rejected
+    return USERS.validate(out), quality.report(len(out), rejected), rejected
+
+
+def _base62_ids(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Ids of artists or tracks and why each is unusable (None when it is fine)."""
+    ids = _text(df["id"], df.index)
+    reasons = _first_reason([("null_id", ids.isna()),
+                             ("invalid_id", ~_bool(ids.str.match(BASE62_ID)))], df.index)
+    return ids, reasons
 
 
 def clean_artists(text: str) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    """Artists: base62 ids, genres as lists of lower-case strings."""
+    """Artists: base62 ids (others dropped), genres as lists of lower-case strings."""
     df, malformed = parse_jsonl(text, "artists")
+    quality = _Quality("artists", rows_read=len(df) + len(malformed))
     rejects = [malformed]
-    ids = _text(df["id"], df.index)
-    reasons = _first_reason([("null_id", ids.isna()),
-                             ("invalid_id", ~ids.fillna("").str.match(BASE62_ID))], df.index)
+    ids, reasons = _base62_ids(df)
     df, rej = _reject(df.assign(id=ids), reasons, "artists")
     rejects.append(rej)
     df = _drop_duplicates(df, "id", "artists", rejects)
-    genres, coerced, missing = _as_list(df["genres"])
+    genres, genres_came = _as_list(df["genres"])
     out = pd.DataFrame({"artist_id": df["id"].astype("string"),
-                        "name": _text(df.get("name"), df.index),
+                        "name": _text(df["name"], df.index),
                         "genres": genres}).reset_index(drop=True)
+    quality.note("repaired", "type_coerced", df, genres_came == "coerced", "genres")
+    quality.note("repaired", "missing_genres", df, genres_came == "missing")
+    _note_extra_fields(quality, df)
     rejected = pd.concat(rejects, ignore_index=True)
-    return (ARTISTS.validate(out),
-            _counts(rejected, {"type_coerced": coerced, "missing_genres": missing}), rejected)
+    return ARTISTS.validate(out), quality.report(len(out), rejected), rejected
+
+
+# Release-date forms of the contract and how to read each.
+_RELEASE_FORMS = {r"\d{4}": "%Y", r"\d{4}-\d{2}": "%Y-%m", r"\d{4}-\d{2}-\d{2}": "%Y-%m-%d"}
 
 
 def _release(s: pd.Series) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Release dates 'YYYY' or 'YYYY-MM-DD': (normalised text, year, invalid mask)."""
+    """Release dates 'YYYY', 'YYYY-MM' or 'YYYY-MM-DD', kept as given (trimmed): (text, year,
+    invalid: present but none of those forms, or not a real date)."""
     text = _text(s, s.index).str.strip()
-    year_only = text.str.fullmatch(r"\d{4}").fillna(False).astype(bool)
-    full = pd.to_datetime(text.where(~year_only), format="%Y-%m-%d", errors="coerce")
-    year = pd.to_numeric(text.where(year_only), errors="coerce").fillna(full.dt.year)
+    year = pd.Series(np.nan, index=s.index)
+    for pattern, fmt in _RELEASE_FORMS.items():
+        of_form = text.where(_bool(text.str.fullmatch(pattern)))
+        year = year.fillna(pd.to_datetime(of_form, format=fmt, errors="coerce").dt.year)
     year = year.where(year.between(1000, 2100)).astype("Int64")
     valid = year.notna()
-    invalid = text.notna() & ~valid
-    return text.where(valid), year, invalid
+    return text.where(valid), year, text.notna() & ~valid
 
 
-def clean_tracks(text: str, artists: pd.DataFrame) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    """Tracks: numeric fields coerced and range-checked (out of range -> null, counted)."""
-    df, malformed = parse_jsonl(text, "tracks")
-    rejects = [malformed]
-    ids = _text(df["id"], df.index)
-    reasons = _first_reason([("null_id", ids.isna()),
-                             ("invalid_id", ~ids.fillna("").str.match(BASE62_ID))], df.index)
-    df, rej = _reject(df.assign(id=ids), reasons, "tracks")
-    rejects.append(rej)
-    df = _drop_duplicates(df, "id", "tracks", rejects)
-
-    repairs: dict[str, int] = {"type_coerced": 0, "out_of_range": 0, "missing_value": 0,
-                               "invalid_value": 0}
+def _track_numbers(df: pd.DataFrame, quality: _Quality) -> dict[str, pd.Series]:
+    """Numeric track fields: text coerced, wrong types and out-of-range values set to null;
+    each counted per field."""
     numeric = {}
     for col, (lo, hi) in TRACK_RANGES.items():
         raw = df[col].map(lambda v: int(v) if isinstance(v, bool) else v) \
             if col == "explicit" else df[col]
-        as_str = _is_str(raw)
         values = pd.to_numeric(raw, errors="coerce").astype("float64")
-        repairs["type_coerced"] += int((as_str & values.notna()).sum())
         bad_type = raw.notna() & values.isna()
         out_of_range = values.notna() & ~values.between(lo, hi)
         if col in INTEGER_FIELDS:
             out_of_range |= values.notna() & (values != np.round(values))
-        repairs[f"out_of_range.{col}"] = int(out_of_range.sum())
-        repairs["out_of_range"] += int(out_of_range.sum())
-        repairs["invalid_value"] += int(bad_type.sum())
-        repairs[f"missing_value.{col}"] = int(raw.isna().sum())
-        repairs["missing_value"] += int(raw.isna().sum())
+        quality.note("repaired", "type_coerced", df, _is_str(raw) & values.notna(), col)
+        quality.note("repaired", "out_of_range", df, out_of_range, col)
+        quality.note("repaired", "invalid_value", df, bad_type, col)
+        quality.note("repaired", "missing_value", df, raw.isna(), col)
         values = values.mask(out_of_range | bad_type)
         numeric[col] = values.astype("Int64") if col in INTEGER_FIELDS else values
-    release_date, release_year, bad_date = _release(
-        df.get("release_date", pd.Series(None, index=df.index, dtype=object)))
+    return numeric
+
+
+def clean_tracks(text: str, artists: pd.DataFrame) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """Tracks: numeric fields coerced and range-checked (out of range -> null, counted); a track
+    of an unknown artist is kept with its artist unknown."""
+    df, malformed = parse_jsonl(text, "tracks")
+    quality = _Quality("tracks", rows_read=len(df) + len(malformed))
+    rejects = [malformed]
+    ids, reasons = _base62_ids(df)
+    df, rej = _reject(df.assign(id=ids), reasons, "tracks")
+    rejects.append(rej)
+    df = _drop_duplicates(df, "id", "tracks", rejects)
+    numeric = _track_numbers(df, quality)
+    release_date, release_year, bad_date = _release(df["release_date"])
     artist_id = _text(df["id_artist"], df.index)
-    unknown_artist = artist_id.notna() & ~artist_id.isin(artists["artist_id"])
-    repairs["invalid_release_date"] = int(bad_date.sum())
-    repairs["unknown_artist_id"] = int(unknown_artist.sum())
-    repairs["null_artist_id"] = int(artist_id.isna().sum())
+    unknown_artist = artist_id.notna() & ~_bool(artist_id.isin(artists["artist_id"]))
+    quality.note("repaired", "invalid_release_date", df, bad_date)
+    quality.note("repaired", "unknown_artist_id", df, unknown_artist)
+    quality.note("repaired", "null_artist_id", df, artist_id.isna())
+    _note_extra_fields(quality, df)
     out = pd.DataFrame({
         "track_id": df["id"].astype("string"),
-        "name": _text(df.get("name"), df.index),
+        "name": _text(df["name"], df.index),
         "artist_id": artist_id.mask(unknown_artist),
         "release_date": release_date.astype("string"),
         "release_year": release_year,
@@ -341,69 +490,135 @@ def clean_tracks(text: str, artists: pd.DataFrame) -> tuple[pd.DataFrame, dict, 
         "explicit": numeric["explicit"].astype("boolean"),
     }).reset_index(drop=True)
     rejected = pd.concat(rejects, ignore_index=True)
-    return TRACKS.validate(out), _counts(rejected, repairs), rejected
+    return TRACKS.validate(out), quality.report(len(out), rejected), rejected
+
+
+def _canonical_event_types(raw: pd.Series) -> pd.Series:
+    """Known spellings (trimmed, any case) as their canonical type; unknown ones as NA."""
+    return raw.str.strip().str.lower().map(EVENT_TYPE_SPELLINGS).astype("string")
+
+
+def _users_from_sessions(session_id: pd.Series, user_id: pd.Series, known_user: np.ndarray,
+                         null_user: np.ndarray) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+    """Null user ids taken from the other events of their session when these name exactly one
+    known user: (user ids, recovered, ambiguous: the session names several users)."""
+    donors = pd.DataFrame({"session_id": session_id, "user_id": user_id})[
+        known_user & _bool(session_id.notna())]
+    per_session = donors.groupby("session_id")["user_id"].agg(["nunique", "first"])
+    n_users = session_id.map(per_session["nunique"]).where(null_user)
+    recovered, ambiguous = _bool(n_users == 1), _bool(n_users > 1)
+    found = session_id.map(per_session["first"]).astype("Int64")
+    return user_id.mask(recovered, found), recovered, ambiguous
+
+
+def _timestamp_forms(ts_text: pd.Series) -> dict[str, int]:
+    """How many timestamps take each form, digits shown as 'd' (``dddd-dd-ddTdd:dd:ddZ``)."""
+    return ts_text.str.replace(r"\d", "d", regex=True).value_counts().to_dict()
+
+
+def _session_user_conflicts(events: pd.DataFrame) -> pd.Series:
+    """Events naming another user than the first event of their session (sorted events)."""
+    return events["user_id"] != events.groupby("session_id")["user_id"].transform("first")
+
+
+def _read_events(df: pd.DataFrame, users: pd.DataFrame) -> pd.DataFrame:
+    """Every parsed event line typed and normalised (canonical event type, UTC timestamp, user
+    recovered from the session), with the raw text and the flags the checks need."""
+    raw_type = _text(df["event_type"], df.index)
+    event_type = _canonical_event_types(raw_type)
+    session_id, invalid_session, session_as_text = _int_ids(df["session_id"])
+    user_id, invalid_user, user_as_text = _int_ids(df["user_id"])
+    null_user = _bool(df["user_id"].isna())
+    user_id, recovered, ambiguous = _users_from_sessions(
+        session_id, user_id, _bool(user_id.isin(users["user_id"])), null_user)
+    track_id = _text(df["track_id"], df.index)
+    ts_text = _text(df["timestamp"], df.index)
+    return pd.DataFrame({
+        "session_id": session_id, "user_id": user_id, "track_id": track_id,
+        "event_type": event_type,
+        "timestamp": pd.to_datetime(ts_text, format="ISO8601", utc=True, errors="coerce"),
+        "raw_type": raw_type, "ts_text": ts_text, "is_track_event": _bool(event_type.isin(
+            TRACK_EVENTS)), "invalid_session": invalid_session, "invalid_user": invalid_user,
+        "session_as_text": session_as_text, "user_as_text": user_as_text,
+        "null_user": null_user, "recovered": recovered, "ambiguous": ambiguous,
+    }, index=df.index)
+
+
+def _event_drop_reasons(df: pd.DataFrame, ev: pd.DataFrame, users: pd.DataFrame,
+                        tracks: pd.DataFrame) -> pd.Series:
+    """Why each event line is dropped (None: kept), the first check that fails, then
+    ``duplicate_line`` for the same event again once normalised."""
+    track_event = ev["is_track_event"]
+    reasons = _first_reason([
+        ("null_session_id", df["session_id"].isna()),
+        ("invalid_session_id", ev["invalid_session"]),
+        ("null_user_id_ambiguous", ev["ambiguous"]),
+        ("null_user_id", ev["null_user"] & ~ev["recovered"]),
+        ("invalid_user_id", ev["invalid_user"]),
+        ("null_event_type", ev["raw_type"].isna()),
+        ("unknown_event_type", ev["event_type"].isna()),
+        ("null_track_id", track_event & ev["track_id"].isna()),
+        ("invalid_timestamp", ev["timestamp"].isna()),
+        ("unknown_user_id", ~_bool(ev["user_id"].isin(users["user_id"]))),
+        ("unknown_track_id", track_event & ~_bool(ev["track_id"].isin(tracks["track_id"]))),
+    ], df.index)
+    event = ev.loc[reasons.isna(), ["session_id", "timestamp", "user_id", "event_type"]].assign(
+        track_id=ev["track_id"].where(track_event))
+    repeated = event.duplicated().reindex(df.index, fill_value=False)
+    return reasons.mask(_bool(repeated), "duplicate_line")
+
+
+def _note_event_changes(quality: _Quality, df: pd.DataFrame, ev: pd.DataFrame,
+                        kept: np.ndarray) -> None:
+    """Repairs and normalisations of the kept event lines, and the unknown event types seen."""
+    quality.note("repaired", "user_id_from_session", df, ev["recovered"] & kept)
+    quality.note("repaired", "type_coerced", df, ev["session_as_text"] & kept, "session_id")
+    quality.note("repaired", "type_coerced", df, ev["user_as_text"] & kept, "user_id")
+    quality.note("repaired", "track_on_non_track_event", df,
+                 ~ev["is_track_event"] & _bool(ev["track_id"].notna()) & kept)
+    respelled = kept & _bool(ev["raw_type"] != ev["event_type"])
+    quality.note("normalised", "event_type_spelling", df, respelled,
+                 ev["raw_type"][respelled].value_counts().to_dict())
+    reformed = kept & ~_bool(ev["ts_text"].str.match(CANONICAL_TIMESTAMP))
+    quality.note("normalised", "timestamp_form", df, reformed,
+                 _timestamp_forms(ev["ts_text"][reformed]))
+    _note_extra_fields(quality, df, kept)
 
 
 def clean_sessions(text: str, users: pd.DataFrame, tracks: pd.DataFrame
                    ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Session events: ids, event types and ISO-8601 timestamps validated; duplicates dropped.
 
-    Repairs (row kept, counted): event-type spelling (``PLAY``, `` like``), non-canonical
-    timestamp forms, a track id on an event that carries none, ids given as text. Drops
-    (counted, kept in the rejects): malformed lines, null, invalid or unknown ids, unknown event
-    types, unparsable timestamps, duplicates (the same event twice once timestamp form and
-    event-type spelling are normalised). Flagged but kept: ``session_user_conflict``, events of
-    a session whose first event names another user.
+    Normalised (kept, not defects): known event-type spellings (``advertisment``, ``PLAY``,
+    `` like``), timestamps in other ISO-8601 forms (naive ones are UTC), keys outside the
+    contract. Repaired (kept): a null user id its session names unambiguously, a track id on an
+    event that carries none, ids given as text; flagged: ``session_user_conflict``, events of a
+    session whose first event names another user. Dropped (in the rejects): malformed lines,
+    null, invalid or unknown ids (``null_user_id`` when no other event of the session names a
+    known user, ``null_user_id_ambiguous`` when several do), unknown event types (with the
+    values seen), unparsable timestamps, duplicates (the same event again once normalised).
     """
     df, malformed = parse_jsonl(text, "sessions")
-    rejects = [malformed]
-    raw_type = _text(df["event_type"], df.index)
-    event_type = raw_type.str.strip().str.lower()
-    known_type = event_type.isin(EVENT_TYPES).fillna(False).astype(bool)
-    is_track_event = event_type.isin(TRACK_EVENTS).fillna(False).astype(bool)
-    session_id, invalid_session, session_as_text = _int_ids(df["session_id"])
-    user_id, invalid_user, user_as_text = _int_ids(df["user_id"])
-    track_id = _text(df["track_id"], df.index)
-    ts_text = _text(df["timestamp"], df.index)
-    ts = pd.to_datetime(ts_text, format="ISO8601", utc=True, errors="coerce")
-    reasons = _first_reason([
-        ("null_session_id", df["session_id"].isna()),
-        ("invalid_session_id", invalid_session),
-        ("null_user_id", df["user_id"].isna()),
-        ("invalid_user_id", invalid_user),
-        ("unknown_event_type", ~known_type),
-        ("null_track_id", is_track_event & track_id.isna()),
-        ("invalid_timestamp", ts.isna()),
-        ("unknown_user_id", ~user_id.isin(users["user_id"]).fillna(False).astype(bool)),
-        ("unknown_track_id", is_track_event & ~track_id.isin(tracks["track_id"]).fillna(False)
-         .astype(bool)),
-    ], df.index)
-    keep = reasons.isna()
-    repaired = pd.DataFrame({
-        "event_type_repaired": raw_type != event_type,
-        "timestamp_repaired": ~ts_text.str.match(CANONICAL_TIMESTAMP).fillna(False).astype(bool),
-        "track_on_non_track_event": ~is_track_event & track_id.notna(),
-        "type_coerced": session_as_text | user_as_text,
-    })[keep]
-    df, rej = _reject(df, reasons, "sessions")
-    rejects.append(rej)
+    quality = _Quality("sessions", rows_read=len(df) + len(malformed))
+    ev = _read_events(df, users)
+    reasons = _event_drop_reasons(df, ev, users, tracks)
+    kept = _bool(reasons.isna())
+    rejected = pd.concat([malformed, _rejected(df, reasons, "sessions")], ignore_index=True)
+    quality.add_detail("dropped", "unknown_event_type", ev["raw_type"][_bool(
+        reasons == "unknown_event_type")].value_counts().to_dict())
+    _note_event_changes(quality, df, ev, kept)
+
+    events = ev[kept].assign(_line=df["_line"]).sort_values(["session_id", "timestamp"],
+                                                            kind="stable")
+    quality.note("repaired", "session_user_conflict", events, _session_user_conflicts(events))
     events = pd.DataFrame({
-        "session_id": session_id[keep].astype("int64"),
-        "timestamp": ts[keep].astype("datetime64[ns, UTC]"),
-        "user_id": user_id[keep].astype("int64"),
-        "track_id": track_id[keep].where(is_track_event[keep]),
-        "event_type": pd.Categorical(event_type[keep], categories=EVENT_TYPES),
-    })
-    dup = events.duplicated().to_numpy()
-    rejects.append(pd.DataFrame({"file": "sessions", "line": df["_line"].to_numpy()[dup],
-                                 "reason": "duplicate_line", "raw": df["_raw"].to_numpy()[dup]}))
-    repairs = repaired[~dup].sum().to_dict()
-    events = events.loc[~dup].sort_values(["session_id", "timestamp"], kind="stable")
-    events = events.reset_index(drop=True)
-    first_user = events.groupby("session_id")["user_id"].transform("first")
-    repairs["session_user_conflict"] = int((events["user_id"] != first_user).sum())
-    rejected = pd.concat(rejects, ignore_index=True)
-    return EVENTS.validate(events), _counts(rejected, repairs), rejected
+        "session_id": events["session_id"].astype("int64"),
+        "timestamp": events["timestamp"].astype("datetime64[ns, UTC]"),
+        "user_id": events["user_id"].astype("int64"),
+        "track_id": events["track_id"].where(events["is_track_event"]),
+        "event_type": pd.Categorical(events["event_type"], categories=EVENT_TYPES),
+    }).reset_index(drop=True)
+    return EVENTS.validate(events), quality.report(len(events), rejected), rejected
 
 
 def merge_listening_events(events: pd.DataFrame, tracks: pd.DataFrame, artists: pd.DataFrame,
@@ -423,49 +638,86 @@ def merge_listening_events(events: pd.DataFrame, tracks: pd.DataFrame, artists: 
     return merged
 
 
-def _handling(kind: str) -> str:
-    if kind in DROPPED_KINDS:
-        return "dropped"
-    return "flagged, kept" if kind == "session_user_conflict" else "repaired"
+_SECTIONS = {
+    "dropped": "Unusable records, removed. Each is in `rejected_records.parquet` with its file, "
+               "line, reason and raw text.",
+    "repaired": "Defects fixed in place (or flagged); the record is kept.",
+    "normalised": "Form differences that are not defects: valid variants of the contract "
+                  "(other spellings, timestamp forms, extra keys), kept in canonical form.",
+}
+_MD_DETAIL_ITEMS = 10  # detail entries shown per Markdown row (the JSON has them all)
+
+
+def _md_cell(value) -> str:
+    return str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _md_detail(detail: dict) -> str:
+    def key(k: str) -> str:  # quote what would not show: "", " like"
+        return json.dumps(k) if not k or k != k.strip() else k
+
+    items = [f"{key(k)}: {n}" for k, n in list(detail.items())[:_MD_DETAIL_ITEMS]]
+    if len(detail) > _MD_DETAIL_ITEMS:
+        items.append(f"… {len(detail) - _MD_DETAIL_ITEMS} more")
+    return _md_cell(", ".join(items))
+
+
+def _md_section(report: dict, category: str) -> list[str]:
+    rows = [f"| {file} | {kind} | {e['count']} | {', '.join(map(str, e['example_lines']))} | "
+            f"{_md_detail(e.get('detail', {}))} |"
+            for file, kinds in report[category].items() for kind, e in kinds.items()
+            if e["count"]]
+    table = ["| file | kind | count | example lines | detail |", "|---|---|---:|---|---|", *rows]
+    return [f"## {category.capitalize()}", "", _SECTIONS[category], "",
+            *(table if rows else ["None."]), ""]
+
+
+def _markdown(report: dict) -> str:
+    lines = ["# Data quality", "",
+             "Per file: read = kept + dropped; repaired and normalised rows are among the kept.",
+             "", "| file | read | kept | dropped | repaired | normalised |",
+             "|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {file} | " + " | ".join(str(s[k]) for k in ROW_COUNTS) + " |"
+              for file, s in report["summary"].items()]
+    lines.append("")
+    for category in CATEGORIES:
+        lines += _md_section(report, category)
+    return "\n".join(lines)
+
+
+def _metrics(report: dict) -> dict:
+    """MLflow metrics: ``dq.<file>.<category>.<kind>`` and ``dq.<file>.rows_<...>``."""
+    metrics = {f"dq.{file}.{category}.{kind}": e["count"]
+               for category in CATEGORIES for file, kinds in report[category].items()
+               for kind, e in kinds.items()}
+    metrics.update({f"dq.{file}.{k}": n for file, s in report["summary"].items()
+                    for k, n in s.items()})
+    return {name: {"value": float(n), "step": 0} for name, n in metrics.items()}
 
 
 def report_data_quality(users_q: dict, artists_q: dict, tracks_q: dict, sessions_q: dict,
-                        users: pd.DataFrame, artists: pd.DataFrame, tracks: pd.DataFrame,
-                        events: pd.DataFrame, users_rej: pd.DataFrame, artists_rej: pd.DataFrame,
+                        users_rej: pd.DataFrame, artists_rej: pd.DataFrame,
                         tracks_rej: pd.DataFrame, sessions_rej: pd.DataFrame
                         ) -> tuple[dict, str, dict, pd.DataFrame]:
-    """The data-quality report (JSON and Markdown), its MLflow metrics and all rejected records."""
-    found = {"users": users_q, "artists": artists_q, "tracks": tracks_q, "sessions": sessions_q}
-    unknown = {f: set(q) - set(DEFECT_KINDS[f]) for f, q in found.items()}
-    if any(k for kinds in unknown.values() for k in kinds if "." not in k):
-        raise ValueError(f"defect kinds missing from schemas.DEFECT_KINDS: {unknown}")
-    # Every kind checked, zeros included, then per-field detail (``out_of_range.tempo``).
-    per_file = {f: {**{k: 0 for k in DEFECT_KINDS[f]}, **q} for f, q in found.items()}
-    kept = {"users": len(users), "artists": len(artists), "tracks": len(tracks),
-            "sessions": len(events)}
-    rejected = {"users": users_rej, "artists": artists_rej, "tracks": tracks_rej,
-                "sessions": sessions_rej}
-    totals: dict[str, int] = {}
-    for counts in per_file.values():
-        for kind, n in counts.items():
-            if "." not in kind:
-                totals[kind] = totals.get(kind, 0) + n
-    files = {
-        f: {"rows_read": kept[f] + len(rejected[f]), "rows_kept": kept[f],
-            "rows_dropped": len(rejected[f]), "defects": per_file[f]}
-        for f in per_file
+    """The data-quality report (JSON and Markdown), its MLflow metrics and all rejected records.
+
+    The JSON: ``summary`` (row counts per file), ``dropped``, ``repaired`` and ``normalised``
+    (``{file: {kind: {count, example_lines[, detail]}}}``, every kind checked, zeros too),
+    ``unknown_event_types`` (``{value: count}``) and ``defects`` (dropped and repaired counts by
+    kind, summed over files; normalised forms are not defects).
+    """
+    files = {"users": users_q, "artists": artists_q, "tracks": tracks_q, "sessions": sessions_q}
+    defects: Counter = Counter()
+    for q in files.values():
+        for category in ("dropped", "repaired"):
+            defects.update({kind: e["count"] for kind, e in q[category].items()})
+    report = {
+        "summary": {f: {k: q[k] for k in ROW_COUNTS} for f, q in files.items()},
+        **{category: {f: q[category] for f, q in files.items()} for category in CATEGORIES},
+        "unknown_event_types": sessions_q["dropped"]["unknown_event_type"].get("detail", {}),
+        "defects": dict(sorted(defects.items())),
     }
-    report = {"defects": dict(sorted(totals.items())), "files": files}
-    lines = ["# Data quality", "", "| file | read | kept | dropped |", "|---|---:|---:|---:|"]
-    lines += [f"| {f} | {v['rows_read']} | {v['rows_kept']} | {v['rows_dropped']} |"
-              for f, v in files.items()]
-    lines += ["", "| file | defect | count | handling |", "|---|---|---:|---|"]
-    for f, v in files.items():
-        lines += [f"| {f} | {k} | {n} | {_handling(k)} |" for k, n in v["defects"].items()]
-    metrics = {f"dq.{f}.{k}": {"value": float(n), "step": 0}
-               for f, v in files.items() for k, n in v["defects"].items()}
-    metrics.update({f"dq.{f}.rows_kept": {"value": float(v["rows_kept"]), "step": 0}
-                    for f, v in files.items()})
-    all_rejected = pd.concat(list(rejected.values()), ignore_index=True)
-    logger.info("Data quality: %s", report["defects"])
-    return report, "\n".join(lines) + "\n", metrics, all_rejected
+    rejected = pd.concat([users_rej, artists_rej, tracks_rej, sessions_rej], ignore_index=True)
+    for f, s in report["summary"].items():
+        logger.info("Data quality, %s: %s", f, s)
+    return report, _markdown(report), _metrics(report), rejected

@@ -1,4 +1,5 @@
-"""data_processing: validate and clean the raw exports, report defects, write typed tables."""
+"""data_processing: validate and clean the raw exports, report what was dropped, repaired and
+normalised, write typed tables."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -33,8 +34,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 report_data_quality,
                 ["users_quality", "artists_quality", "tracks_quality", "sessions_quality",
-                 "users", "artists", "tracks", "events", "users_rejected", "artists_rejected",
-                 "tracks_rejected", "sessions_rejected"],
+                 "users_rejected", "artists_rejected", "tracks_rejected", "sessions_rejected"],
                 ["data_quality_report", "data_quality_markdown", "data_quality_metrics",
                  "rejected_records"],
                 name="report_data_quality",

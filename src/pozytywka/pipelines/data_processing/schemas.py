@@ -30,6 +30,26 @@ REQUIRED_FIELDS = {
 }
 BASE62_ID = r"^[0-9A-Za-z]{22}$"
 
+# Every field of the contract per file; any other key in a record is ignored (and counted).
+CONTRACT_FIELDS = {
+    "users": ["user_id", "name", "city", "street", "favourite_genres", "premium_user"],
+    "artists": ["id", "name", "genres"],
+    "tracks": ["id", "name", "popularity", "duration_ms", "explicit", "id_artist", "release_date",
+               *AUDIO_FEATURES, "key", "loudness", "tempo"],
+    "sessions": ["session_id", "timestamp", "user_id", "track_id", "event_type"],
+}
+# Text fields, read as text whatever they look like (an ISO string is not parsed as a date).
+TEXT_FIELDS = {
+    "users": ["name", "city", "street"],
+    "artists": ["id", "name"],
+    "tracks": ["id", "name", "id_artist", "release_date"],
+    "sessions": ["timestamp", "track_id", "event_type"],
+}
+
+# Event-type spellings the service's exports are known to use, after trimming and lower-casing
+# (so `PLAY`, ` like` and `ADVERTISEMENT` match too): each maps to its canonical type.
+EVENT_TYPE_SPELLINGS = {**{t: t for t in EVENT_TYPES}, "advertisment": "advertisement"}
+
 
 def _in_range(col: str) -> pa.Column:
     lo, hi = TRACK_RANGES[col]
@@ -84,23 +104,34 @@ EVENTS = pa.DataFrameSchema(
     strict=True,
 )
 
-# Every defect kind each cleaning node can report, so reports and MLflow list zeros too.
-_ENTITY_DEFECTS = ["malformed_line", "duplicate_line", "null_id", "invalid_id",
-                   "conflicting_duplicate_id", "type_coerced"]
-DEFECT_KINDS = {
-    "users": [*_ENTITY_DEFECTS, "missing_favourite_genres", "invalid_premium_flag"],
-    "artists": [*_ENTITY_DEFECTS, "missing_genres"],
-    "tracks": [*_ENTITY_DEFECTS, "out_of_range", "invalid_value", "missing_value",
-               "invalid_release_date", "unknown_artist_id", "null_artist_id"],
-    "sessions": ["malformed_line", "duplicate_line", "null_session_id", "invalid_session_id",
-                 "null_user_id", "invalid_user_id", "unknown_event_type", "null_track_id",
-                 "invalid_timestamp", "unknown_user_id", "unknown_track_id",
-                 "event_type_repaired", "timestamp_repaired", "track_on_non_track_event",
-                 "type_coerced", "session_user_conflict"],
+# What the data-quality report calls each thing a cleaning node does to a record:
+# - dropped: the record is unusable and removed (it is in rejected_records with its reason);
+# - repaired: a defect fixed (or flagged) in place, the record is kept;
+# - normalised: a valid variant of the contract written in canonical form, not a defect.
+# Every kind is listed here, so reports and MLflow list zeros too; a kind names one category.
+CATEGORIES = ("dropped", "repaired", "normalised")
+_ENTITY_DROPS = ["malformed_line", "duplicate_line", "null_id", "invalid_id",
+                 "conflicting_duplicate_id"]
+QUALITY_KINDS: dict[str, dict[str, list[str]]] = {
+    "users": {"dropped": _ENTITY_DROPS,
+              "repaired": ["type_coerced", "missing_favourite_genres", "invalid_premium_flag"],
+              "normalised": ["extra_field"]},
+    "artists": {"dropped": _ENTITY_DROPS,
+                "repaired": ["type_coerced", "missing_genres"],
+                "normalised": ["extra_field"]},
+    "tracks": {"dropped": _ENTITY_DROPS,
+               "repaired": ["type_coerced", "out_of_range", "invalid_value", "missing_value",
+                            "invalid_release_date", "unknown_artist_id", "null_artist_id"],
+               "normalised": ["extra_field"]},
+    "sessions": {"dropped": ["malformed_line", "duplicate_line", "null_session_id",
+                             "invalid_session_id", "null_user_id", "null_user_id_ambiguous",
+                             "invalid_user_id", "null_event_type", "unknown_event_type",
+                             "null_track_id", "invalid_timestamp", "unknown_user_id",
+                             "unknown_track_id"],
+                 "repaired": ["user_id_from_session", "type_coerced", "track_on_non_track_event",
+                              "session_user_conflict"],
+                 "normalised": ["event_type_spelling", "timestamp_form", "extra_field"]},
 }
-# Kinds whose records are dropped (kept in rejected_records); every other kind is repaired in place
-# or, for session_user_conflict, flagged and kept.
-DROPPED_KINDS = {"malformed_line", "duplicate_line", "null_id", "invalid_id",
-                 "conflicting_duplicate_id", "null_session_id", "invalid_session_id",
-                 "null_user_id", "invalid_user_id", "unknown_event_type", "null_track_id",
-                 "invalid_timestamp", "unknown_user_id", "unknown_track_id"}
+# Defects (dropped or repaired) per file, and the kinds whose records are dropped.
+DEFECT_KINDS = {f: [*k["dropped"], *k["repaired"]] for f, k in QUALITY_KINDS.items()}
+DROPPED_KINDS = {kind for k in QUALITY_KINDS.values() for kind in k["dropped"]}

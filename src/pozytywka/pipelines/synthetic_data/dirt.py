@@ -1,9 +1,11 @@
 """Turn clean generated tables into dirty JSON Lines exports, recording exactly what was injected.
 
 Defects that make a record unusable are added as *extra* lines (a junk copy of a real record), so
-cleaning must drop exactly those and keep every original record. Defects that can be repaired are
-made *in place*, on disjoint records, so cleaning must repair them without losing the record. The
-returned manifest uses the defect names of the data-quality report, so a test can compare both.
+cleaning must drop exactly those and keep every original record. Defects that can be repaired, and
+valid variants of the contract that cleaning only normalises (other event-type spellings and
+timestamp forms, stray extra keys), are made *in place*, on disjoint records, so cleaning must keep
+the record. The returned manifest, ``{"dropped"|"repaired"|"normalised": {kind: count}}`` per file,
+uses the categories and kind names of the data-quality report, so a test can compare both.
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ OUT_OF_RANGE_VALUES = {
     "tempo": [-20.0, 0.0],
     "explicit": [2],
 }
+# A stray key outside the contract, as real exports carry, per file (put first in the record).
+EXTRA_KEYS = {"users": '"id":-1', "artists": '"followers":null', "tracks": '"album_id":-1',
+              "sessions": '"id":-1'}
+# Spellings of event types the service's exports use (design.md §1), per canonical type.
+EVENT_TYPE_VARIANTS = {"advertisement": ["advertisment", "ADVERTISEMENT", "Advertisment"],
+                       "buy_premium": ["BUY_PREMIUM"], "play": ["PLAY", " play"],
+                       "skip": ["SKIP"], "like": ["LIKE", "Like "]}
+_HOUR_NS = 3_600_000_000_000
 
 
 def _count(rate: float, n: int) -> int:
@@ -42,19 +52,36 @@ class _Injector:
         self.rng = rng
         self.free = rng.permutation(len(df))  # rows not yet edited in place
         self.extra: list[pd.DataFrame] = []  # junk copies; their index is the source row
-        self.counts: dict[str, int] = {}
+        self.extra_key_rows = np.zeros(0, dtype=np.int64)  # rows given a stray key...
+        self.extra_key = ""  # ...this one, as JSON text ('"id":-1')
+        self.counts: dict[str, dict[str, int]] = {"dropped": {}, "repaired": {}, "normalised": {}}
 
-    def take(self, kind: str, n: int) -> np.ndarray:
-        """Reserve ``n`` untouched rows for an in-place defect."""
-        n = min(n, len(self.free))
-        rows, self.free = self.free[:n], self.free[n:]
+    def _count_as(self, category: str, kind: str, n: int) -> None:
         if n:
-            self.counts[kind] = self.counts.get(kind, 0) + n
+            self.counts[category][kind] = self.counts[category].get(kind, 0) + n
+
+    def reserve(self, n: int, pool: np.ndarray | None = None) -> np.ndarray:
+        """``n`` untouched rows (from the positions ``pool`` if given), now reserved."""
+        free = self.free if pool is None else self.free[np.isin(self.free, pool)]
+        rows = free[:n]
+        self.free = self.free[~np.isin(self.free, rows)]
         return rows
+
+    def take(self, category: str, kind: str, n: int, pool: np.ndarray | None = None
+             ) -> np.ndarray:
+        """Reserve ``n`` untouched rows for an in-place edit reported as ``category``/``kind``."""
+        rows = self.reserve(n, pool)
+        self._count_as(category, kind, len(rows))
+        return rows
+
+    def add_extra_keys(self, n: int, key: str) -> None:
+        """Give ``n`` untouched records the stray ``key`` (JSON text) outside the contract."""
+        self.extra_key_rows = self.take("normalised", "extra_field", n)
+        self.extra_key = key
 
     def add_copies(self, kind: str, n: int, edit, sources: np.ndarray | None = None) -> None:
         """Add ``n`` copies of random original rows (drawn from ``sources`` positions if
-        given), each altered by ``edit(copy_frame)``."""
+        given), each altered by ``edit(copy_frame)``: junk the cleaning must drop as ``kind``."""
         pool = np.arange(len(self.df)) if sources is None else sources
         if n == 0 or len(pool) == 0:
             return
@@ -63,7 +90,20 @@ class _Injector:
         copies.index = src
         edit(copies)
         self.extra.append(copies)
-        self.counts[kind] = self.counts.get(kind, 0) + n
+        self._count_as("dropped", kind, n)
+
+    def _main_lines(self) -> pa.Array:
+        """The original records as lines, the stray key put first in the chosen ones."""
+        main = self.to_lines(self.df)
+        rows = np.sort(self.extra_key_rows)
+        if len(rows) == 0:
+            return main
+        with_key = pc.binary_join_element_wise(
+            pa.scalar("{" + self.extra_key + ",", main.type),
+            pc.utf8_slice_codeunits(main.take(pa.array(rows)), 1), pa.scalar("", main.type))
+        order = np.arange(len(main))
+        order[rows] = len(main) + np.arange(len(rows))  # the edited line in place of its row
+        return pa.concat_arrays([main, with_key]).take(pa.array(order))
 
     def render(self, n_malformed: int, n_duplicates: int) -> str:
         """Serialise with extras, exact duplicate lines and truncated lines spread through it.
@@ -72,23 +112,21 @@ class _Injector:
         as a re-sent or conflicting record would, so "the first record wins" keeps the original.
         """
         n = len(self.df)
-        main = self.to_lines(self.df)
+        main = self._main_lines()
         extra = pd.concat(self.extra) if self.extra else self.df.iloc[:0]
         dup_src = self.rng.integers(0, n, n_duplicates)
         bad_src = self.rng.integers(0, n, n_malformed)
         cut = [line[: int(self.rng.integers(1, max(len(line) - 2, 2)))] + "\n"
                for line in main.take(pa.array(bad_src, pa.int64())).to_pylist()]
-        lines = pa.concat_arrays([main, self.to_lines(extra),
+        lines = pa.concat_arrays([main, self.to_lines(extra).cast(main.type),
                                   main.take(pa.array(dup_src, pa.int64())),
-                                  pa.array(cut, pa.large_string())])
+                                  pa.array(cut, main.type)])
         src = np.concatenate([extra.index.to_numpy(dtype=np.int64), dup_src, bad_src])
         after = src + self.rng.uniform(0.1, 1.0, len(src)) * (n - src)
         pos = np.concatenate([np.arange(n, dtype=float), after])
         text = join_lines(lines.take(pa.array(np.argsort(pos, kind="stable"))))
-        if n_duplicates:
-            self.counts["duplicate_line"] = n_duplicates
-        if n_malformed:
-            self.counts["malformed_line"] = n_malformed
+        self._count_as("dropped", "duplicate_line", n_duplicates)
+        self._count_as("dropped", "malformed_line", n_malformed)
         return text
 
 
@@ -110,7 +148,7 @@ def _entity_defects(inj: _Injector, key: str, rates: dict) -> None:
 def dirty_users(users: pd.DataFrame, rates: dict, rng) -> tuple[str, dict]:
     inj = _Injector(users, rng)
     _entity_defects(inj, "user_id", rates)
-    rows = inj.take("type_coerced", _count(rates["type_coerced"], len(users)))
+    rows = inj.take("repaired", "type_coerced", _count(rates["type_coerced"], len(users)))
     half = len(rows) // 2
     inj.df["premium_user"] = inj.df["premium_user"].astype(object)
     inj.df["favourite_genres"] = inj.df["favourite_genres"].astype(object)
@@ -119,6 +157,7 @@ def dirty_users(users: pd.DataFrame, rates: dict, rng) -> tuple[str, dict]:
         lambda b: "true" if b else "false")
     inj.df.loc[idx[rows[half:]], "favourite_genres"] = inj.df.loc[
         idx[rows[half:]], "favourite_genres"].map(", ".join)
+    inj.add_extra_keys(_count(rates.get("extra_field", 0), len(users)), EXTRA_KEYS["users"])
     text = inj.render(_count(rates["malformed_line"], len(users)),
                       _count(rates["duplicate_line"], len(users)))
     return text, inj.counts
@@ -127,10 +166,11 @@ def dirty_users(users: pd.DataFrame, rates: dict, rng) -> tuple[str, dict]:
 def dirty_artists(artists: pd.DataFrame, rates: dict, rng) -> tuple[str, dict]:
     inj = _Injector(artists, rng)
     _entity_defects(inj, "id", rates)
-    rows = inj.take("type_coerced", _count(rates["type_coerced"], len(artists)))
+    rows = inj.take("repaired", "type_coerced", _count(rates["type_coerced"], len(artists)))
     idx = inj.df.index[rows]
     inj.df["genres"] = inj.df["genres"].astype(object)
     inj.df.loc[idx, "genres"] = inj.df.loc[idx, "genres"].map(";".join)
+    inj.add_extra_keys(_count(rates.get("extra_field", 0), len(artists)), EXTRA_KEYS["artists"])
     text = inj.render(_count(rates["malformed_line"], len(artists)),
                       _count(rates["duplicate_line"], len(artists)))
     return text, inj.counts
@@ -144,20 +184,60 @@ def dirty_tracks(tracks: pd.DataFrame, rates: dict, rng) -> tuple[str, dict]:
     for col in ["popularity", "duration_ms", "key", "explicit", "loudness", "tempo",
                 "danceability", "energy", "valence", "release_date", "id_artist"]:
         df[col] = df[col].astype(object)
-    rows = inj.take("out_of_range", _count(rates["out_of_range"], n))
+    rows = inj.take("repaired", "out_of_range", _count(rates["out_of_range"], n))
     fields = list(OUT_OF_RANGE_VALUES)
     for r, f in zip(rows, rng.integers(0, len(fields), len(rows)), strict=True):
         options = OUT_OF_RANGE_VALUES[fields[f]]
         df.iat[r, df.columns.get_loc(fields[f])] = options[int(rng.integers(len(options)))]
-    rows = inj.take("type_coerced", _count(rates["type_coerced"], n))
+    rows = inj.take("repaired", "type_coerced", _count(rates["type_coerced"], n))
     df.iloc[rows, df.columns.get_loc("popularity")] = df["popularity"].iloc[rows].astype(str)
-    rows = inj.take("invalid_release_date", _count(rates["invalid_value"], n))
+    rows = inj.take("repaired", "invalid_release_date", _count(rates["invalid_value"], n))
     df.iloc[rows, df.columns.get_loc("release_date")] = rng.choice(
-        ["unknown", "2024-13-45", "20x4", ""], len(rows))
-    rows = inj.take("unknown_artist_id", _count(rates["unknown_id"], n))
+        ["unknown", "2024-13-45", "2024-13", "20x4", ""], len(rows))
+    # "YYYY-MM" is a valid release date (design.md §1): kept as is, not counted.
+    full_dates = np.flatnonzero(df["release_date"].str.len().to_numpy() == 10)
+    rows = inj.reserve(_count(rates["format_variant"], n), pool=full_dates)
+    df.iloc[rows, df.columns.get_loc("release_date")] = df["release_date"].iloc[rows].str[:7]
+    rows = inj.take("repaired", "unknown_artist_id", _count(rates["unknown_id"], n))
     df.iloc[rows, df.columns.get_loc("id_artist")] = base62_ids(rng, len(rows))
+    inj.add_extra_keys(_count(rates.get("extra_field", 0), n), EXTRA_KEYS["tracks"])
     text = inj.render(_count(rates["malformed_line"], n), _count(rates["duplicate_line"], n))
     return text, inj.counts
+
+
+def _iso(ns: np.ndarray) -> pd.Series:
+    return pd.Series(iso_ms_strings(ns).to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _timestamp_variants(ns: np.ndarray, rng) -> np.ndarray:
+    """The same instants in other valid ISO-8601 forms than the canonical naive milliseconds."""
+    canonical = _iso(ns)
+    forms = [canonical.str.replace("T", " "),  # space separator
+             canonical + "Z",  # UTC designator
+             canonical.str[:19],  # no fractional seconds
+             canonical + "123",  # microseconds
+             _iso(ns + 2 * _HOUR_NS) + "+02:00",  # an offset, the same instant
+             _iso(ns - 5 * _HOUR_NS).str[:19] + "-05:00"]
+    variant = rng.integers(0, len(forms), len(ns))
+    return np.select([variant == i for i in range(len(forms))],
+                     [f.to_numpy() for f in forms], default="")
+
+
+def _respell_event_types(df: pd.DataFrame, rows: np.ndarray, rng) -> None:
+    """Other spellings of the event types of ``rows``, as the service's exports write them."""
+    col = df.columns.get_loc("event_type")
+    types = df["event_type"].iloc[rows].to_numpy()
+    for canonical, variants in EVENT_TYPE_VARIANTS.items():  # per type, not per row
+        of_type = rows[types == canonical]
+        df.iloc[of_type, col] = rng.choice(variants, len(of_type))
+
+
+def _one_event_per_shared_session(df: pd.DataFrame, candidates: np.ndarray) -> np.ndarray:
+    """Of ``candidates`` (row positions, in order), the first of each session with another
+    event: nulling its user leaves the session naming that user once or more."""
+    sizes = df.groupby("session_id")["session_id"].transform("size").to_numpy()
+    shared = candidates[sizes[candidates] >= 2]
+    return shared[~pd.Series(df["session_id"].to_numpy()[shared]).duplicated().to_numpy()]
 
 
 def dirty_sessions(events: pd.DataFrame, known_users: np.ndarray, rates: dict, rng
@@ -165,29 +245,44 @@ def dirty_sessions(events: pd.DataFrame, known_users: np.ndarray, rates: dict, r
     n = len(events)
     df = events.copy()
     ns = df["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
-    df["timestamp"] = pd.Series(pd.array(iso_ms_strings(ns.to_numpy().view(np.int64)),
-                                         dtype="str"), index=df.index)
+    ns = ns.to_numpy().view(np.int64)
+    df["timestamp"] = pd.Series(pd.array(iso_ms_strings(ns), dtype="str"), index=df.index)
     df["user_id"] = df["user_id"].astype("Int64")
     for col in ["track_id", "event_type"]:  # categorical -> text, decoded by Arrow
         df[col] = pd.Series(pd.array(pc.cast(pa.array(df[col]), pa.large_string()), dtype="str"),
                             index=df.index)
     inj = _Injector(df, rng, to_lines=event_lines)
     df = inj.df
+    df["timestamp"] = df["timestamp"].astype(object)
+    df["event_type"] = df["event_type"].astype(object)
     on_track = np.flatnonzero(df["event_type"].isin(["play", "skip", "like"]).to_numpy())
+    ads = np.flatnonzero((df["event_type"] == "advertisement").to_numpy())
 
-    rows = inj.take("timestamp_repaired", _count(rates["format_variant"], n) * 10)
-    ts = df["timestamp"].iloc[rows]
-    variant = rng.integers(0, 4, len(rows))
-    ts = np.where(variant == 0, ts.str.replace("T", " "),
-                  np.where(variant == 1, ts + "Z",
-                           np.where(variant == 2, ts + "+00:00", ts.str.slice(0, 19))))
-    df.iloc[rows, df.columns.get_loc("timestamp")] = ts
-    rows = inj.take("event_type_repaired", _count(rates["format_variant"], n))
-    df.iloc[rows, df.columns.get_loc("event_type")] = (
-        df["event_type"].iloc[rows].str.upper().to_numpy())
+    # Valid variants, normalised by cleaning: timestamp forms, event-type spellings, extra keys.
+    rows = inj.take("normalised", "timestamp_form", _count(rates["format_variant"], n) * 10)
+    df.iloc[rows, df.columns.get_loc("timestamp")] = _timestamp_variants(ns[rows], rng)
+    k_spelling = _count(rates["format_variant"], n)
+    rows = np.concatenate([
+        inj.take("normalised", "event_type_spelling", (k_spelling + 1) // 2, pool=ads),
+        inj.take("normalised", "event_type_spelling", k_spelling // 2)])
+    _respell_event_types(df, rows, rng)
+    inj.add_extra_keys(_count(rates.get("extra_field", 0), n), EXTRA_KEYS["sessions"])
 
+    # A null user id that another event of its session names: repaired.
+    rows = inj.take("repaired", "user_id_from_session",
+                    _count(rates.get("recoverable_null_id", 0), n),
+                    pool=_one_event_per_shared_session(df, inj.free))
+    df.iloc[rows, df.columns.get_loc("user_id")] = pd.NA
+
+    # Junk copies, dropped by cleaning. A null user alone in its session cannot be recovered.
     k_null, k_unknown = _count(rates["null_id"], n), _count(rates["unknown_id"], n)
-    inj.add_copies("null_user_id", k_null, lambda c: c.__setitem__("user_id", pd.NA))
+    first_new_session = int(df["session_id"].max()) + 1
+
+    def orphan(c):
+        c["user_id"] = pd.NA
+        c["session_id"] = np.arange(first_new_session, first_new_session + len(c))
+
+    inj.add_copies("null_user_id", k_null, orphan)
     inj.add_copies("null_track_id", k_null, lambda c: c.__setitem__("track_id", None),
                    sources=on_track)
     max_user = int(known_users.max())
@@ -202,4 +297,3 @@ def dirty_sessions(events: pd.DataFrame, known_users: np.ndarray, rates: dict, r
         "timestamp", rng.choice(["yesterday", "2024-02-30T25:61:00", ""], len(c))))
     text = inj.render(_count(rates["malformed_line"], n), _count(rates["duplicate_line"], n))
     return text, inj.counts
-
