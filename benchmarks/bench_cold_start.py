@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pozytywka.pipelines.recommendation.metrics import evaluate_ranking
 from pozytywka.pipelines.recommendation.nodes import popularity_scorer
+from pozytywka.recsys.metrics import evaluate_ranking
 from pozytywka.serving.loading import load_service
 
 ROOT = Path(__file__).resolve().parents[1]

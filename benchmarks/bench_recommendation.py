@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from lightfm import LightFM
 
-from pozytywka.pipelines.recommendation.groups import STRATEGIES, group_playlist
-from pozytywka.pipelines.recommendation.model import EmbeddingScorer
+from pozytywka.recsys.groups import STRATEGIES, group_playlist
+from pozytywka.recsys.model import EmbeddingScorer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import copy
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import mlflow
 import pytest
 import yaml
 from kedro.framework.session import KedroSession
@@ -120,9 +123,35 @@ def run_project(root: Path, **kwargs):
     """``kedro run --env tiny`` (or a part of it) in ``root``, from that directory."""
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
+        # This project's own store, absolute: MLflow caches stores by URI, so the relative
+        # default would send every project of this test session (copies included) to the
+        # first one's database.
+        (root / "conf" / "tiny" / "mlflow.yml").write_text(
+            (root / "conf" / "base" / "mlflow.yml").read_text().replace(
+                "sqlite:///mlflow.db", f"sqlite:///{root / 'mlflow.db'}"))
         bootstrap_project(root)
-        with KedroSession.create(project_path=root, env="tiny") as session:
-            return session.run(**kwargs)
+        try:
+            with KedroSession.create(project_path=root, env="tiny") as session:
+                return session.run(**kwargs)
+        finally:
+            # kedro-mlflow re-enters its run (nested) at every node and ends it once: close
+            # what is left, or the next session in this process would log into this run.
+            while mlflow.active_run():
+                mlflow.end_run()
+
+
+@contextmanager
+def mlflow_store(root: Path) -> Iterator[None]:
+    """MLflow's client pointed at a project's store for reading, then reset: set_tracking_uri
+    also exports MLFLOW_TRACKING_URI, which a later Kedro session would otherwise log to."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(previous)
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,8 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-from kedro.io.core import DatasetError
 
-from tests.conftest import run_project
+from tests.conftest import mlflow_store
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,9 +28,10 @@ def test_default_pipeline_end_to_end(project):
     report = json.loads((data / "08_reporting" / "data_quality.json").read_text())
     injected = json.loads((data / "01_raw" / "synthetic_truth" / "injected_defects.json")
                           .read_text())
-    for file, kinds in injected.items():
-        got = {k: v for k, v in report["files"][file]["defects"].items() if v and "." not in k}
-        assert got == kinds, file
+    for file, categories in injected.items():
+        for category, kinds in categories.items():
+            got = {k: e["count"] for k, e in report[category][file].items() if e["count"]}
+            assert got == kinds, (file, category)
     assert (data / "08_reporting" / "data_quality.md").read_text().startswith("# Data quality")
     assert (data / "05_model_input" / "item_feature_matrix.pkl").exists()
     inter = pd.read_parquet(data / "04_feature" / "interactions.parquet")
@@ -41,44 +41,36 @@ def test_default_pipeline_end_to_end(project):
     assert {"baseline", "popularity", "model", "oracle", "groups"} <= set(metrics)
     for scorer in ["baseline", "popularity", "model", "oracle"]:
         assert 0 <= metrics[scorer]["auc"] <= 1 and "precision_at_10" in metrics[scorer]
+        # an interval beside every figure but the catalogue-wide coverage
+        assert set(metrics["intervals"][scorer]) == set(metrics[scorer]) - {
+            "coverage", "evaluated_users"}
     assert set(metrics["groups"]) == {"mean_rank", "least_misery", "borda", "gfar"}
+    assert set(metrics["groups"]["mean_rank"]) == {"baseline", "popularity", "model", "oracle"}
     assert metrics["oracle"]["auc"] > metrics["baseline"]["auc"]
+    assert "model / oracle" in (data / "08_reporting" / "recommendation_metrics.md").read_text()
     for plot in ["group_score_by_size.png", "hyperparameter_effects.png",
                  "optuna_history.png", "optuna_importance.png", "optuna_slice.png"]:
         assert (data / "08_reporting" / plot).stat().st_size > 0
 
     skip = json.loads((data / "08_reporting" / "skip_prediction_metrics.json").read_text())
-    assert set(skip) == {"baseline", "linear_svc", "final", "oracle"}
+    assert set(skip) == {"baseline", "linear_svc", "final", "oracle", "intervals", "difference",
+                         "sizes"}
+    assert set(skip["intervals"]) == {"baseline", "linear_svc", "final", "oracle"}
     assert {"balanced_accuracy", "roc_auc", "pr_auc", "f1_skip"} <= set(skip["final"])
     assert (data / "08_reporting" / "skip_roc_pr_calibration.png").stat().st_size > 0
 
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
-    runs = mlflow.search_runs(experiment_names=["pozytywka"])
-    assert len(runs) == 1
-    last = runs.iloc[0]
-    assert last["params.synthetic_data.size"] == "tiny"
-    assert last["params.feature_engineering.split.strategy"] == "random"
-    assert last["metrics.dq.sessions.malformed_line"] == injected["sessions"]["malformed_line"]
-    artifacts = {a.path for a in mlflow.artifacts.list_artifacts(run_id=last["run_id"])}
-    assert {"data_quality.json", "data_quality.md", "recommendation_metrics.json",
-            "optuna_trials.csv", "lightfm_model.pkl"} <= artifacts
-    assert 0 <= last["metrics.rec.model.auc"] <= 1
-    logged = mlflow.search_logged_models(experiment_ids=[last["experiment_id"]],
-                                         output_format="list")
-    assert any(m.source_run_id == last["run_id"] for m in logged)
-
-
-def test_user_export_is_never_overwritten(project):
-    """With a person's own file in data/01_raw, generation stops before any node runs."""
-    own = project / "data" / "01_raw" / "users.jsonl"
-    own.write_text(own.read_text())  # same content, but the sidecar hash no longer vouches...
-    (project / "data" / "01_raw" / "users.jsonl.generated.sha256").unlink()
-    before = {p: p.stat().st_mtime_ns for p in (project / "data").rglob("*") if p.is_file()}
-    with pytest.raises(DatasetError, match="not written by the synthetic generator"):
-        run_project(project)
-    after = {p: p.stat().st_mtime_ns for p in (project / "data").rglob("*") if p.is_file()}
-    assert before == after
-    # ...and from_raw processes it as it is.
-    run_project(project, pipeline_names=["from_raw"])
-    assert own.exists() and not (project / "data" / "01_raw" /
-                                 "users.jsonl.generated.sha256").exists()
+    with mlflow_store(project):
+        runs = mlflow.search_runs(experiment_names=["pozytywka"])
+        assert len(runs) == 1
+        last = runs.iloc[0]
+        assert last["params.synthetic_data.size"] == "tiny"
+        assert last["params.feature_engineering.split.strategy"] == "random"
+        assert (last["metrics.dq.sessions.dropped.malformed_line"]
+                == injected["sessions"]["dropped"]["malformed_line"])
+        artifacts = {a.path for a in mlflow.artifacts.list_artifacts(run_id=last["run_id"])}
+        assert {"data_quality.json", "data_quality.md", "recommendation_metrics.json",
+                "optuna_trials.csv", "lightfm_model.pkl"} <= artifacts
+        assert 0 <= last["metrics.rec.model.auc"] <= 1
+        logged = mlflow.search_logged_models(experiment_ids=[last["experiment_id"]],
+                                             output_format="list")
+        assert any(m.source_run_id == last["run_id"] for m in logged)

@@ -14,7 +14,8 @@ class ProtectUserRawData:
     means a refused run leaves nothing behind (no ground truth beside someone else's data).
     """
 
-    @hook_impl
+    # tryfirst: before kedro-mlflow opens a run, so a refused run leaves no MLflow run open.
+    @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
         for name in sorted(pipeline.all_outputs()):
             dataset = catalog.get(name)

@@ -7,7 +7,9 @@ from kedro.pipeline import Pipeline
 from pozytywka.pipelines import (
     data_processing,
     feature_engineering,
+    oracle_evaluation,
     recommendation,
+    reporting,
     skip_prediction,
     synthetic_data,
 )
@@ -20,17 +22,25 @@ PIPELINES = {
     "feature_engineering": feature_engineering,
     "recommendation": recommendation,
     "skip_prediction": skip_prediction,
+    "oracle_evaluation": oracle_evaluation,
+    "reporting": reporting,
 }
 
 
 def register_pipelines() -> dict[str, Pipeline]:
     """Each pipeline by name, plus:
 
-    ``__default__``: generate the synthetic catalogue and run everything after it;
-    ``from_raw``: processing and features of exports a user placed in ``data/01_raw`` (model
-    evaluation reports oracle ceilings, which need the generator's hidden truth).
+    ``from_raw``: everything after generation, on the exports in ``data/01_raw`` (a user's
+    own, or the generator's): processing, features, both models, the oracle where the
+    generator's truth belongs to those files, and every report;
+    ``__default__``: generate the synthetic catalogue, then ``from_raw``.
+    ``recommendation`` and ``skip_prediction`` include their oracle and report nodes (tagged
+    with the pipeline's name), so each runs alone on the outputs of an earlier run.
     """
     pipelines = {name: module.create_pipeline() for name, module in PIPELINES.items()}
-    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
-    pipelines["from_raw"] = pipelines["data_processing"] + pipelines["feature_engineering"]
+    pipelines["from_raw"] = sum((p for name, p in pipelines.items() if name != "synthetic_data"),
+                                Pipeline([]))
+    pipelines["__default__"] = pipelines["synthetic_data"] + pipelines["from_raw"]
+    for name in ["recommendation", "skip_prediction"]:
+        pipelines[name] = pipelines["from_raw"].only_nodes_with_tags(name)
     return pipelines

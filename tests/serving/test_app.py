@@ -9,9 +9,8 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from pozytywka.pipelines.recommendation.groups import group_playlist
-from pozytywka.pipelines.recommendation.nodes import known_to_group
 from pozytywka.pipelines.skip_prediction.nodes import score_pairs
+from pozytywka.recsys.groups import group_playlist, known_to_group
 from pozytywka.serving.app import assign_variant, create_app
 from pozytywka.serving.recommender import RecommenderEngine
 

@@ -2,5 +2,6 @@
 
 from .generated_text import GeneratedTextDataset
 from .incoming import IncomingJsonlDataset
+from .synthetic_truth import SyntheticTruthDataset
 
-__all__ = ["GeneratedTextDataset", "IncomingJsonlDataset"]
+__all__ = ["GeneratedTextDataset", "IncomingJsonlDataset", "SyntheticTruthDataset"]

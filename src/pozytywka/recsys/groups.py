@@ -4,8 +4,14 @@ group metrics of design.md §4. Everything works on a (members x items) score ma
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 from scipy.stats import rankdata
+
+logger = logging.getLogger(__name__)
 
 STRATEGIES = ("mean_rank", "least_misery", "borda", "gfar")
 
@@ -239,3 +245,96 @@ def _proved(strategy: str, ranks: np.ndarray, exact: np.ndarray, chosen: np.ndar
     if bounded.any():
         rest = min(rest, value(ranks[:, bounded]).min())
     return bool(rest > last)
+
+
+# ---- the group protocol of design.md §4 -------------------------------------------------------
+
+def sample_groups(n_users: int, n_groups: int, min_size: int, max_size: int, seed: int,
+                  eligible: np.ndarray | None = None) -> list[np.ndarray]:
+    """Random groups of distinct users, sizes uniform in ``min_size..max_size`` (capped at the
+    number of users there are); none if fewer than ``min_size`` users are eligible."""
+    rng = np.random.default_rng(seed)
+    pool = np.arange(n_users) if eligible is None else np.asarray(eligible)
+    if len(pool) < min_size:
+        return []
+    sizes = rng.integers(min_size, max_size + 1, n_groups)
+    return [rng.choice(pool, size=min(s, len(pool)), replace=False) for s in sizes]
+
+
+def known_to_group(known: sp.csr_matrix, members: np.ndarray, policy: str) -> np.ndarray | None:
+    """Tracks a group playlist leaves out: those ``all_members`` (or ``any_member``) played.
+
+    ``any_member`` would hide most of the members' held-out likes (a track one member played
+    is often what another will like), so the evaluation default is ``all_members``.
+    """
+    if policy == "none":
+        return None
+    played_by = np.asarray(known[members].sum(axis=0)).ravel()
+    if policy == "all_members":
+        return played_by >= len(members)
+    if policy == "any_member":
+        return played_by > 0
+    raise ValueError(f"groups.exclude_known must be none, all_members or any_member: {policy!r}")
+
+
+def _satisfaction_row(playlist: np.ndarray, liked: list[np.ndarray],
+                      item_embeddings: np.ndarray) -> dict[str, float]:
+    sat = member_satisfaction(playlist, liked)
+    has_likes = np.array([len(x) > 0 for x in liked])
+    # Members without held-out likes cannot be satisfied measurably: left out.
+    precision, recall = sat["precision"][has_likes], sat["recall"][has_likes]
+    measurable = bool(has_likes.any())
+    return {
+        "clustering": clustering_score(item_embeddings, playlist),
+        "precision_mean": float(np.mean(precision)) if measurable else np.nan,
+        "precision_min": float(np.min(precision)) if measurable else np.nan,
+        "recall_mean": float(np.mean(recall)) if measurable else np.nan,
+        "recall_min": float(np.min(recall)) if measurable else np.nan,
+        "ndcg_mean": float(np.nanmean(sat["ndcg"])) if measurable else np.nan,
+        "ndcg_min": float(np.nanmin(sat["ndcg"])) if measurable else np.nan,
+        "min_max_precision_ratio": (float(precision.min() / precision.max())
+                                    if measurable and precision.max() > 0 else np.nan),
+        "zero_recall_share": float(np.mean(recall == 0)) if measurable else np.nan,
+    }
+
+
+def evaluate_groups(scorers: dict, groups: list[np.ndarray], item_embeddings: np.ndarray,
+                    known: sp.csr_matrix, test: sp.csr_matrix, config: dict,
+                    history_seed: int | None = None) -> pd.DataFrame:
+    """One row per (group, scorer, strategy): the clustering score of the playlist and its
+    members' satisfaction with their held-out likes. ``scorers`` maps a name to a scorer
+    (``users -> scores``); with ``history_seed`` the random-from-history baseline is added
+    (scorer ``baseline``, strategy ``history``)."""
+    rng = np.random.default_rng(history_seed) if history_seed is not None else None
+    rows = []
+    for g, members in enumerate(groups):
+        liked = [test.indices[test.indptr[m]:test.indptr[m + 1]] for m in members]
+        excluded = known_to_group(known, members, config["exclude_known"])
+        playlists = {}
+        if rng is not None:
+            histories = [known.indices[known.indptr[m]:known.indptr[m + 1]] for m in members]
+            playlists[("baseline", "history")] = history_baseline(histories, config["length"],
+                                                                  rng)
+        for name, scorer in scorers.items():
+            member_scores = scorer(members)
+            for strategy in config["strategies"]:
+                top = config["gfar_top"] if strategy == "gfar" else config["top"]
+                playlists[(name, strategy)] = group_playlist(
+                    member_scores, config["length"], strategy, excluded, top)
+        rows += [{"group": g, "size": len(members), "scorer": name, "strategy": strategy,
+                  **_satisfaction_row(playlist, liked, item_embeddings)}
+                 for (name, strategy), playlist in playlists.items()]
+    return pd.DataFrame(rows)
+
+
+def protocol_groups(n_users: int, config: dict) -> list[np.ndarray]:
+    """The evaluation's groups (design §4: ``n_groups`` groups of ``min_size..max_size``),
+    scaled down to the users there are, with the reason logged."""
+    low, high = config["min_size"], min(config["max_size"], n_users)
+    if n_users < low:
+        logger.warning("Group playlists not evaluated: %d users, groups need %d", n_users, low)
+        return []
+    if high < config["max_size"]:
+        logger.warning("Only %d users: groups of %d-%d members instead of %d-%d", n_users, low,
+                       high, low, config["max_size"])
+    return sample_groups(n_users, config["n_groups"], low, high, config["seed"])

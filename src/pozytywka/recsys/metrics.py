@@ -9,11 +9,15 @@ recall, NDCG, hit rate, coverage) break ties by catalogue order.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 from scipy.stats import rankdata
+
+logger = logging.getLogger(__name__)
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 
@@ -42,18 +46,39 @@ def evaluate_ranking(scorer: Scorer, test: sp.spmatrix, exclude: sp.spmatrix | N
     is the share of all held-out positives found in their user's top k; coverage is the share
     of items in anyone's top ``COVERAGE_K`` (over every user).
     """
+    per_user, coverage = per_user_ranking_metrics(scorer, test, exclude, cells_per_chunk)
+    return summarise_ranking(per_user, coverage)
+
+
+def summarise_ranking(per_user: pd.DataFrame, coverage: float) -> dict[str, float]:
+    """The metrics of ``evaluate_ranking`` from ``per_user_ranking_metrics``' table."""
+    n_eval = len(per_user)
+    result = {m: float(per_user[m].mean()) if n_eval else 0.0 for m in USER_METRICS}
+    n_pos_total = max(int(per_user["positives"].sum()), 1)
+    result.update({f"hit_rate_at_{k}": float(per_user[f"hits_at_{k}"].sum()) / n_pos_total
+                   for k in HIT_RATE_KS})
+    result["coverage"] = float(coverage)
+    result["evaluated_users"] = float(n_eval)
+    return dict(sorted(result.items()))
+
+
+USER_METRICS = ("auc", "mrr", *(f"{m}_at_{k}" for k in PRECISION_KS
+                                for m in ("precision", "recall", "ndcg")))
+
+
+def per_user_ranking_metrics(scorer: Scorer, test: sp.spmatrix,
+                             exclude: sp.spmatrix | None = None,
+                             cells_per_chunk: int = 4_000_000) -> tuple[pd.DataFrame, float]:
+    """One row per user with at least one held-out positive: ``user`` (index), ``positives``,
+    the metrics of USER_METRICS and ``hits_at_k`` (held-out positives in the top k), so that
+    means and intervals over users can be taken; and the catalogue coverage of the scorer."""
     test = sp.csr_matrix(test)
     n_users, n_items = test.shape
     exclude = sp.csr_matrix(exclude if exclude is not None else (n_users, n_items))
     max_k = max(*PRECISION_KS, *HIT_RATE_KS)
-    sums: dict[str, float] = {}
-    hits_at = dict.fromkeys(HIT_RATE_KS, 0)
     covered = np.zeros(n_items, dtype=bool)
-    n_eval = n_pos_total = 0
     discounts = 1.0 / np.log2(np.arange(2, max_k + 2))
-
-    def add(name: str, values: np.ndarray) -> None:
-        sums[name] = sums.get(name, 0.0) + float(values.sum())
+    parts: list[pd.DataFrame] = []
 
     chunk = max(1, cells_per_chunk // max(n_items, 1))
     for lo in range(0, n_users, chunk):
@@ -71,19 +96,18 @@ def evaluate_ranking(scorer: Scorer, test: sp.spmatrix, exclude: sp.spmatrix | N
             continue
         top, positive, scores, excluded, n_pos = (
             top[has], positive[has], scores[has], excluded[has], n_pos[has])
-        n_eval += int(has.sum())
-        n_pos_total += int(n_pos.sum())
+        row = {"user": users[has], "positives": n_pos}
         relevant = np.zeros((len(top), max_k), dtype=bool)  # hit or not, by rank position
         relevant[:, :top.shape[1]] = np.take_along_axis(positive, top, axis=1)
         for k in PRECISION_KS:
             hits = relevant[:, :k].sum(axis=1)
-            add(f"precision_at_{k}", hits / k)
-            add(f"recall_at_{k}", hits / n_pos)
+            row[f"precision_at_{k}"] = hits / k
+            row[f"recall_at_{k}"] = hits / n_pos
             dcg = (relevant[:, :k] * discounts[:k]).sum(axis=1)
             ideal = np.cumsum(discounts[:k])[np.minimum(n_pos, k) - 1]
-            add(f"ndcg_at_{k}", dcg / ideal)
+            row[f"ndcg_at_{k}"] = dcg / ideal
         for k in HIT_RATE_KS:
-            hits_at[k] += int(relevant[:, :k].sum())
+            row[f"hits_at_{k}"] = relevant[:, :k].sum(axis=1)
         # Mid-ranks (1 = best, ties averaged); excluded items (-inf) rank after every candidate.
         ranks = rankdata(-scores, method="average", axis=1)
         n_negative = n_items - excluded.sum(axis=1) - n_pos
@@ -94,12 +118,26 @@ def evaluate_ranking(scorer: Scorer, test: sp.spmatrix, exclude: sp.spmatrix | N
         ascending = np.bincount(pos_rows, weights=n_candidates[pos_rows] + 1 - pos_rank,
                                 minlength=len(n_pos))
         u_stat = ascending - n_pos * (n_pos + 1) / 2
-        add("auc", np.where(n_negative > 0, u_stat / (n_pos * np.maximum(n_negative, 1)), 0.5))
+        row["auc"] = np.where(n_negative > 0, u_stat / (n_pos * np.maximum(n_negative, 1)), 0.5)
         first = np.full(len(n_pos), np.inf)
         np.minimum.at(first, pos_rows, pos_rank)
-        add("mrr", 1.0 / first)
-    result = {name: value / max(n_eval, 1) for name, value in sums.items()}
-    result.update({f"hit_rate_at_{k}": hits_at[k] / max(n_pos_total, 1) for k in HIT_RATE_KS})
-    result["coverage"] = float(covered.mean())
-    result["evaluated_users"] = float(n_eval)
-    return dict(sorted(result.items()))
+        row["mrr"] = 1.0 / first
+        parts.append(pd.DataFrame(row))
+    columns = ["user", "positives", *USER_METRICS, *(f"hits_at_{k}" for k in HIT_RATE_KS)]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    return table[columns], float(covered.mean())
+
+
+def rank_each(scorers: dict[str, Scorer], test: sp.spmatrix, exclude: sp.spmatrix
+              ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+    """``per_user_ranking_metrics`` of several scorers on one split: the per-user rows with a
+    ``scorer`` column, and per scorer its coverage and the sizes behind every figure."""
+    tables, summary = [], {}
+    for name, scorer in scorers.items():
+        per_user, coverage = per_user_ranking_metrics(scorer, test, exclude)
+        tables.append(per_user.assign(scorer=name))
+        summary[name] = {"coverage": coverage, "evaluated_users": int(len(per_user)),
+                         "test_interactions": int(per_user["positives"].sum())}
+        logger.info("%-10s auc %.4f  precision@10 %.4f  (%d users)", name,
+                    per_user["auc"].mean(), per_user["precision_at_10"].mean(), len(per_user))
+    return pd.concat(tables, ignore_index=True), summary

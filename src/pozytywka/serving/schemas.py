@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pozytywka.pipelines.data_processing.schemas import BASE62_ID, EVENT_TYPES, TRACK_EVENTS
-from pozytywka.pipelines.recommendation.groups import STRATEGIES
+from pozytywka.recsys.groups import STRATEGIES
 
 TRACK_ID = BASE62_ID
 UserId = Field(ge=0, le=2**63 - 1, description="a user id (non-negative integer)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pozytywka.pipelines.recommendation.groups import (
+from pozytywka.recsys.groups import (
     STRATEGIES,
     borda,
     candidate_group_playlist,

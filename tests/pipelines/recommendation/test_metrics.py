@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from pozytywka.pipelines.recommendation.metrics import evaluate_ranking, top_k
+from pozytywka.recsys.metrics import evaluate_ranking, top_k
 
 
 def fixed(scores):

@@ -5,22 +5,19 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from pozytywka.pipelines.recommendation.model import EmbeddingScorer
 from pozytywka.pipelines.recommendation.nodes import (
-    _group_summary,
     compare_training_variants,
-    known_to_group,
-    oracle_scorer,
+    evaluate_recommenders,
     prepare_training_data,
     recommend_for_users,
     search_hyperparameters,
     train_final_model,
 )
-from pozytywka.pipelines.synthetic_data import truth
+from pozytywka.recsys.groups import known_to_group
+from pozytywka.recsys.model import EmbeddingScorer
 from tests.conftest import load_params
 
 
@@ -77,22 +74,15 @@ def test_short_search_and_final_model_reload(rec_data, tiny_features, rec_params
     assert not np.asarray(known[rows]).ravel().any()  # nothing the user already played
     assert recs.groupby("user_id").size().eq(rec_params["recommendations"]["k"]).all()
 
-
-def test_oracle_scores_are_the_generators_formula(tiny_catalogue, tiny_features):
-    (_, _, _, _, user_truth, track_truth, truth_params), _, _ = tiny_catalogue
-    _, inputs = tiny_features
-    scorer = oracle_scorer(user_truth, track_truth, truth_params, inputs["dataset"])
-    user_map, _, item_map, _ = inputs["dataset"].mapping()
-    user = next(iter(user_map))
-    tracks = list(item_map)[:5]
-    a = truth.affinity(user_truth, track_truth, truth_params, [user] * 5, tracks)
-    p_like = truth.like_probability(user_truth, track_truth, truth_params, [user] * 5, tracks)
-    exposure = track_truth.set_index("track_id").loc[tracks, "exposure_logit"].to_numpy()
-    expected = exposure + truth_params["choice_signal"] * a + np.log(p_like)
-    got = scorer(np.array([user_map[user]]))[0, [item_map[t] for t in tracks]]
-    np.testing.assert_allclose(got, expected, rtol=1e-9)
-    with pytest.raises(ValueError, match="ground truth does not describe"):
-        oracle_scorer(user_truth.iloc[1:], track_truth, truth_params, inputs["dataset"])
+    per_user, summary, groups = evaluate_recommenders(model, rec_data, inputs["dataset"], uf,
+                                                      itf, rec_params)
+    assert set(per_user["scorer"]) == set(summary) == {"baseline", "popularity", "model"}
+    test_users = np.flatnonzero(np.diff(rec_data["test"].indptr))
+    for scorer, rows in per_user.groupby("scorer"):
+        assert sorted(rows["user"]) == test_users.tolist()  # every scorer, the same users
+        assert summary[scorer]["test_interactions"] == rec_data["test"].nnz
+    assert set(groups["strategy"]) == {"history", *rec_params["groups"]["strategies"]}
+    assert groups["group"].nunique() == rec_params["groups"]["n_groups"]
 
 
 def test_group_exclusion_policies():
@@ -103,22 +93,3 @@ def test_group_exclusion_policies():
     assert known_to_group(known, members, "none") is None
     with pytest.raises(ValueError, match="exclude_known"):
         known_to_group(known, members, "some")
-
-
-def test_group_summary_means_and_improvement():
-    rows = []
-    for group, (base, model) in enumerate([(1.0, 0.6), (0.8, 0.6)]):
-        for scorer, strategy, clustering in [("baseline", "history", base),
-                                             ("model", "mean_rank", model),
-                                             ("popularity", "mean_rank", 0.9),
-                                             ("oracle", "mean_rank", 0.5)]:
-            rows.append({"group": group, "size": 2, "scorer": scorer, "strategy": strategy,
-                         "clustering": clustering, "precision_mean": 0.1,
-                         "precision_min": 0.0, "recall_mean": 0.2, "recall_min": 0.0,
-                         "ndcg_mean": 0.1, "ndcg_min": 0.0, "min_max_precision_ratio": 0.0,
-                         "zero_recall_share": 0.5})
-    summary = _group_summary(pd.DataFrame(rows))
-    assert set(summary) == {"mean_rank"}
-    assert summary["mean_rank"]["baseline"]["clustering"] == pytest.approx(0.9)
-    assert summary["mean_rank"]["model"]["clustering_improvement_vs_baseline"] == \
-        pytest.approx((0.9 - 0.6) / 0.9)

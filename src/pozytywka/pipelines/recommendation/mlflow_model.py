@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .metrics import top_k
-from .model import EmbeddingScorer
+from pozytywka.recsys.metrics import top_k
+from pozytywka.recsys.model import EmbeddingScorer
 
 
 class LightFMRecommender(mlflow.pyfunc.PythonModel):

@@ -17,17 +17,18 @@ from lightfm import LightFM
 from lightfm.data import Dataset
 
 from pozytywka.pipelines.feature_engineering.nodes import label_pairs, pairs_matrix
-from pozytywka.pipelines.synthetic_data import truth
-
-from .groups import (
-    clustering_score,
+from pozytywka.recsys.groups import (
+    evaluate_groups,
     group_playlist,
-    history_baseline,
+    known_to_group,
     member_satisfaction,
+    protocol_groups,
+    sample_groups,
 )
-from .metrics import Scorer, evaluate_ranking, top_k
+from pozytywka.recsys.metrics import Scorer, evaluate_ranking, rank_each, top_k
+from pozytywka.recsys.model import EmbeddingScorer, fit_epochs, new_model, ordered_ids
+
 from .mlflow_model import LightFMRecommender
-from .model import EmbeddingScorer, fit_epochs, new_model, ordered_ids
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -95,32 +96,6 @@ def history_scorer(known: sp.csr_matrix, seed: int) -> Scorer:
     return scores
 
 
-def oracle_scorer(user_truth: pd.DataFrame, track_truth: pd.DataFrame, truth_params: dict,
-                  dataset: Dataset) -> Scorer:
-    """The generator's truth as a scorer of 'will this user like this track in the log':
-    log P(chosen) + log P(liked | played), up to a per-user constant.
-
-    P(chosen) is taken as exposure x exp(choice_signal * affinity), the limit of the
-    generator's pick among ``candidates_per_play`` surfaced tracks; with few candidates the
-    true pick is flatter, so this ceiling is close to, not exactly, the Bayes-optimal one.
-    """
-    user_ids, track_ids = ordered_ids(dataset)
-    missing = set(user_ids) - set(user_truth["user_id"]) | set(track_ids) - set(
-        track_truth["track_id"])
-    if missing:
-        raise ValueError(f"the ground truth does not describe this data ({len(missing)} ids "
-                         "unknown to it): was data/01_raw replaced after generation?")
-    exposure = track_truth.set_index("track_id").loc[track_ids, "exposure_logit"].to_numpy()
-
-    def scores(users: np.ndarray) -> np.ndarray:
-        a = truth.affinity_matrix(user_truth, track_truth, truth_params, user_ids[users],
-                                  track_ids)
-        p_like = truth.like_probability_from_affinity(user_truth, truth_params,
-                                                      user_ids[users], a)
-        return exposure[None, :] + truth_params["choice_signal"] * a + np.log(p_like)
-    return scores
-
-
 # ---- comparison of training data and search --------------------------------------------------
 
 def _objective_value(name: str, scorer: Scorer, positives: sp.csr_matrix, known: sp.csr_matrix,
@@ -139,15 +114,6 @@ def _group_ndcg(scorer: Scorer, positives: sp.csr_matrix, known: sp.csr_matrix,
         liked = [positives.indices[positives.indptr[m]:positives.indptr[m + 1]] for m in members]
         values.append(np.nanmean(member_satisfaction(playlist, liked)["ndcg"]))
     return float(np.nanmean(values)) if values else 0.0
-
-
-def sample_groups(n_users: int, n_groups: int, min_size: int, max_size: int, seed: int,
-                  eligible: np.ndarray | None = None) -> list[np.ndarray]:
-    """Random groups of distinct users, sizes uniform in ``min_size..max_size``."""
-    rng = np.random.default_rng(seed)
-    pool = np.arange(n_users) if eligible is None else np.asarray(eligible)
-    sizes = rng.integers(min_size, max_size + 1, n_groups)
-    return [rng.choice(pool, size=min(s, len(pool)), replace=False) for s in sizes]
 
 
 def compare_training_variants(data: dict, user_features: sp.csr_matrix,
@@ -239,13 +205,25 @@ def search_hyperparameters(data: dict, comparison: dict, user_features: sp.csr_m
                                                       data["fit_known"], groups))
         return last["value"]
 
-    study.optimize(objective, n_trials=search["n_trials"], timeout=search["timeout_seconds"],
+    n_trials = search["n_trials"]
+    if data["validation"].nnz == 0:
+        logger.warning("The validation split holds no likes: no trial can be ranked, so only "
+                       "the default configuration is trained")
+        n_trials = 1
+    study.optimize(objective, n_trials=n_trials, timeout=search["timeout_seconds"],
                    catch=(ValueError, FloatingPointError))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise RuntimeError("no Optuna trial completed: raise search.n_trials or timeout")
+    defaults_trial = study.trials[0].number
+    improved = study.best_trial.number != defaults_trial  # a tie keeps the earlier trial
     best = {**study.best_params, "objective": search["objective"],
-            "validation_value": study.best_value, "variant": comparison["chosen"]}
+            "validation_value": study.best_value, "variant": comparison["chosen"],
+            "best_trial": study.best_trial.number, "improved_on_defaults": bool(improved),
+            "validation_likes": int(data["validation"].nnz)}
+    if not improved:
+        logger.warning("The search found nothing better than the default configuration "
+                       "(trial %d): the defaults are trained", defaults_trial)
     trials = study.trials_dataframe(attrs=("number", "value", "params", "user_attrs", "state",
                                            "duration"))
     trials["duration"] = trials["duration"].dt.total_seconds()
@@ -339,192 +317,24 @@ def package_model(model: LightFM, data: dict, dataset: Dataset, user_features: s
 
 def evaluate_recommenders(model: LightFM, data: dict, dataset: Dataset,
                           user_features: sp.csr_matrix, item_features: sp.csr_matrix,
-                          user_truth: pd.DataFrame, track_truth: pd.DataFrame,
-                          truth_params: dict, params: dict) -> tuple[dict, pd.DataFrame]:
-    """Design §4 metrics on the test split for baseline, popularity, model and oracle, and the
-    group protocol for every aggregation strategy. Returns the metrics and a per-group table."""
+                          params: dict) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """Design §4 metrics on the held-out likes for the history baseline, popularity and the
+    model, and the group protocol for every aggregation strategy.
+
+    Returns one row per (scorer, test user) of ranking metrics (the reporting pipeline takes
+    means and bootstrap intervals over users from it), the catalogue-level figures per scorer,
+    and one row per (group, scorer, strategy).
+    """
     known, test = data["train_known"], data["test"]
+    model_scorer = EmbeddingScorer(model, user_features, item_features)
     scorers: dict[str, Scorer] = {
         "baseline": history_scorer(known, params["seed"]),
         "popularity": popularity_scorer(known, data["train_liked"]),
-        "model": EmbeddingScorer(model, user_features, item_features),
-        "oracle": oracle_scorer(user_truth, track_truth, truth_params, dataset),
+        "model": model_scorer,
     }
-    metrics = {name: evaluate_ranking(s, test, known) for name, s in scorers.items()}
-    for name, values in metrics.items():
-        logger.info("%-10s auc %.4f  precision@10 %.4f  ndcg@10 %.4f", name, values["auc"],
-                    values["precision_at_10"], values["ndcg_at_10"])
-    groups_cfg = params["groups"]
-    groups = sample_groups(known.shape[0], groups_cfg["n_groups"], groups_cfg["min_size"],
-                           groups_cfg["max_size"], groups_cfg["seed"])
-    item_emb = scorers["model"].item_emb
-    rng = np.random.default_rng(groups_cfg["seed"])
-    rows = []
-    for g, members in enumerate(groups):
-        liked = [test.indices[test.indptr[m]:test.indptr[m + 1]] for m in members]
-        histories = [known.indices[known.indptr[m]:known.indptr[m + 1]] for m in members]
-        excluded = known_to_group(known, members, groups_cfg["exclude_known"])
-        playlists = {("baseline", "history"): history_baseline(histories, groups_cfg["length"],
-                                                               rng)}
-        for scorer_name in ["popularity", "model", "oracle"]:
-            member_scores = scorers[scorer_name](members)
-            for strategy in groups_cfg["strategies"]:
-                top = groups_cfg["gfar_top"] if strategy == "gfar" else groups_cfg["top"]
-                playlists[(scorer_name, strategy)] = group_playlist(
-                    member_scores, groups_cfg["length"], strategy, excluded, top)
-        for (scorer_name, strategy), playlist in playlists.items():
-            sat = member_satisfaction(playlist, liked)
-            has_likes = np.array([len(x) > 0 for x in liked])
-            # Members without held-out likes cannot be satisfied measurably: left out.
-            precision, recall = sat["precision"][has_likes], sat["recall"][has_likes]
-            rows.append({
-                "group": g, "size": len(members), "scorer": scorer_name, "strategy": strategy,
-                "clustering": clustering_score(item_emb, playlist),
-                "precision_mean": float(np.mean(precision)) if len(precision) else np.nan,
-                "precision_min": float(np.min(precision)) if len(precision) else np.nan,
-                "recall_mean": float(np.mean(recall)) if len(recall) else np.nan,
-                "recall_min": float(np.min(recall)) if len(recall) else np.nan,
-                "ndcg_mean": float(np.nanmean(sat["ndcg"])) if has_likes.any() else np.nan,
-                "ndcg_min": float(np.nanmin(sat["ndcg"])) if has_likes.any() else np.nan,
-                "min_max_precision_ratio": (float(precision.min() / precision.max())
-                                            if len(precision) and precision.max() > 0
-                                            else np.nan),
-                "zero_recall_share": float(np.mean(recall == 0)) if len(recall) else np.nan,
-            })
-    table = pd.DataFrame(rows)
-    metrics["groups"] = _group_summary(table)
-    return metrics, table
-
-
-def known_to_group(known: sp.csr_matrix, members: np.ndarray, policy: str) -> np.ndarray | None:
-    """Tracks a group playlist leaves out: those ``all_members`` (or ``any_member``) played.
-
-    ``any_member`` would hide most of the members' held-out likes (a track one member played
-    is often what another will like), so the evaluation default is ``all_members``.
-    """
-    if policy == "none":
-        return None
-    played_by = np.asarray(known[members].sum(axis=0)).ravel()
-    if policy == "all_members":
-        return played_by >= len(members)
-    if policy == "any_member":
-        return played_by > 0
-    raise ValueError(f"groups.exclude_known must be none, all_members or any_member: {policy!r}")
-
-
-def _group_summary(table: pd.DataFrame) -> dict:
-    """``{strategy: {scorer: {metric: mean over groups}}}`` plus the clustering improvement of
-    each model strategy over the history baseline."""
-    cols = ["clustering", "precision_mean", "precision_min", "recall_mean", "recall_min",
-            "ndcg_mean", "ndcg_min", "min_max_precision_ratio", "zero_recall_share"]
-    means = table.groupby(["strategy", "scorer"])[cols].mean()
-    summary: dict = {}
-    for (strategy, scorer), row in means.iterrows():
-        summary.setdefault(strategy, {})[scorer] = {c: float(row[c]) for c in cols}
-    baseline = summary.pop("history")["baseline"]
-    for by_scorer in summary.values():
-        by_scorer["baseline"] = baseline
-        c = by_scorer["model"]["clustering"]
-        by_scorer["model"]["clustering_improvement_vs_baseline"] = (
-            (baseline["clustering"] - c) / baseline["clustering"])
-    return summary
-
-
-# ---- reports ---------------------------------------------------------------------------------
-
-SCORERS = ("baseline", "popularity", "model", "oracle")
-HEADLINE = ("auc", "precision_at_10", "recall_at_10", "ndcg_at_10", "mrr", "coverage",
-            "hit_rate_at_10", "hit_rate_at_100")
-GROUP_HEADLINE = ("clustering", "precision_mean", "recall_mean", "recall_min", "ndcg_mean",
-                  "ndcg_min", "min_max_precision_ratio", "zero_recall_share")
-
-
-def report_recommendation(metrics: dict, comparison: dict, best: dict, trials: pd.DataFrame,
-                          group_table: pd.DataFrame, params: dict
-                          ) -> tuple[dict, str, dict, dict, plt.Figure, plt.Figure]:
-    """The metrics file (``{scorer: {metric: value}}`` plus ``groups``), its Markdown, the search
-    summary, MLflow metrics and the plots."""
-    report = {s: metrics[s] for s in SCORERS}
-    report["groups"] = metrics["groups"]
-    oracle = metrics["oracle"]
-    fraction = {m: metrics["model"][m] / oracle[m] if oracle[m] else float("nan")
-                for m in HEADLINE}
-    ref = params["groups"]["reference_strategy"]
-    lines = [
-        "# Recommendation", "",
-        f"Test split: {int(metrics['model']['evaluated_users'])} users with held-out likes. "
-        f"Training data: **{best['variant']}** (validation {comparison['objective']}: "
-        + ", ".join(f"{n} {v[comparison['objective']]:.4f}"
-                    for n, v in comparison["variants"].items()) + ").", "",
-        "| metric | " + " | ".join(SCORERS) + " | model / oracle |",
-        "|---|" + "---:|" * (len(SCORERS) + 1),
-    ]
-    lines += [f"| {m} | " + " | ".join(f"{metrics[s][m]:.4f}" for s in SCORERS)
-              + f" | {fraction[m]:.1%} |" for m in HEADLINE]
-    n_groups = params["groups"]["n_groups"]
-    lines += ["", f"## Group playlists ({n_groups} groups of "
-              f"{params['groups']['min_size']}-{params['groups']['max_size']}, "
-              f"{params['groups']['length']} tracks; reference strategy: {ref})", ""]
-    for strategy, by_scorer in metrics["groups"].items():
-        lines += [f"### {strategy}", "", "| metric | " + " | ".join(SCORERS) + " |",
-                  "|---|" + "---:|" * len(SCORERS)]
-        lines += [f"| {m} | " + " | ".join(f"{by_scorer[s][m]:.4f}" for s in SCORERS) + " |"
-                  for m in GROUP_HEADLINE]
-        improvement = by_scorer["model"]["clustering_improvement_vs_baseline"]
-        lines += ["", f"Clustering score of the model vs the baseline: {improvement:+.1%} "
-                  "(positive = more coherent).", ""]
-    search = {"best": best, "training_variants": comparison,
-              "trials": int(len(trials)),
-              "pruned": int((trials["state"] == "PRUNED").sum()) if len(trials) else 0}
-    mlflow_metrics = {f"rec.{s}.{m}": {"value": float(v), "step": 0}
-                      for s in SCORERS for m, v in metrics[s].items() if np.isfinite(v)}
-    mlflow_metrics.update({f"rec.model_fraction_of_oracle.{m}": {"value": float(v), "step": 0}
-                           for m, v in fraction.items() if np.isfinite(v)})
-    mlflow_metrics.update({
-        f"rec.groups.{strategy}.{s}.{m}": {"value": float(v), "step": 0}
-        for strategy, by_scorer in metrics["groups"].items() for s, vals in by_scorer.items()
-        for m, v in vals.items() if np.isfinite(v)})
-    return (report, "\n".join(lines) + "\n", search, mlflow_metrics,
-            _plot_hyperparameters(trials), _plot_group_sizes(group_table, ref))
-
-
-def _plot_hyperparameters(trials: pd.DataFrame) -> plt.Figure:
-    """Each searched hyperparameter against validation AUC and group NDCG, one dot per trial."""
-    params = [c for c in trials.columns if c.startswith("params_")]
-    targets = [("user_attrs_auc", "validation AUC"), ("user_attrs_group_ndcg", "group NDCG")]
-    fig, axes = plt.subplots(len(targets), max(len(params), 1), squeeze=False,
-                             figsize=(3.2 * max(len(params), 1), 6))
-    done = trials[trials["state"] == "COMPLETE"]
-    for i, (col, label) in enumerate(targets):
-        for j, p in enumerate(params):
-            ax = axes[i, j]
-            if col in done and len(done):
-                x = done[p]
-                numeric = pd.api.types.is_numeric_dtype(x)
-                ax.scatter(x if numeric else x.astype(str), done[col], s=18, alpha=0.8)
-                if numeric and p.split("_", 1)[1] in {"learning_rate", "item_alpha",
-                                                       "user_alpha", "no_components"}:
-                    ax.set_xscale("log")
-            ax.set_xlabel(p.removeprefix("params_"))
-            if j == 0:
-                ax.set_ylabel(label)
-    fig.suptitle("Hyperparameter effects (completed Optuna trials)")
-    fig.tight_layout()
-    return fig
-
-
-def _plot_group_sizes(table: pd.DataFrame, strategy: str) -> plt.Figure:
-    """Clustering score and member NDCG against group size: model (reference strategy),
-    popularity, oracle and the history baseline."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    pick = table[(table["strategy"] == strategy) | (table["scorer"] == "baseline")]
-    for scorer, part in pick.groupby("scorer"):
-        by_size = part.groupby("size")[["clustering", "ndcg_mean"]].mean()
-        axes[0].plot(by_size.index, by_size["clustering"], marker="o", label=scorer)
-        axes[1].plot(by_size.index, by_size["ndcg_mean"], marker="o", label=scorer)
-    axes[0].set(xlabel="group size", ylabel="clustering score (lower = more coherent)")
-    axes[1].set(xlabel="group size", ylabel="mean member NDCG@20")
-    axes[0].legend()
-    fig.suptitle(f"Group playlists by group size ({strategy})")
-    fig.tight_layout()
-    return fig
+    per_user, summary = rank_each(scorers, test, known)
+    groups = protocol_groups(known.shape[0], params["groups"])
+    table = evaluate_groups({k: scorers[k] for k in ("popularity", "model")}, groups,
+                            model_scorer.item_emb, known, test, params["groups"],
+                            history_seed=params["groups"]["seed"])
+    return per_user, summary, table

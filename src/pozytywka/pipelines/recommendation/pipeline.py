@@ -1,5 +1,5 @@
 """recommendation: LightFM with an Optuna search, per-user recommendations and group playlists,
-evaluated beside the history baseline, a popularity ranker and the generator's oracle."""
+evaluated beside the history baseline and a popularity ranker (reports: reporting)."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -10,7 +10,6 @@ from .nodes import (
     plot_search,
     prepare_training_data,
     recommend_for_users,
-    report_recommendation,
     search_hyperparameters,
     train_final_model,
 )
@@ -49,18 +48,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                  "recommender_mlflow_model", name="package_model"),
             Node(evaluate_recommenders,
                  ["lightfm_model", "recommendation_data", "lightfm_dataset", *FEATURES,
-                  "ground_truth_users", "ground_truth_tracks", "ground_truth_params",
                   "params:recommendation"],
-                 ["recommendation_evaluation", "group_playlist_evaluation"],
+                 ["recommendation_user_metrics", "recommendation_evaluation",
+                  "group_playlist_evaluation"],
                  name="evaluate_recommenders"),
-            Node(report_recommendation,
-                 ["recommendation_evaluation", "training_variant_comparison",
-                  "best_hyperparameters", "optuna_trials", "group_playlist_evaluation",
-                  "params:recommendation"],
-                 ["recommendation_metrics", "recommendation_markdown", "recommendation_search",
-                  "recommendation_mlflow_metrics", "hyperparameter_effects_plot",
-                  "group_score_by_size_plot"],
-                 name="report_recommendation"),
         ],
         tags=["recommendation"],
     )

@@ -9,25 +9,16 @@ from __future__ import annotations
 
 import logging
 
-import matplotlib
 import numpy as np
 import optuna
 import pandas as pd
 from sklearn.base import clone
-from sklearn.calibration import CalibrationDisplay
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.inspection import permutation_importance
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
-    ConfusionMatrixDisplay,
-    PrecisionRecallDisplay,
-    RocCurveDisplay,
-    accuracy_score,
-    average_precision_score,
     balanced_accuracy_score,
-    confusion_matrix,
-    precision_recall_fscore_support,
     roc_auc_score,
 )
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -35,10 +26,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from pozytywka.pipelines.feature_engineering.nodes import multi_hot
-from pozytywka.pipelines.synthetic_data import truth
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -228,129 +215,41 @@ def train_models(dataset: pd.DataFrame, params: dict
 
 # ---- evaluation ------------------------------------------------------------------------------
 
-def _classification_metrics(y: np.ndarray, predicted: np.ndarray, score: np.ndarray | None
-                            ) -> dict:
-    p, r, f, _ = precision_recall_fscore_support(y, predicted, labels=[False, True],
-                                                 zero_division=0)
-    out = {"accuracy": accuracy_score(y, predicted),
-           "balanced_accuracy": balanced_accuracy_score(y, predicted),
-           "precision_skip": p[1], "recall_skip": r[1], "f1_skip": f[1],
-           "precision_listen": p[0], "recall_listen": r[0], "f1_listen": f[0]}
-    if score is not None:
-        out["roc_auc"] = roc_auc_score(y, score)
-        out["pr_auc"] = average_precision_score(y, score)
-    tn, fp, fn, tp = confusion_matrix(y, predicted, labels=[False, True]).ravel()
-    out.update(tn=tn, fp=fp, fn=fn, tp=tp)
-    return {k: float(v) for k, v in out.items()}
-
-
-def evaluate_skip_models(dataset: pd.DataFrame, svc: Pipeline, final: Pipeline,
-                         user_truth: pd.DataFrame, track_truth: pd.DataFrame,
-                         truth_params: dict, params: dict
-                         ) -> tuple[dict, pd.DataFrame, dict[str, np.ndarray]]:
-    """Test-split metrics of baseline, LinearSVC, final model and oracle; permutation
-    importance of the final model. The oracle is the generator's true skip probability,
-    thresholded at the training skip share (where a calibrated score balances the classes)."""
+def evaluate_skip_models(dataset: pd.DataFrame, svc: Pipeline, final: Pipeline, params: dict
+                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predictions of the genre rule, LinearSVC and the final model on the test split (the
+    reporting pipeline computes metrics and intervals from them), and the permutation
+    importance of the final model."""
     cols = feature_columns(dataset)
     test = dataset[dataset["split"] == "test"]
-    y = test["skipped"].to_numpy()
-    prior = float(dataset.loc[dataset["split"] == "train", "skipped"].mean())
-    oracle = truth.skip_probability(user_truth, track_truth, truth_params, test["user_id"],
-                                    test["track_id"])
-    scores = {"baseline": None, "linear_svc": _score(svc, test[cols]),
-              "final": _score(final, test[cols]), "oracle": oracle}
-    predictions = {"baseline": baseline_rule(test), "linear_svc": svc.predict(test[cols]),
-                   "final": final.predict(test[cols]), "oracle": oracle >= prior}
-    metrics = {name: _classification_metrics(y, predictions[name], scores[name])
-               for name in scores}
+    predictions = pd.DataFrame({
+        "user_id": test["user_id"].to_numpy(), "track_id": test["track_id"].to_numpy(),
+        "skipped": test["skipped"].to_numpy(dtype=bool),
+        "baseline_predicted": baseline_rule(test),
+        "linear_svc_score": _score(svc, test[cols]),
+        "linear_svc_predicted": svc.predict(test[cols]).astype(bool),
+        "final_score": _score(final, test[cols]),
+        "final_predicted": final.predict(test[cols]).astype(bool),
+    })
+    return predictions, _permutation_importance(final, test, cols, params)
+
+
+def _permutation_importance(model, test: pd.DataFrame, cols: list[str], params: dict
+                            ) -> pd.DataFrame:
+    """ROC AUC drop when each feature is shuffled (a sample of the test split); empty, with
+    the reason logged, when the sample holds one class only."""
     sample = test.sample(min(len(test), params["importance"]["max_rows"]),
                          random_state=params["seed"])
-    imp = permutation_importance(final, sample[cols], sample["skipped"], scoring="roc_auc",
+    columns = ["feature", "importance_mean", "importance_std"]
+    if sample["skipped"].nunique() < 2:
+        logger.warning("Permutation importance skipped: the test sample holds one class only")
+        return pd.DataFrame(columns=columns)
+    imp = permutation_importance(model, sample[cols], sample["skipped"], scoring="roc_auc",
                                  n_repeats=params["importance"]["repeats"],
                                  random_state=params["seed"], n_jobs=1)
-    importance = pd.DataFrame({"feature": cols, "importance_mean": imp.importances_mean,
-                               "importance_std": imp.importances_std}).sort_values(
+    return pd.DataFrame({"feature": cols, "importance_mean": imp.importances_mean,
+                         "importance_std": imp.importances_std}).sort_values(
         "importance_mean", ascending=False).reset_index(drop=True)
-    for name, m in metrics.items():
-        logger.info("%-10s balanced acc %.4f  roc auc %s", name, m["balanced_accuracy"],
-                    f"{m['roc_auc']:.4f}" if "roc_auc" in m else "-")
-    curves = {"y": y, **{f"score_{k}": v for k, v in scores.items() if v is not None}}
-    return metrics, importance, curves
-
-
-SKIP_SCORERS = ("baseline", "linear_svc", "final", "oracle")
-SKIP_HEADLINE = ("accuracy", "balanced_accuracy", "precision_skip", "recall_skip", "f1_skip",
-                 "precision_listen", "recall_listen", "f1_listen", "roc_auc", "pr_auc")
-
-
-def report_skip_prediction(metrics: dict, summary: dict, importance: pd.DataFrame,
-                           curves: dict, dataset: pd.DataFrame
-                           ) -> tuple[dict, str, dict, plt.Figure, plt.Figure, plt.Figure]:
-    """Metrics JSON (``{scorer: {metric: value}}``), Markdown, MLflow metrics and plots."""
-    n_test = int((dataset["split"] == "test").sum())
-    lines = ["# Skip prediction", "",
-             f"Test split: {n_test} (session, track) plays, skip share "
-             f"{dataset.loc[dataset['split'] == 'test', 'skipped'].mean():.3f}. Final model: "
-             f"{summary['best_params']} (validation {summary['selection_metric']} "
-             f"{summary['validation_value']:.4f}; LinearSVC "
-             f"{summary['linear_svc_validation_value']:.4f}).", "",
-             "| metric | " + " | ".join(SKIP_SCORERS) + " | final / oracle |",
-             "|---|" + "---:|" * (len(SKIP_SCORERS) + 1)]
-    for m in SKIP_HEADLINE:
-        cells = [f"{metrics[s][m]:.4f}" if m in metrics[s] else "-" for s in SKIP_SCORERS]
-        ratio = (f"{metrics['final'][m] / metrics['oracle'][m]:.1%}"
-                 if metrics["oracle"].get(m) else "-")
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {ratio} |")
-    lines += ["", "Confusion matrices (tn, fp, fn, tp): " + "; ".join(
-        f"{s} {int(metrics[s]['tn'])}, {int(metrics[s]['fp'])}, {int(metrics[s]['fn'])}, "
-        f"{int(metrics[s]['tp'])}" for s in SKIP_SCORERS), "",
-        "Permutation importance (ROC AUC drop), top 10:", "",
-        "| feature | mean | std |", "|---|---:|---:|"]
-    lines += [f"| {r.feature} | {r.importance_mean:.4f} | {r.importance_std:.4f} |"
-              for r in importance.head(10).itertuples()]
-    mlflow_metrics = {f"skip.{s}.{m}": {"value": v, "step": 0}
-                      for s in SKIP_SCORERS for m, v in metrics[s].items()}
-    return (metrics, "\n".join(lines) + "\n", mlflow_metrics,
-            _plot_confusions(metrics), _plot_curves(curves), _plot_importance(importance))
-
-
-def _plot_confusions(metrics: dict) -> plt.Figure:
-    fig, axes = plt.subplots(1, len(SKIP_SCORERS), figsize=(4 * len(SKIP_SCORERS), 3.6))
-    for ax, s in zip(axes, SKIP_SCORERS, strict=True):
-        m = metrics[s]
-        cm = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]], dtype=int)
-        ConfusionMatrixDisplay(cm, display_labels=["listen", "skip"]).plot(ax=ax, colorbar=False)
-        ax.set_title(s)
-    fig.tight_layout()
-    return fig
-
-
-def _plot_curves(curves: dict) -> plt.Figure:
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    y = curves["y"]
-    for key, score in curves.items():
-        if not key.startswith("score_"):
-            continue
-        name = key.removeprefix("score_")
-        RocCurveDisplay.from_predictions(y, score, name=name, ax=axes[0])
-        PrecisionRecallDisplay.from_predictions(y, score, name=name, ax=axes[1])
-        if name in {"final", "oracle"}:
-            CalibrationDisplay.from_predictions(y, score, n_bins=10, name=name, ax=axes[2])
-    axes[0].set_title("ROC")
-    axes[1].set_title("Precision-recall (skip)")
-    axes[2].set_title("Calibration")
-    fig.tight_layout()
-    return fig
-
-
-def _plot_importance(importance: pd.DataFrame) -> plt.Figure:
-    top = importance.head(15).iloc[::-1]
-    fig, ax = plt.subplots(figsize=(7, 5))
-    ax.barh(top["feature"], top["importance_mean"], xerr=top["importance_std"])
-    ax.set_xlabel("ROC AUC drop when shuffled")
-    ax.set_title("Permutation importance (final model, test split)")
-    fig.tight_layout()
-    return fig
 
 
 # ---- batch scoring ---------------------------------------------------------------------------

@@ -1,12 +1,11 @@
 """skip_prediction: will this user skip this track? Genre-rule baseline, reference LinearSVC,
-an Optuna-searched final model, the oracle, and a batch scorer."""
+an Optuna-searched final model, and a batch scorer (reports: reporting)."""
 
 from kedro.pipeline import Node, Pipeline
 
 from .nodes import (
     build_skip_dataset,
     evaluate_skip_models,
-    report_skip_prediction,
     sample_pairs_to_score,
     score_pairs,
     train_models,
@@ -29,17 +28,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                  name="train_skip_models"),
             Node(_identity, "skip_model", "skip_mlflow_model", name="log_skip_model"),
             Node(evaluate_skip_models,
-                 ["skip_dataset", "skip_linear_svc", "skip_model", "ground_truth_users",
-                  "ground_truth_tracks", "ground_truth_params", "params:skip_prediction"],
-                 ["skip_evaluation", "skip_importance", "skip_curves"],
+                 ["skip_dataset", "skip_linear_svc", "skip_model", "params:skip_prediction"],
+                 ["skip_test_predictions", "skip_importance"],
                  name="evaluate_skip_models"),
-            Node(report_skip_prediction,
-                 ["skip_evaluation", "skip_model_selection", "skip_importance", "skip_curves",
-                  "skip_dataset"],
-                 ["skip_prediction_metrics", "skip_prediction_markdown",
-                  "skip_mlflow_metrics", "skip_confusion_matrices_plot",
-                  "skip_roc_pr_calibration_plot", "skip_importance_plot"],
-                 name="report_skip_prediction"),
             Node(sample_pairs_to_score, ["skip_dataset", "params:skip_prediction"],
                  "skip_pairs_to_score", name="sample_pairs_to_score"),
             Node(score_pairs,

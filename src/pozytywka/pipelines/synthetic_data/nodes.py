@@ -7,6 +7,8 @@ import logging
 import numpy as np
 import pandas as pd
 
+from pozytywka.datasets.synthetic_truth import sha256_text
+
 from .dirt import dirty_artists, dirty_sessions, dirty_tracks, dirty_users
 from .generator import generate_catalogue
 
@@ -24,8 +26,9 @@ def write_dirty_exports(users: pd.DataFrame, artists: pd.DataFrame, tracks: pd.D
                         events: pd.DataFrame, params: dict) -> tuple[str, str, str, str, dict]:
     """Serialise the four raw JSON Lines files with the configured share of each defect kind.
 
-    Returns the four file texts and the manifest of injected defects, ``{file: {kind: count}}``,
-    named as the data-quality report names them.
+    Returns the four file texts and the manifest of what was injected,
+    ``{file: {category: {kind: count}}}`` (dropped / repaired / normalised), named as the
+    data-quality report names them.
     """
     dirt = params["dirt"]
     overrides = dirt.get("file_overrides") or {}
@@ -43,3 +46,12 @@ def write_dirty_exports(users: pd.DataFrame, artists: pd.DataFrame, tracks: pd.D
     manifest = {"users": users_n, "artists": artists_n, "tracks": tracks_n, "sessions": sessions_n}
     logger.info("Injected defects: %s", manifest)
     return users_txt, artists_txt, tracks_txt, sessions_txt, manifest
+
+
+def package_truth(user_truth: pd.DataFrame, track_truth: pd.DataFrame, truth_params: dict,
+                  users: str, artists: str, tracks: str, sessions: str) -> dict:
+    """The hidden truth with the hash of each raw file it describes, so the oracle can tell
+    later whether the files in data/01_raw are still these."""
+    raw = {"users": users, "artists": artists, "tracks": tracks, "sessions": sessions}
+    return {"users": user_truth, "tracks": track_truth, "params": truth_params,
+            "raw_sha256": {name: sha256_text(text) for name, text in raw.items()}}

@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import generate_clean_catalogue, write_dirty_exports
+from .nodes import generate_clean_catalogue, package_truth, write_dirty_exports
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -23,6 +23,13 @@ def create_pipeline(**kwargs) -> Pipeline:
                 outputs=["raw_users", "raw_artists", "raw_tracks", "raw_sessions",
                          "injected_defects"],
                 name="write_dirty_exports",
+            ),
+            Node(
+                package_truth,
+                inputs=["ground_truth_users", "ground_truth_tracks", "ground_truth_params",
+                        "raw_users", "raw_artists", "raw_tracks", "raw_sessions"],
+                outputs="synthetic_truth",
+                name="package_truth",
             ),
         ],
         tags=["synthetic_data"],

@@ -1,0 +1,532 @@
+"""Nodes of reporting: metrics with 95% bootstrap intervals over test users, paired differences
+from the baselines, Markdown a person reads, MLflow metrics and plots (design.md §4).
+
+Files are ``{scorer: {metric: value}}`` plus ``intervals`` ``{scorer: {metric: [low, high]}}``,
+``difference`` ``{"<a>_vs_<b>": {metric: {"estimate", "interval", "significant"}}}`` and
+``sizes``. The oracle appears only where oracle_evaluation produced it.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from sklearn.calibration import CalibrationDisplay
+from sklearn.metrics import (
+    ConfusionMatrixDisplay,
+    PrecisionRecallDisplay,
+    RocCurveDisplay,
+    accuracy_score,
+    average_precision_score,
+    balanced_accuracy_score,
+    confusion_matrix,
+    precision_recall_fscore_support,
+    roc_auc_score,
+)
+
+from pozytywka.intervals import (
+    CONFUSION_METRICS,
+    RANK_METRICS,
+    BinaryRows,
+    confusion_metrics,
+    rank_metrics,
+    user_bootstrap,
+    weighted_means,
+    weighted_ratio,
+)
+from pozytywka.recsys.metrics import HIT_RATE_KS, USER_METRICS, summarise_ranking
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: an undefined figure is null."""
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def _interval_dict(names, bounds: np.ndarray) -> dict[str, list]:
+    return {m: [_finite(lo), _finite(hi)] for m, (lo, hi) in zip(names, bounds, strict=True)}
+
+
+def _difference(names, estimates: dict, bounds: np.ndarray) -> dict[str, dict]:
+    out = {}
+    for m, (lo, hi) in zip(names, bounds, strict=True):
+        significant = bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
+        out[m] = {"estimate": _finite(estimates[m]), "interval": [_finite(lo), _finite(hi)],
+                  "significant": significant}
+    return out
+
+
+def _stacked(*statistics):
+    return lambda counts: np.vstack([s(counts) for s in statistics])
+
+
+def _fmt(value, interval=None) -> str:
+    if value is None or not np.isfinite(value):
+        return "–"
+    if interval is None or interval[0] is None:
+        return f"{value:.4f}"
+    return f"{value:.4f} [{interval[0]:.4f}, {interval[1]:.4f}]"
+
+
+def _difference_lines(title: str, a: str, b: str, diff: dict) -> list[str]:
+    """A table of paired differences and one sentence per metric saying whether it is real."""
+    lines = [f"### {title}", "", "| metric | difference | 95% interval | significant |",
+             "|---|---:|---|---|"]
+    for m, d in diff.items():
+        lo, hi = d["interval"]
+        interval = f"[{lo:+.4f}, {hi:+.4f}]" if lo is not None else "–"
+        lines.append(f"| {m} | {_fmt_signed(d['estimate'])} | {interval} | "
+                     f"{'yes' if d['significant'] else '**no**'} |")
+    same = [m for m, d in diff.items() if not d["significant"]]
+    better = [m for m, d in diff.items() if d["significant"] and d["estimate"] > 0]
+    worse = [m for m, d in diff.items() if d["significant"] and d["estimate"] < 0]
+    subject = a[0].upper() + a[1:]
+    lines.append("")
+    if better:
+        lines.append(f"{subject} is significantly above {b} on {', '.join(better)}.")
+    if worse:
+        lines.append(f"{subject} is significantly **below** {b} on {', '.join(worse)}.")
+    if same:
+        lines.append(f"The difference between {a} and {b} is **not significant** (the 95% "
+                     f"interval holds 0) on {', '.join(same)}: on this data {a} does not "
+                     f"demonstrably beat {b} there.")
+    return [*lines, ""]
+
+
+def _fmt_signed(value) -> str:
+    return "–" if value is None else f"{value:+.4f}"
+
+
+# ---- recommendation ----------------------------------------------------------------------------
+
+REC_SCORERS = ("baseline", "popularity", "model", "oracle")
+REC_HEADLINE = ("auc", "precision_at_10", "recall_at_10", "ndcg_at_10", "mrr", "coverage",
+                "hit_rate_at_10", "hit_rate_at_100")
+HIT_RATES = tuple(f"hit_rate_at_{k}" for k in HIT_RATE_KS)
+REC_INTERVAL_METRICS = (*USER_METRICS, *HIT_RATES)
+GROUP_METRICS = ("clustering", "precision_mean", "precision_min", "recall_mean", "recall_min",
+                 "ndcg_mean", "ndcg_min", "min_max_precision_ratio", "zero_recall_share")
+GROUP_HEADLINE = ("clustering", "precision_mean", "recall_mean", "recall_min", "ndcg_mean",
+                  "ndcg_min", "min_max_precision_ratio", "zero_recall_share")
+
+
+def _ranking_statistic(per_user: pd.DataFrame, other: pd.DataFrame | None = None):
+    """Resampled means of the per-user metrics and hit-rate ratios (of ``per_user`` minus
+    ``other``, user by user, when given)."""
+    values = per_user[list(USER_METRICS)].to_numpy(dtype=float)
+    hits = per_user[[f"hits_at_{k}" for k in HIT_RATE_KS]].to_numpy(dtype=float)
+    if other is not None:
+        values = values - other[list(USER_METRICS)].to_numpy(dtype=float)
+        hits = hits - other[[f"hits_at_{k}" for k in HIT_RATE_KS]].to_numpy(dtype=float)
+    positives = np.repeat(per_user[["positives"]].to_numpy(dtype=float), len(HIT_RATE_KS), 1)
+    return _stacked(weighted_means(values), weighted_ratio(hits, positives))
+
+
+def _by_user(per_user: pd.DataFrame, scorer: str) -> pd.DataFrame:
+    return per_user[per_user["scorer"] == scorer].sort_values("user").reset_index(drop=True)
+
+
+def _group_summary(table: pd.DataFrame, bootstrap: dict) -> tuple[dict, dict, dict]:
+    """Per strategy and scorer: mean over groups, its interval over groups, and the paired
+    difference of the model from popularity (same groups)."""
+    summary: dict = {}
+    intervals: dict = {}
+    differences: dict = {}
+    if table.empty:
+        return summary, intervals, differences
+    baseline = table[table["scorer"] == "baseline"].sort_values("group")
+    for strategy in [s for s in table["strategy"].unique() if s != "history"]:
+        part = pd.concat([table[table["strategy"] == strategy], baseline])
+        for scorer, unsorted in part.groupby("scorer"):
+            rows = unsorted.sort_values("group")
+            values = rows[list(GROUP_METRICS)].to_numpy(dtype=float)
+            summary.setdefault(strategy, {})[scorer] = {
+                m: _finite(np.nanmean(values[:, i])) if np.isfinite(values[:, i]).any()
+                else None for i, m in enumerate(GROUP_METRICS)}
+            intervals.setdefault(strategy, {})[scorer] = _interval_dict(
+                GROUP_METRICS, user_bootstrap(weighted_means(values), len(rows), **bootstrap))
+        model = summary[strategy].get("model")
+        if model and summary[strategy]["baseline"]["clustering"]:
+            base = summary[strategy]["baseline"]["clustering"]
+            model["clustering_improvement_vs_baseline"] = (base - model["clustering"]) / base
+        pair = {s: part[part["scorer"] == s].sort_values("group") for s in ("model",
+                                                                          "popularity")}
+        if all(len(p) for p in pair.values()):
+            delta = (pair["model"][list(GROUP_METRICS)].to_numpy(dtype=float)
+                     - pair["popularity"][list(GROUP_METRICS)].to_numpy(dtype=float))
+            estimates = {m: np.nanmean(delta[:, i]) if np.isfinite(delta[:, i]).any()
+                         else np.nan for i, m in enumerate(GROUP_METRICS)}
+            differences[strategy] = _difference(
+                GROUP_METRICS, estimates,
+                user_bootstrap(weighted_means(delta), len(delta), **bootstrap))
+    return summary, intervals, differences
+
+
+def report_recommendation(per_user: pd.DataFrame, evaluation: dict, group_table: pd.DataFrame,
+                          oracle_per_user: pd.DataFrame, oracle_evaluation: dict,
+                          oracle_group_table: pd.DataFrame, comparison: dict, best: dict,
+                          trials: pd.DataFrame, params: dict, reporting: dict
+                          ) -> tuple[dict, str, dict, dict, plt.Figure, plt.Figure]:
+    """The metrics file, its Markdown, the search summary, MLflow metrics and the plots."""
+    bootstrap = reporting["bootstrap"]
+    has_oracle = bool(oracle_evaluation.get("available"))
+    if has_oracle:
+        per_user = pd.concat([per_user, oracle_per_user], ignore_index=True)
+        group_table = pd.concat([group_table, oracle_group_table], ignore_index=True)
+        evaluation = {**evaluation, "oracle": oracle_evaluation["oracle"]}
+    scorers = [s for s in REC_SCORERS if s in evaluation]
+    report: dict = {}
+    intervals: dict = {}
+    for s in scorers:
+        rows = _by_user(per_user, s)
+        report[s] = summarise_ranking(rows, evaluation[s]["coverage"])
+        intervals[s] = _interval_dict(REC_INTERVAL_METRICS, user_bootstrap(
+            _ranking_statistic(rows), len(rows), **bootstrap))
+    difference = {}
+    for other in ("popularity", "baseline"):
+        a, b = _by_user(per_user, "model"), _by_user(per_user, other)
+        if not a["user"].equals(b["user"]):
+            raise ValueError(f"model and {other} were evaluated on different test users")
+        estimates = {m: report["model"][m] - report[other][m] for m in REC_INTERVAL_METRICS}
+        difference[f"model_vs_{other}"] = _difference(
+            REC_INTERVAL_METRICS, estimates,
+            user_bootstrap(_ranking_statistic(a, b), len(a), **bootstrap))
+    groups, group_intervals, group_difference = _group_summary(group_table, bootstrap)
+    report.update({
+        "groups": groups, "intervals": intervals,
+        "difference": difference,
+        "group_intervals": group_intervals,
+        "group_difference": {f"model_vs_popularity_{k}": v for k, v in group_difference.items()},
+        "sizes": {"test_users": evaluation["model"]["evaluated_users"],
+                  "test_interactions": evaluation["model"]["test_interactions"],
+                  "groups": int(group_table["group"].nunique()) if len(group_table) else 0,
+                  "bootstrap_resamples": bootstrap["n_resamples"]},
+    })
+    if not has_oracle:
+        report["oracle_absent_reason"] = oracle_evaluation.get("reason")
+    search = {"best": best, "training_variants": comparison, "trials": int(len(trials)),
+              "pruned": int((trials["state"] == "PRUNED").sum()) if len(trials) else 0}
+    ref = params["groups"]["reference_strategy"]
+    return (report, _recommendation_markdown(report, scorers, comparison, search, params),
+            search, _recommendation_mlflow(report, scorers),
+            _plot_hyperparameters(trials), _plot_group_sizes(group_table, ref))
+
+
+def _search_sentence(search: dict) -> str:
+    best = search["best"]
+    found = (f"Search: {search['trials']} trials ({search['pruned']} pruned); best trial "
+             f"#{best.get('best_trial', '?')}, validation {best['objective']} "
+             f"{best['validation_value']:.4f}")
+    if best.get("improved_on_defaults", True):
+        return found + "."
+    return found + (": **nothing better than the default configuration** (the first trial) "
+                    "was found, so the defaults are trained.")
+
+
+def _recommendation_markdown(report: dict, scorers: list[str], comparison: dict, search: dict,
+                             params: dict) -> str:
+    sizes, has_oracle = report["sizes"], "oracle" in scorers
+    objective = comparison["objective"]
+    lines = [
+        "# Recommendation", "",
+        f"Test split: **{sizes['test_users']} users** with **{sizes['test_interactions']} "
+        f"held-out likes**; 95% intervals from {sizes['bootstrap_resamples']} bootstrap "
+        "resamples of test users (coverage is catalogue-wide: no interval). Training data: "
+        f"**{search['best']['variant']}** (validation {objective}: "
+        + ", ".join(f"{n} {v[objective]:.4f}" for n, v in comparison["variants"].items())
+        + "). " + _search_sentence(search), "",
+    ]
+    if not has_oracle:
+        lines += [f"No oracle: {report['oracle_absent_reason']}.", ""]
+    header = [*scorers, "model / oracle"] if has_oracle else scorers
+    lines += ["| metric | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
+    for m in REC_HEADLINE:
+        cells = [_fmt(report[s][m], report["intervals"][s].get(m)) for s in scorers]
+        if has_oracle:
+            oracle = report["oracle"][m]
+            cells.append(f"{report['model'][m] / oracle:.1%}" if oracle else "–")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "## Is the model better than its baselines?", ""]
+    lines += _difference_lines("model − popularity (paired over test users)", "the model",
+                               "popularity", _pick(report["difference"]["model_vs_popularity"]))
+    lines += _difference_lines("model − random-from-history baseline", "the model",
+                               "the history baseline",
+                               _pick(report["difference"]["model_vs_baseline"]))
+    g = params["groups"]
+    lines += [f"## Group playlists ({sizes['groups']} groups of {g['min_size']}-"
+              f"{g['max_size']}, {g['length']} tracks; reference strategy: "
+              f"{g['reference_strategy']}; intervals over groups)", ""]
+    if not report["groups"]:
+        lines += ["Not evaluated: too few users for a group.", ""]
+    for strategy, by_scorer in report["groups"].items():
+        present = [s for s in scorers if s in by_scorer]
+        lines += [f"### {strategy}", "", "| metric | " + " | ".join(present) + " |",
+                  "|---|" + "---:|" * len(present)]
+        lines += [f"| {m} | " + " | ".join(
+            _fmt(by_scorer[s][m], report["group_intervals"][strategy][s].get(m))
+            for s in present) + " |" for m in GROUP_HEADLINE]
+        improvement = by_scorer.get("model", {}).get("clustering_improvement_vs_baseline")
+        if improvement is not None:
+            lines += ["", f"Clustering score of the model vs the baseline: {improvement:+.1%} "
+                      "(positive = more coherent)."]
+        diff = report["group_difference"].get(f"model_vs_popularity_{strategy}")
+        if diff:
+            lines += ["", *_difference_lines(
+                f"{strategy}: model − popularity (paired over groups)", "the model",
+                "popularity", {m: diff[m] for m in ("recall_mean", "ndcg_mean", "recall_min")})]
+        else:
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _pick(diff: dict) -> dict:
+    return {m: diff[m] for m in ("auc", "precision_at_10", "recall_at_10", "ndcg_at_10", "mrr",
+                                 "hit_rate_at_10", "hit_rate_at_100")}
+
+
+def _recommendation_mlflow(report: dict, scorers: list[str]) -> dict:
+    metrics = {f"rec.{s}.{m}": v for s in scorers for m, v in report[s].items()}
+    for s in scorers:
+        for m, (lo, hi) in report["intervals"][s].items():
+            metrics.update({f"rec.{s}.{m}.low": lo, f"rec.{s}.{m}.high": hi})
+    for pair, diff in report["difference"].items():
+        metrics.update({f"rec.{pair}.{m}": d["estimate"] for m, d in diff.items()})
+    if "oracle" in report:
+        metrics.update({f"rec.model_fraction_of_oracle.{m}": report["model"][m] / o
+                        for m, o in report["oracle"].items() if o})
+    metrics.update({f"rec.groups.{st}.{s}.{m}": v for st, by in report["groups"].items()
+                    for s, vals in by.items() for m, v in vals.items()})
+    return {k: {"value": float(v), "step": 0} for k, v in metrics.items()
+            if v is not None and np.isfinite(v)}
+
+
+def _plot_hyperparameters(trials: pd.DataFrame) -> plt.Figure:
+    """Each searched hyperparameter against validation AUC and group NDCG, one dot per trial."""
+    params = [c for c in trials.columns if c.startswith("params_")]
+    targets = [("user_attrs_auc", "validation AUC"), ("user_attrs_group_ndcg", "group NDCG")]
+    fig, axes = plt.subplots(len(targets), max(len(params), 1), squeeze=False,
+                             figsize=(3.2 * max(len(params), 1), 6))
+    done = trials[trials["state"] == "COMPLETE"] if len(trials) else trials
+    for i, (col, label) in enumerate(targets):
+        for j, p in enumerate(params):
+            ax = axes[i, j]
+            if col in done and len(done):
+                x = done[p]
+                numeric = pd.api.types.is_numeric_dtype(x)
+                ax.scatter(x if numeric else x.astype(str), done[col], s=18, alpha=0.8)
+                if numeric and p.split("_", 1)[1] in {"learning_rate", "item_alpha",
+                                                       "user_alpha", "no_components"}:
+                    ax.set_xscale("log")
+            ax.set_xlabel(p.removeprefix("params_"))
+            if j == 0:
+                ax.set_ylabel(label)
+    fig.suptitle(f"Hyperparameter effects ({len(done)} completed Optuna trials)")
+    fig.tight_layout()
+    return fig
+
+
+def _plot_group_sizes(table: pd.DataFrame, strategy: str) -> plt.Figure:
+    """Clustering score and member NDCG against group size: model (reference strategy),
+    popularity, oracle (if any) and the history baseline."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    if table.empty:
+        axes[0].text(0.5, 0.5, "no groups evaluated", ha="center", va="center")
+    else:
+        pick = table[(table["strategy"] == strategy) | (table["scorer"] == "baseline")]
+        for scorer, part in pick.groupby("scorer"):
+            by_size = part.groupby("size")[["clustering", "ndcg_mean"]].mean()
+            axes[0].plot(by_size.index, by_size["clustering"], marker="o", label=scorer)
+            axes[1].plot(by_size.index, by_size["ndcg_mean"], marker="o", label=scorer)
+        axes[0].legend()
+    axes[0].set(xlabel="group size", ylabel="clustering score (lower = more coherent)")
+    axes[1].set(xlabel="group size", ylabel="mean member NDCG@20")
+    fig.suptitle(f"Group playlists by group size ({strategy})")
+    fig.tight_layout()
+    return fig
+
+
+# ---- skip prediction ---------------------------------------------------------------------------
+
+SKIP_SCORERS = ("baseline", "linear_svc", "final", "oracle")
+SKIP_METRICS = (*CONFUSION_METRICS, *RANK_METRICS)
+
+
+def classification_metrics(y: np.ndarray, predicted: np.ndarray, score: np.ndarray | None
+                           ) -> dict[str, float]:
+    """scikit-learn's figures for one scorer; rank metrics need a score and both classes."""
+    p, r, f, _ = precision_recall_fscore_support(y, predicted, labels=[False, True],
+                                                 zero_division=0)
+    out = {"accuracy": accuracy_score(y, predicted),
+           "balanced_accuracy": balanced_accuracy_score(y, predicted),
+           "precision_skip": p[1], "recall_skip": r[1], "f1_skip": f[1],
+           "precision_listen": p[0], "recall_listen": r[0], "f1_listen": f[0]}
+    if score is not None and len(np.unique(y)) == 2:
+        out["roc_auc"] = roc_auc_score(y, score)
+        out["pr_auc"] = average_precision_score(y, score)
+    tn, fp, fn, tp = confusion_matrix(y, predicted, labels=[False, True]).ravel()
+    out.update(tn=tn, fp=fp, fn=fn, tp=tp)
+    return {k: float(v) for k, v in out.items()}
+
+
+def _skip_statistic(rows: BinaryRows, predicted: np.ndarray, score: np.ndarray | None):
+    """Resampled CONFUSION_METRICS (and RANK_METRICS with a score), shape (metrics, R)."""
+    confusion = rows.confusion(predicted)
+    levels = rows.score_levels(score) if score is not None else None
+
+    def statistic(counts: np.ndarray) -> np.ndarray:
+        tn, fp, fn, tp = (confusion.T @ counts.T)
+        out = confusion_metrics(tn, fp, fn, tp)
+        if levels is not None:
+            pos, neg = ((m.T @ counts.T).T for m in levels)
+            out.update(rank_metrics(pos, neg))
+        return np.vstack([out[m] for m in SKIP_METRICS if m in out])
+    return statistic
+
+
+def _paired(stat_a, stat_b, n_metrics: int):
+    """Resampled differences of the first ``n_metrics`` figures both statistics share."""
+    return lambda counts: stat_a(counts)[:n_metrics] - stat_b(counts)[:n_metrics]
+
+
+def report_skip_prediction(predictions: pd.DataFrame, oracle_predictions: pd.DataFrame,
+                           oracle_evaluation: dict, selection: dict, importance: pd.DataFrame,
+                           reporting: dict
+                           ) -> tuple[dict, str, dict, plt.Figure, plt.Figure, plt.Figure]:
+    """Metrics JSON (``{scorer: {metric: value}}`` plus intervals and differences), Markdown,
+    MLflow metrics and plots."""
+    bootstrap = reporting["bootstrap"]
+    has_oracle = bool(oracle_evaluation.get("available"))
+    if has_oracle:
+        if len(oracle_predictions) != len(predictions):
+            raise ValueError("oracle and model predictions cover different test rows")
+        predictions = pd.concat([predictions, oracle_predictions.set_index(
+            predictions.index)], axis=1)
+    scorers = [s for s in SKIP_SCORERS if f"{s}_predicted" in predictions]
+    y = predictions["skipped"].to_numpy(dtype=bool)
+    rows = BinaryRows(y, predictions["user_id"].to_numpy())
+    both_classes = len(np.unique(y)) == 2
+    report: dict = {}
+    intervals: dict = {}
+    statistics = {}
+    for s in scorers:
+        predicted = predictions[f"{s}_predicted"].to_numpy(dtype=bool)
+        score = predictions[f"{s}_score"].to_numpy() if f"{s}_score" in predictions else None
+        score = score if both_classes else None
+        report[s] = classification_metrics(y, predicted, score)
+        statistics[s] = _skip_statistic(rows, predicted, score)
+        names = [m for m in SKIP_METRICS if m in report[s]]
+        intervals[s] = _interval_dict(names, user_bootstrap(statistics[s], rows.n_users,
+                                                            **bootstrap))
+    difference = {}
+    for a, b, key in (("final", "baseline", "model_vs_rule"),
+                      ("final", "linear_svc", "final_vs_linear_svc")):
+        names = [m for m in SKIP_METRICS if m in report[a] and m in report[b]]
+        bounds = user_bootstrap(_paired(statistics[a], statistics[b], len(names)),
+                                rows.n_users, **bootstrap)
+        difference[key] = _difference(names, {m: report[a][m] - report[b][m] for m in names},
+                                      bounds)
+    report.update({
+        "intervals": intervals, "difference": difference,
+        "sizes": {"test_plays": len(y), "test_users": rows.n_users,
+                  "skip_share": _finite(y.mean()) if len(y) else None,
+                  "bootstrap_resamples": bootstrap["n_resamples"]},
+    })
+    if not has_oracle:
+        report["oracle_absent_reason"] = oracle_evaluation.get("reason")
+    markdown = _skip_markdown(report, scorers, selection, importance)
+    mlflow_metrics = {f"skip.{s}.{m}": v for s in scorers for m, v in report[s].items()}
+    mlflow_metrics.update({f"skip.{pair}.{m}": d["estimate"]
+                           for pair, diff in difference.items() for m, d in diff.items()})
+    mlflow_metrics = {k: {"value": float(v), "step": 0} for k, v in mlflow_metrics.items()
+                      if v is not None and np.isfinite(v)}
+    return (report, markdown, mlflow_metrics, _plot_confusions(report, scorers),
+            _plot_curves(predictions, scorers), _plot_importance(importance))
+
+
+def _skip_markdown(report: dict, scorers: list[str], selection: dict,
+                   importance: pd.DataFrame) -> str:
+    sizes = report["sizes"]
+    has_oracle = "oracle" in scorers
+    lines = ["# Skip prediction", "",
+             f"Test split: **{sizes['test_plays']} (session, track) plays** of **"
+             f"{sizes['test_users']} users**, skip share {_fmt(sizes['skip_share'])}; 95% "
+             f"intervals from {sizes['bootstrap_resamples']} bootstrap resamples of test "
+             f"users. Final model: {selection['best_params']} (validation "
+             f"{selection['selection_metric']} {selection['validation_value']:.4f}; LinearSVC "
+             f"{selection['linear_svc_validation_value']:.4f}).", ""]
+    if not has_oracle:
+        lines += [f"No oracle: {report['oracle_absent_reason']}.", ""]
+    header = [*scorers, "final / oracle"] if has_oracle else scorers
+    lines += ["| metric | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
+    for m in SKIP_METRICS:
+        cells = [_fmt(report[s].get(m), report["intervals"][s].get(m)) for s in scorers]
+        if has_oracle:
+            oracle = report["oracle"].get(m)
+            cells.append(f"{report['final'][m] / oracle:.1%}"
+                         if oracle and m in report["final"] else "–")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += ["", "Confusion matrices (tn, fp, fn, tp): " + "; ".join(
+        f"{s} {int(report[s]['tn'])}, {int(report[s]['fp'])}, {int(report[s]['fn'])}, "
+        f"{int(report[s]['tp'])}" for s in scorers), "",
+        "## Is the model better than its baselines?", ""]
+    lines += _difference_lines("final model − genre rule (paired over test users)",
+                               "the final model", "the genre rule",
+                               report["difference"]["model_vs_rule"])
+    lines += _difference_lines("final model − LinearSVC", "the final model", "LinearSVC",
+                               report["difference"]["final_vs_linear_svc"])
+    lines += ["Permutation importance (ROC AUC drop), top 10:", "",
+              "| feature | mean | std |", "|---|---:|---:|"]
+    lines += [f"| {r.feature} | {r.importance_mean:.4f} | {r.importance_std:.4f} |"
+              for r in importance.head(10).itertuples()]
+    return "\n".join(lines) + "\n"
+
+
+def _plot_confusions(report: dict, scorers: list[str]) -> plt.Figure:
+    fig, axes = plt.subplots(1, len(scorers), figsize=(4 * len(scorers), 3.6), squeeze=False)
+    for ax, s in zip(axes[0], scorers, strict=True):
+        m = report[s]
+        cm = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]], dtype=int)
+        ConfusionMatrixDisplay(cm, display_labels=["listen", "skip"]).plot(ax=ax, colorbar=False)
+        ax.set_title(s)
+    fig.tight_layout()
+    return fig
+
+
+def _plot_curves(predictions: pd.DataFrame, scorers: list[str]) -> plt.Figure:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    y = predictions["skipped"].to_numpy(dtype=bool)
+    if len(np.unique(y)) < 2:
+        axes[0].text(0.5, 0.5, "one class only in the test split: no curves", ha="center")
+    else:
+        for name in scorers:
+            if f"{name}_score" not in predictions:
+                continue
+            score = predictions[f"{name}_score"].to_numpy()
+            RocCurveDisplay.from_predictions(y, score, name=name, ax=axes[0])
+            PrecisionRecallDisplay.from_predictions(y, score, name=name, ax=axes[1])
+            if name in {"final", "oracle"} and 0 <= score.min() and score.max() <= 1:
+                CalibrationDisplay.from_predictions(y, score, n_bins=10, name=name, ax=axes[2])
+    axes[0].set_title("ROC")
+    axes[1].set_title("Precision-recall (skip)")
+    axes[2].set_title("Calibration")
+    fig.tight_layout()
+    return fig
+
+
+def _plot_importance(importance: pd.DataFrame) -> plt.Figure:
+    top = importance.head(15).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(7, 5))
+    if len(top):
+        ax.barh(top["feature"], top["importance_mean"], xerr=top["importance_std"])
+    else:
+        ax.text(0.5, 0.5, "no permutation importance (see the run log)", ha="center")
+    ax.set_xlabel("ROC AUC drop when shuffled")
+    ax.set_title("Permutation importance (final model, test split)")
+    fig.tight_layout()
+    return fig

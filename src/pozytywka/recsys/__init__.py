@@ -1,0 +1,2 @@
+"""Recommendation library shared by the pipelines and the service: LightFM scoring, ranking
+metrics and group playlists."""

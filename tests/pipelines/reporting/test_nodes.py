@@ -1,0 +1,125 @@
+"""Reports on hand-built evaluations: figures, intervals, differences and the oracle's absence."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from pozytywka.pipelines.reporting.nodes import report_recommendation, report_skip_prediction
+from pozytywka.recsys.metrics import HIT_RATE_KS, USER_METRICS
+from tests.conftest import load_params
+
+BOOTSTRAP = {"bootstrap": {"n_resamples": 300, "confidence": 0.95, "seed": 0}}
+NO_ORACLE = {"available": False, "reason": "no synthetic truth belongs to the data"}
+
+
+def _per_user(scorer: str, precision: np.ndarray, hits_at_10: np.ndarray) -> pd.DataFrame:
+    n = len(precision)
+    frame = pd.DataFrame({"user": np.arange(n), "positives": np.full(n, 2)})
+    for m in USER_METRICS:
+        frame[m] = 0.5
+    frame["precision_at_10"] = precision
+    for k in HIT_RATE_KS:
+        frame[f"hits_at_{k}"] = hits_at_10
+    return frame.assign(scorer=scorer)
+
+
+def _recommendation_inputs(model_precision, popularity_precision):
+    n = len(model_precision)
+    per_user = pd.concat([
+        _per_user("baseline", np.zeros(n), np.zeros(n)),
+        _per_user("popularity", popularity_precision, np.ones(n)),
+        _per_user("model", model_precision, np.r_[np.full(n // 2, 2), np.zeros(n - n // 2)]),
+    ], ignore_index=True)
+    evaluation = {s: {"coverage": 0.1, "evaluated_users": n, "test_interactions": 2 * n}
+                  for s in ("baseline", "popularity", "model")}
+    comparison = {"objective": "precision_at_10", "chosen": "likes",
+                  "variants": {"likes": {"precision_at_10": 0.1}}}
+    best = {"variant": "likes", "objective": "precision_at_10", "validation_value": 0.1,
+            "best_trial": 0, "improved_on_defaults": False}
+    trials = pd.DataFrame({"number": [0], "state": ["COMPLETE"]})
+    return per_user, evaluation, comparison, best, trials
+
+
+def test_recommendation_report_without_oracle_says_what_is_significant():
+    rng = np.random.default_rng(0)
+    model = rng.uniform(0.2, 0.4, 200)
+    per_user, evaluation, comparison, best, trials = _recommendation_inputs(model, model - 0.1)
+    report, markdown, _, mlflow, *plots = report_recommendation(
+        per_user, evaluation, pd.DataFrame(), pd.DataFrame(), NO_ORACLE, pd.DataFrame(),
+        comparison, best, trials, load_params("recommendation"), BOOTSTRAP)
+    assert "oracle" not in report and report["oracle_absent_reason"] == NO_ORACLE["reason"]
+    assert report["model"]["precision_at_10"] == pytest.approx(model.mean())
+    # hit rate is a micro average: 100 users find both positives, 100 none -> 200 / 400
+    assert report["model"]["hit_rate_at_10"] == pytest.approx(0.5)
+    low, high = report["intervals"]["model"]["precision_at_10"]
+    assert low < model.mean() < high
+    diff = report["difference"]["model_vs_popularity"]
+    assert diff["precision_at_10"]["estimate"] == pytest.approx(0.1)
+    assert diff["precision_at_10"]["significant"]
+    assert diff["precision_at_10"]["interval"] == pytest.approx([0.1, 0.1])  # paired
+    assert not diff["auc"]["significant"]  # both 0.5 for everyone
+    assert "**not significant**" in markdown and "auc" in markdown.split("not significant")[1]
+    assert "| oracle" not in markdown and "No oracle" in markdown
+    assert "nothing better than the default configuration" in markdown
+    assert report["sizes"] == {"test_users": 200, "test_interactions": 400, "groups": 0,
+                               "bootstrap_resamples": 300}
+    assert mlflow["rec.model.precision_at_10"]["value"] == pytest.approx(model.mean())
+    for fig in plots:
+        plt.close(fig)
+
+
+def test_recommendation_report_with_oracle_shows_the_fraction():
+    rng = np.random.default_rng(1)
+    model = rng.uniform(0.2, 0.4, 50)
+    per_user, evaluation, comparison, best, trials = _recommendation_inputs(model, model)
+    oracle_rows = _per_user("oracle", model * 2, np.full(50, 2))
+    oracle = {"available": True, "oracle": {"coverage": 0.2, "evaluated_users": 50,
+                                            "test_interactions": 100}}
+    report, markdown, *_ = report_recommendation(
+        per_user, evaluation, pd.DataFrame(), oracle_rows, oracle, pd.DataFrame(), comparison,
+        best, trials, load_params("recommendation"), BOOTSTRAP)
+    assert report["oracle"]["precision_at_10"] == pytest.approx(2 * model.mean())
+    assert "| precision_at_10 |" in markdown and "| 50.0% |" in markdown
+    assert not report["difference"]["model_vs_popularity"]["precision_at_10"]["significant"]
+
+
+def _skip_predictions(n_users: int = 80, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(n_users), 10)
+    y = rng.random(len(users)) < 0.3
+    good = np.where(y, 0.7, 0.3) + rng.normal(0, 0.2, len(y))
+    return pd.DataFrame({"user_id": users, "track_id": "t", "skipped": y,
+                         "baseline_predicted": rng.random(len(y)) < 0.5,
+                         "linear_svc_score": good, "linear_svc_predicted": good > 0.5,
+                         "final_score": good, "final_predicted": good > 0.5})
+
+
+def test_skip_report_figures_and_differences():
+    predictions = _skip_predictions()
+    selection = {"best_params": {"model": "x"}, "selection_metric": "roc_auc",
+                 "validation_value": 0.7, "linear_svc_validation_value": 0.7}
+    importance = pd.DataFrame({"feature": ["a"], "importance_mean": [0.1],
+                               "importance_std": [0.0]})
+    report, markdown, mlflow, *plots = report_skip_prediction(
+        predictions, pd.DataFrame(), NO_ORACLE, selection, importance, BOOTSTRAP)
+    assert {"baseline", "linear_svc", "final"} <= set(report) and "oracle" not in report
+    assert "roc_auc" not in report["baseline"] and report["final"]["roc_auc"] > 0.8
+    y, p = predictions["skipped"], predictions["final_predicted"]
+    assert report["final"]["accuracy"] == pytest.approx((y == p).mean())
+    assert report["final"]["tp"] == (y & p).sum()
+    rule = report["difference"]["model_vs_rule"]
+    assert set(rule) == {"accuracy", "balanced_accuracy", "precision_skip", "recall_skip",
+                         "f1_skip", "precision_listen", "recall_listen", "f1_listen"}
+    assert rule["balanced_accuracy"]["significant"]  # a random rule against a good model
+    same = report["difference"]["final_vs_linear_svc"]["roc_auc"]
+    assert same["estimate"] == 0 and not same["significant"]
+    assert report["sizes"]["test_users"] == 80 and report["sizes"]["test_plays"] == 800
+    low, high = report["intervals"]["final"]["roc_auc"]
+    assert low < report["final"]["roc_auc"] < high
+    assert "No oracle" in markdown and "final / oracle" not in markdown
+    assert "skip.final.roc_auc" in mlflow
+    for fig in plots:
+        plt.close(fig)
