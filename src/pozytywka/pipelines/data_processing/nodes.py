@@ -404,15 +404,20 @@ def _base62_ids(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     return ids, reasons
 
 
+def _base62_records(text: str, file: str) -> tuple[pd.DataFrame, _Quality, list]:
+    """Records of an export keyed by a base62 ``id`` (artists, tracks): unusable ids and
+    duplicates dropped; (records, their quality notes, the rejected records so far)."""
+    df, malformed = parse_jsonl(text, file)
+    quality = _Quality(file, rows_read=len(df) + len(malformed))
+    ids, reasons = _base62_ids(df)
+    df, rejected = _reject(df.assign(id=ids), reasons, file)
+    rejects = [malformed, rejected]
+    return _drop_duplicates(df, "id", file, rejects), quality, rejects
+
+
 def clean_artists(text: str) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Artists: base62 ids (others dropped), genres as lists of lower-case strings."""
-    df, malformed = parse_jsonl(text, "artists")
-    quality = _Quality("artists", rows_read=len(df) + len(malformed))
-    rejects = [malformed]
-    ids, reasons = _base62_ids(df)
-    df, rej = _reject(df.assign(id=ids), reasons, "artists")
-    rejects.append(rej)
-    df = _drop_duplicates(df, "id", "artists", rejects)
+    df, quality, rejects = _base62_records(text, "artists")
     genres, genres_came = _as_list(df["genres"])
     out = pd.DataFrame({"artist_id": df["id"].astype("string"),
                         "name": _text(df["name"], df.index),
@@ -465,13 +470,7 @@ def _track_numbers(df: pd.DataFrame, quality: _Quality) -> dict[str, pd.Series]:
 def clean_tracks(text: str, artists: pd.DataFrame) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Tracks: numeric fields coerced and range-checked (out of range -> null, counted); a track
     of an unknown artist is kept with its artist unknown."""
-    df, malformed = parse_jsonl(text, "tracks")
-    quality = _Quality("tracks", rows_read=len(df) + len(malformed))
-    rejects = [malformed]
-    ids, reasons = _base62_ids(df)
-    df, rej = _reject(df.assign(id=ids), reasons, "tracks")
-    rejects.append(rej)
-    df = _drop_duplicates(df, "id", "tracks", rejects)
+    df, quality, rejects = _base62_records(text, "tracks")
     numeric = _track_numbers(df, quality)
     release_date, release_year, bad_date = _release(df["release_date"])
     artist_id = _text(df["id_artist"], df.index)
