@@ -1,5 +1,6 @@
 """Nodes of the recommendation pipeline: data variants, Optuna search, final LightFM model,
-per-user recommendations, group playlists, and evaluation beside baseline, popularity and oracle.
+per-user recommendations, group playlists, and evaluation beside the history baseline and
+popularity (the oracle is oracle_evaluation's; the reports are reporting's).
 """
 
 from __future__ import annotations
