@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from pozytywka.pipelines.feature_engineering.nodes import multi_hot
+from pozytywka.recsys.encoding import multi_hot
 
 
 class UnknownIds(LookupError):

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 from lightfm import LightFM
 from lightfm.data import Dataset
 
-from pozytywka.pipelines.feature_engineering.nodes import label_pairs, pairs_matrix
+from pozytywka.recsys.encoding import label_pairs, pairs_matrix
 from pozytywka.recsys.groups import (
     evaluate_groups,
     group_playlist,

@@ -25,7 +25,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from pozytywka.pipelines.feature_engineering.nodes import multi_hot
+from pozytywka.recsys.encoding import multi_hot
 
 logger = logging.getLogger(__name__)
 
