@@ -10,7 +10,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
+from kedro.config import OmegaConfigLoader
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
@@ -37,8 +37,10 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_params(name: str) -> dict:
-    path = PROJECT_ROOT / "conf" / "base" / f"parameters_{name}.yml"
-    return yaml.safe_load(path.read_text())[name]
+    """The project's base parameters of one pipeline, resolved as Kedro resolves them
+    (``${globals:...}`` included)."""
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="base")
+    return copy.deepcopy(loader["parameters"][name])
 
 
 def tiny_params() -> dict:

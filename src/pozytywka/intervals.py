@@ -1,4 +1,4 @@
-"""95% bootstrap intervals with users as the unit (design.md §4).
+"""95% bootstrap intervals with users as the unit (docs/design.md §4).
 
 A test set holds many rows per user, and rows of one user are not independent, so every interval
 resamples *users* with replacement (a cluster bootstrap) through ``scipy.stats.bootstrap``. A

@@ -24,7 +24,7 @@ def test_start_up_without_artifacts_says_what_to_do(tmp_path):
 
 def test_start_up_summary_names_models_and_sources(state):
     summary = "\n".join(state.summary())
-    assert state.versions["recommender"] in summary and "catalog: lightfm_model" in summary
+    assert state.versions["recommender"] in summary and "catalog: recommender" in summary
     assert "exact search" in summary and "API key configured" in summary
 
 

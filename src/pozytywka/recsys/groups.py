@@ -1,5 +1,5 @@
 """Group playlists: aggregation strategies over members' rankings, the history baseline, and the
-group metrics of design.md §4. Everything works on a (members x items) score matrix at once.
+group metrics of docs/design.md §4. Everything works on a (members x items) score matrix at once.
 """
 
 from __future__ import annotations
@@ -247,7 +247,7 @@ def _proved(strategy: str, ranks: np.ndarray, exact: np.ndarray, chosen: np.ndar
     return bool(rest > last)
 
 
-# ---- the group protocol of design.md §4 -------------------------------------------------------
+# ---- the group protocol of docs/design.md §4 -----------------------------------------------
 
 def sample_groups(n_users: int, n_groups: int, min_size: int, max_size: int, seed: int,
                   eligible: np.ndarray | None = None) -> list[np.ndarray]:

@@ -1,4 +1,4 @@
-"""Ranking metrics of design.md §4, vectorised over users (no loop over items or events).
+"""Ranking metrics of docs/design.md §4, vectorised over users (no loop over items or events).
 
 A scorer is a function ``scores(user_indices) -> array (len(users), n_items)``; higher is better.
 Items a user already interacted with in training (``exclude``) are never ranked, as in LightFM's

@@ -16,8 +16,6 @@ from kedro.framework.startup import bootstrap_project
 from kedro.io.core import DatasetError
 from omegaconf import OmegaConf
 
-from pozytywka.pipelines.recommendation.nodes import package_model
-
 from .catalogue import Catalogue
 from .incoming import IncomingWriter
 from .prediction_log import PredictionLog
@@ -104,14 +102,8 @@ def load_service(project_path: str | Path = ".", env: str | None = None,
         recommender = _mlflow_recommender(models["recommender_uri"])
         rec_source = models["recommender_uri"]
     else:
-        model = _load(catalog, "lightfm_model")
-        dataset = _load(catalog, "lightfm_dataset")
-        recommender = package_model(
-            model, {"train_known": _load(catalog, "recommendation_data")["train_known"]},
-            dataset, _load(catalog, "user_feature_matrix"),
-            _load(catalog, "item_feature_matrix"), params["recommendation"],
-            params["feature_engineering"])
-        rec_source = "catalog: lightfm_model, lightfm_dataset, *_feature_matrix"
+        recommender = _load(catalog, "recommender")
+        rec_source = "catalog: recommender (the packaged lightfm_model)"
     if models.get("skip_uri"):
         import mlflow.sklearn  # noqa: PLC0415
 

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pozytywka.pipelines.recommendation.mlflow_model import LightFMRecommender
 from pozytywka.recsys.groups import (
     candidate_group_playlist,
     history_baseline,
     known_to_group,
 )
 from pozytywka.recsys.metrics import top_k
+from pozytywka.recsys.mlflow_model import LightFMRecommender
 
 from .catalogue import Catalogue, UnknownIds
 

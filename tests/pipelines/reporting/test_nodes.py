@@ -7,11 +7,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pozytywka.pipelines.reporting.nodes import report_recommendation, report_skip_prediction
+from pozytywka.pipelines.reporting.nodes import (
+    plot_recommendation,
+    plot_skip,
+    recommendation_markdown,
+    recommendation_mlflow,
+    recommendation_report,
+    search_summary,
+    skip_markdown,
+    skip_mlflow,
+    skip_report,
+)
 from pozytywka.recsys.metrics import HIT_RATE_KS, USER_METRICS
 from tests.conftest import load_params
 
-BOOTSTRAP = {"bootstrap": {"n_resamples": 300, "confidence": 0.95, "seed": 0}}
+BOOTSTRAP = {"n_resamples": 300, "confidence": 0.95, "seed": 0}
 NO_ORACLE = {"available": False, "reason": "no synthetic truth belongs to the data"}
 
 
@@ -47,9 +57,12 @@ def test_recommendation_report_without_oracle_says_what_is_significant():
     rng = np.random.default_rng(0)
     model = rng.uniform(0.2, 0.4, 200)
     per_user, evaluation, comparison, best, trials = _recommendation_inputs(model, model - 0.1)
-    report, markdown, _, mlflow, *plots = report_recommendation(
-        per_user, evaluation, pd.DataFrame(), pd.DataFrame(), NO_ORACLE, pd.DataFrame(),
-        comparison, best, trials, load_params("recommendation"), BOOTSTRAP)
+    groups = load_params("recommendation")["groups"]
+    report = recommendation_report(per_user, evaluation, pd.DataFrame(), pd.DataFrame(),
+                                   NO_ORACLE, pd.DataFrame(), BOOTSTRAP)
+    markdown = recommendation_markdown(report, search_summary(comparison, best, trials), groups)
+    mlflow = recommendation_mlflow(report)
+    plots = plot_recommendation(trials, pd.DataFrame(), pd.DataFrame(), NO_ORACLE, groups)
     assert "oracle" not in report and report["oracle_absent_reason"] == NO_ORACLE["reason"]
     assert report["model"]["precision_at_10"] == pytest.approx(model.mean())
     # hit rate is a micro average: 100 users find both positives, 100 none -> 200 / 400
@@ -78,9 +91,10 @@ def test_recommendation_report_with_oracle_shows_the_fraction():
     oracle_rows = _per_user("oracle", model * 2, np.full(50, 2))
     oracle = {"available": True, "oracle": {"coverage": 0.2, "evaluated_users": 50,
                                             "test_interactions": 100}}
-    report, markdown, *_ = report_recommendation(
-        per_user, evaluation, pd.DataFrame(), oracle_rows, oracle, pd.DataFrame(), comparison,
-        best, trials, load_params("recommendation"), BOOTSTRAP)
+    report = recommendation_report(per_user, evaluation, pd.DataFrame(), oracle_rows, oracle,
+                                   pd.DataFrame(), BOOTSTRAP)
+    markdown = recommendation_markdown(report, search_summary(comparison, best, trials),
+                                       load_params("recommendation")["groups"])
     assert report["oracle"]["precision_at_10"] == pytest.approx(2 * model.mean())
     assert "| precision_at_10 |" in markdown and "| 50.0% |" in markdown
     assert not report["difference"]["model_vs_popularity"]["precision_at_10"]["significant"]
@@ -103,8 +117,10 @@ def test_skip_report_figures_and_differences():
                  "validation_value": 0.7, "linear_svc_validation_value": 0.7}
     importance = pd.DataFrame({"feature": ["a"], "importance_mean": [0.1],
                                "importance_std": [0.0]})
-    report, markdown, mlflow, *plots = report_skip_prediction(
-        predictions, pd.DataFrame(), NO_ORACLE, selection, importance, BOOTSTRAP)
+    report = skip_report(predictions, pd.DataFrame(), NO_ORACLE, BOOTSTRAP)
+    markdown = skip_markdown(report, selection, importance)
+    mlflow = skip_mlflow(report)
+    plots = plot_skip(report, predictions, pd.DataFrame(), NO_ORACLE, importance)
     assert {"baseline", "linear_svc", "final"} <= set(report) and "oracle" not in report
     assert "roc_auc" not in report["baseline"] and report["final"]["roc_auc"] > 0.8
     y, p = predictions["skipped"], predictions["final_predicted"]

@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from pozytywka.tracking import mlflow_metrics
+
 from .schemas import (
     ARTISTS,
     BASE62_ID,
@@ -182,7 +184,7 @@ def parse_jsonl(text: str, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     missing = [c for c in REQUIRED_FIELDS[file] if c not in df.columns]
     if len(df) and missing:
         raise RawSchemaError(f"{file}.jsonl has no field {missing}: not a {file} export "
-                             f"(contract in design.md §1)")
+                             f"(contract in docs/design.md §1)")
     df = pd.DataFrame({c: df[c] if c in df.columns else pd.Series(None, index=df.index,
                                                                   dtype=object)
                        for c in CONTRACT_FIELDS[file]}, index=df.index)
@@ -691,7 +693,7 @@ def _metrics(report: dict) -> dict:
                for kind, e in kinds.items()}
     metrics.update({f"dq.{file}.{k}": n for file, s in report["summary"].items()
                     for k, n in s.items()})
-    return {name: {"value": float(n), "step": 0} for name, n in metrics.items()}
+    return mlflow_metrics(metrics)
 
 
 def report_data_quality(users_q: dict, artists_q: dict, tracks_q: dict, sessions_q: dict,

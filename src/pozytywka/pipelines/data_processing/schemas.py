@@ -1,4 +1,4 @@
-"""The raw data contract (design.md §1) and pandera schemas of the typed primary tables."""
+"""The raw data contract (docs/design.md §1) and pandera schemas of the typed primary tables."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from pozytywka.recsys.encoding import label_pairs, multi_hot, pairs_matrix
+from pozytywka.tracking import mlflow_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -259,7 +260,7 @@ def summarise_features(dedup_stats: dict, split_summary: dict, interactions: pd.
     summary = {"deduplication": dedup_stats, "split": split_summary,
                "interactions": {s: {k: int(v) for k, v in row.items()}
                                 for s, row in by_split.iterrows()}}
-    metrics = {f"fe.{k}": {"value": float(v), "step": 0} for k, v in dedup_stats.items()}
-    metrics.update({f"fe.{s}.{k}": {"value": float(v), "step": 0}
-                    for s, d in summary["interactions"].items() for k, v in d.items()})
-    return summary, metrics
+    metrics = {f"fe.{k}": v for k, v in dedup_stats.items()}
+    metrics.update({f"fe.{s}.{k}": v for s, d in summary["interactions"].items()
+                    for k, v in d.items()})
+    return summary, mlflow_metrics(metrics)

@@ -27,9 +27,8 @@ from pozytywka.recsys.groups import (
     sample_groups,
 )
 from pozytywka.recsys.metrics import Scorer, evaluate_ranking, rank_each, top_k
+from pozytywka.recsys.mlflow_model import LightFMRecommender
 from pozytywka.recsys.model import EmbeddingScorer, fit_epochs, new_model, ordered_ids
-
-from .mlflow_model import LightFMRecommender
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

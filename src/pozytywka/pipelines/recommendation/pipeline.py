@@ -17,6 +17,10 @@ from .nodes import (
 FEATURES = ["user_feature_matrix", "item_feature_matrix"]
 
 
+def _identity(model):
+    return model
+
+
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
@@ -45,7 +49,8 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(package_model,
                  ["lightfm_model", "recommendation_data", "lightfm_dataset", *FEATURES,
                   "params:recommendation", "params:feature_engineering"],
-                 "recommender_mlflow_model", name="package_model"),
+                 "recommender", name="package_model"),
+            Node(_identity, "recommender", "recommender_mlflow_model", name="log_recommender"),
             Node(evaluate_recommenders,
                  ["lightfm_model", "recommendation_data", "lightfm_dataset", *FEATURES,
                   "params:recommendation"],

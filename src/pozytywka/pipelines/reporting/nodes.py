@@ -1,5 +1,5 @@
 """Nodes of reporting: metrics with 95% bootstrap intervals over test users, paired differences
-from the baselines, Markdown a person reads, MLflow metrics and plots (design.md §4).
+from the baselines, Markdown a person reads, MLflow metrics and plots (docs/design.md §4).
 
 Files are ``{scorer: {metric: value}}`` plus ``intervals`` ``{scorer: {metric: [low, high]}}``,
 ``difference`` ``{"<a>_vs_<b>": {metric: {"estimate", "interval", "significant"}}}`` and
@@ -37,6 +37,7 @@ from pozytywka.intervals import (
     weighted_ratio,
 )
 from pozytywka.recsys.metrics import HIT_RATE_KS, USER_METRICS, summarise_ranking
+from pozytywka.tracking import mlflow_metrics
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -168,17 +169,22 @@ def _group_summary(table: pd.DataFrame, bootstrap: dict) -> tuple[dict, dict, di
     return summary, intervals, differences
 
 
-def report_recommendation(per_user: pd.DataFrame, evaluation: dict, group_table: pd.DataFrame,
+def _with_oracle(frame: pd.DataFrame, oracle_frame: pd.DataFrame, oracle: dict) -> pd.DataFrame:
+    """A model-side table with the oracle's rows added, where there is an oracle."""
+    if not oracle.get("available"):
+        return frame
+    return pd.concat([frame, oracle_frame], ignore_index=True)
+
+
+def recommendation_report(per_user: pd.DataFrame, evaluation: dict, group_table: pd.DataFrame,
                           oracle_per_user: pd.DataFrame, oracle_evaluation: dict,
-                          oracle_group_table: pd.DataFrame, comparison: dict, best: dict,
-                          trials: pd.DataFrame, params: dict, reporting: dict
-                          ) -> tuple[dict, str, dict, dict, plt.Figure, plt.Figure]:
-    """The metrics file, its Markdown, the search summary, MLflow metrics and the plots."""
-    bootstrap = reporting["bootstrap"]
+                          oracle_group_table: pd.DataFrame, bootstrap: dict) -> dict:
+    """``recommendation_metrics.json``: every scorer's figures, their intervals over test users,
+    paired differences of the model, group playlists (intervals over groups) and sizes."""
     has_oracle = bool(oracle_evaluation.get("available"))
+    per_user = _with_oracle(per_user, oracle_per_user, oracle_evaluation)
+    group_table = _with_oracle(group_table, oracle_group_table, oracle_evaluation)
     if has_oracle:
-        per_user = pd.concat([per_user, oracle_per_user], ignore_index=True)
-        group_table = pd.concat([group_table, oracle_group_table], ignore_index=True)
         evaluation = {**evaluation, "oracle": oracle_evaluation["oracle"]}
     scorers = [s for s in REC_SCORERS if s in evaluation]
     report: dict = {}
@@ -188,15 +194,8 @@ def report_recommendation(per_user: pd.DataFrame, evaluation: dict, group_table:
         report[s] = summarise_ranking(rows, evaluation[s]["coverage"])
         intervals[s] = _interval_dict(REC_INTERVAL_METRICS, user_bootstrap(
             _ranking_statistic(rows), len(rows), **bootstrap))
-    difference = {}
-    for other in ("popularity", "baseline"):
-        a, b = _by_user(per_user, "model"), _by_user(per_user, other)
-        if not a["user"].equals(b["user"]):
-            raise ValueError(f"model and {other} were evaluated on different test users")
-        estimates = {m: report["model"][m] - report[other][m] for m in REC_INTERVAL_METRICS}
-        difference[f"model_vs_{other}"] = _difference(
-            REC_INTERVAL_METRICS, estimates,
-            user_bootstrap(_ranking_statistic(a, b), len(a), **bootstrap))
+    difference = {f"model_vs_{other}": _model_difference(per_user, report, other, bootstrap)
+                  for other in ("popularity", "baseline")}
     groups, group_intervals, group_difference = _group_summary(group_table, bootstrap)
     report.update({
         "groups": groups, "intervals": intervals,
@@ -210,12 +209,33 @@ def report_recommendation(per_user: pd.DataFrame, evaluation: dict, group_table:
     })
     if not has_oracle:
         report["oracle_absent_reason"] = oracle_evaluation.get("reason")
-    search = {"best": best, "training_variants": comparison, "trials": int(len(trials)),
-              "pruned": int((trials["state"] == "PRUNED").sum()) if len(trials) else 0}
-    ref = params["groups"]["reference_strategy"]
-    return (report, _recommendation_markdown(report, scorers, comparison, search, params),
-            search, _recommendation_mlflow(report, scorers),
-            _plot_hyperparameters(trials), _plot_group_sizes(group_table, ref))
+    return report
+
+
+def _model_difference(per_user: pd.DataFrame, report: dict, other: str, bootstrap: dict
+                      ) -> dict:
+    """The model minus ``other``, user by user, with its paired interval."""
+    a, b = _by_user(per_user, "model"), _by_user(per_user, other)
+    if not a["user"].equals(b["user"]):
+        raise ValueError(f"model and {other} were evaluated on different test users")
+    estimates = {m: report["model"][m] - report[other][m] for m in REC_INTERVAL_METRICS}
+    return _difference(REC_INTERVAL_METRICS, estimates,
+                       user_bootstrap(_ranking_statistic(a, b), len(a), **bootstrap))
+
+
+def search_summary(comparison: dict, best: dict, trials: pd.DataFrame) -> dict:
+    """``recommendation_search.json``: the chosen variant, the winner and the trial counts."""
+    return {"best": best, "training_variants": comparison, "trials": int(len(trials)),
+            "pruned": int((trials["state"] == "PRUNED").sum()) if len(trials) else 0}
+
+
+def plot_recommendation(trials: pd.DataFrame, group_table: pd.DataFrame,
+                        oracle_group_table: pd.DataFrame, oracle_evaluation: dict,
+                        groups: dict) -> tuple[plt.Figure, plt.Figure]:
+    """Hyperparameter effects of the search, and group playlists by group size."""
+    table = _with_oracle(group_table, oracle_group_table, oracle_evaluation)
+    return (_plot_hyperparameters(trials),
+            _plot_group_sizes(table, groups["reference_strategy"]))
 
 
 def _search_sentence(search: dict) -> str:
@@ -229,8 +249,11 @@ def _search_sentence(search: dict) -> str:
                     "was found, so the defaults are trained.")
 
 
-def _recommendation_markdown(report: dict, scorers: list[str], comparison: dict, search: dict,
-                             params: dict) -> str:
+def recommendation_markdown(report: dict, search: dict, groups: dict) -> str:
+    """``recommendation_metrics.md``: the figures with intervals, and in words which
+    differences from the baselines are significant."""
+    comparison = search["training_variants"]
+    scorers = [s for s in REC_SCORERS if s in report]
     sizes, has_oracle = report["sizes"], "oracle" in scorers
     objective = comparison["objective"]
     lines = [
@@ -258,7 +281,7 @@ def _recommendation_markdown(report: dict, scorers: list[str], comparison: dict,
     lines += _difference_lines("model − random-from-history baseline", "the model",
                                "the history baseline",
                                _pick(report["difference"]["model_vs_baseline"]))
-    g = params["groups"]
+    g = groups
     lines += [f"## Group playlists ({sizes['groups']} groups of {g['min_size']}-"
               f"{g['max_size']}, {g['length']} tracks; reference strategy: "
               f"{g['reference_strategy']}; intervals over groups)", ""]
@@ -290,7 +313,9 @@ def _pick(diff: dict) -> dict:
                                  "hit_rate_at_10", "hit_rate_at_100")}
 
 
-def _recommendation_mlflow(report: dict, scorers: list[str]) -> dict:
+def recommendation_mlflow(report: dict) -> dict:
+    """MLflow metrics: each figure, its interval bounds, the differences, the oracle share."""
+    scorers = [s for s in REC_SCORERS if s in report]
     metrics = {f"rec.{s}.{m}": v for s in scorers for m, v in report[s].items()}
     for s in scorers:
         for m, (lo, hi) in report["intervals"][s].items():
@@ -302,8 +327,7 @@ def _recommendation_mlflow(report: dict, scorers: list[str]) -> dict:
                         for m, o in report["oracle"].items() if o})
     metrics.update({f"rec.groups.{st}.{s}.{m}": v for st, by in report["groups"].items()
                     for s, vals in by.items() for m, v in vals.items()})
-    return {k: {"value": float(v), "step": 0} for k, v in metrics.items()
-            if v is not None and np.isfinite(v)}
+    return mlflow_metrics(metrics)
 
 
 def _plot_hyperparameters(trials: pd.DataFrame) -> plt.Figure:
@@ -394,27 +418,32 @@ def _paired(stat_a, stat_b, n_metrics: int):
     return lambda counts: stat_a(counts)[:n_metrics] - stat_b(counts)[:n_metrics]
 
 
-def report_skip_prediction(predictions: pd.DataFrame, oracle_predictions: pd.DataFrame,
-                           oracle_evaluation: dict, selection: dict, importance: pd.DataFrame,
-                           reporting: dict
-                           ) -> tuple[dict, str, dict, plt.Figure, plt.Figure, plt.Figure]:
-    """Metrics JSON (``{scorer: {metric: value}}`` plus intervals and differences), Markdown,
-    MLflow metrics and plots."""
-    bootstrap = reporting["bootstrap"]
-    has_oracle = bool(oracle_evaluation.get("available"))
-    if has_oracle:
-        if len(oracle_predictions) != len(predictions):
-            raise ValueError("oracle and model predictions cover different test rows")
-        predictions = pd.concat([predictions, oracle_predictions.set_index(
-            predictions.index)], axis=1)
-    scorers = [s for s in SKIP_SCORERS if f"{s}_predicted" in predictions]
+def _skip_predictions(predictions: pd.DataFrame, oracle_predictions: pd.DataFrame,
+                      oracle: dict) -> pd.DataFrame:
+    """The test plays' predictions, with the oracle's columns where there is an oracle."""
+    if not oracle.get("available"):
+        return predictions
+    if len(oracle_predictions) != len(predictions):
+        raise ValueError("oracle and model predictions cover different test rows")
+    return pd.concat([predictions, oracle_predictions.set_index(predictions.index)], axis=1)
+
+
+def _skip_scorers(frame) -> list[str]:
+    return [s for s in SKIP_SCORERS if f"{s}_predicted" in frame or s in frame]
+
+
+def skip_report(predictions: pd.DataFrame, oracle_predictions: pd.DataFrame,
+                oracle_evaluation: dict, bootstrap: dict) -> dict:
+    """``skip_prediction_metrics.json``: scikit-learn's figures per scorer, their intervals
+    over test users, the final model's paired differences and the sizes."""
+    predictions = _skip_predictions(predictions, oracle_predictions, oracle_evaluation)
     y = predictions["skipped"].to_numpy(dtype=bool)
     rows = BinaryRows(y, predictions["user_id"].to_numpy())
     both_classes = len(np.unique(y)) == 2
     report: dict = {}
     intervals: dict = {}
     statistics = {}
-    for s in scorers:
+    for s in _skip_scorers(predictions):
         predicted = predictions[f"{s}_predicted"].to_numpy(dtype=bool)
         score = predictions[f"{s}_score"].to_numpy() if f"{s}_score" in predictions else None
         score = score if both_classes else None
@@ -437,20 +466,34 @@ def report_skip_prediction(predictions: pd.DataFrame, oracle_predictions: pd.Dat
                   "skip_share": _finite(y.mean()) if len(y) else None,
                   "bootstrap_resamples": bootstrap["n_resamples"]},
     })
-    if not has_oracle:
+    if not oracle_evaluation.get("available"):
         report["oracle_absent_reason"] = oracle_evaluation.get("reason")
-    markdown = _skip_markdown(report, scorers, selection, importance)
-    mlflow_metrics = {f"skip.{s}.{m}": v for s in scorers for m, v in report[s].items()}
-    mlflow_metrics.update({f"skip.{pair}.{m}": d["estimate"]
-                           for pair, diff in difference.items() for m, d in diff.items()})
-    mlflow_metrics = {k: {"value": float(v), "step": 0} for k, v in mlflow_metrics.items()
-                      if v is not None and np.isfinite(v)}
-    return (report, markdown, mlflow_metrics, _plot_confusions(report, scorers),
-            _plot_curves(predictions, scorers), _plot_importance(importance))
+    return report
 
 
-def _skip_markdown(report: dict, scorers: list[str], selection: dict,
-                   importance: pd.DataFrame) -> str:
+def skip_mlflow(report: dict) -> dict:
+    """MLflow metrics: each scorer's figures and the final model's differences."""
+    metrics = {f"skip.{s}.{m}": v for s in _skip_scorers(report) for m, v in report[s].items()}
+    metrics.update({f"skip.{pair}.{m}": d["estimate"]
+                    for pair, diff in report["difference"].items() for m, d in diff.items()})
+    return mlflow_metrics(metrics)
+
+
+def plot_skip(report: dict, predictions: pd.DataFrame, oracle_predictions: pd.DataFrame,
+              oracle_evaluation: dict, importance: pd.DataFrame
+              ) -> tuple[plt.Figure, plt.Figure, plt.Figure]:
+    """Confusion matrices, ROC / precision-recall / calibration curves, permutation
+    importance."""
+    predictions = _skip_predictions(predictions, oracle_predictions, oracle_evaluation)
+    scorers = _skip_scorers(report)
+    return (_plot_confusions(report, scorers), _plot_curves(predictions, scorers),
+            _plot_importance(importance))
+
+
+def skip_markdown(report: dict, selection: dict, importance: pd.DataFrame) -> str:
+    """``skip_prediction_metrics.md``: figures with intervals, significance in words, the
+    final model's choice and its permutation importance."""
+    scorers = _skip_scorers(report)
     sizes = report["sizes"]
     has_oracle = "oracle" in scorers
     lines = ["# Skip prediction", "",
