@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pozytywka.pipelines.data_processing.schemas import BASE62_ID, EVENT_TYPES, TRACK_EVENTS
+from pozytywka.contract import BASE62_ID, EVENT_TYPES, TRACK_EVENTS
 from pozytywka.recsys.groups import STRATEGIES
 
 TRACK_ID = BASE62_ID

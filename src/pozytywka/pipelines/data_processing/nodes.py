@@ -23,25 +23,20 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from pozytywka.tracking import mlflow_metrics
-
-from .schemas import (
-    ARTISTS,
+from pozytywka.contract import (
     BASE62_ID,
-    CATEGORIES,
     CONTRACT_FIELDS,
     EVENT_TYPE_SPELLINGS,
     EVENT_TYPES,
-    EVENTS,
     INTEGER_FIELDS,
-    QUALITY_KINDS,
     REQUIRED_FIELDS,
     TEXT_FIELDS,
     TRACK_EVENTS,
     TRACK_RANGES,
-    TRACKS,
-    USERS,
 )
+from pozytywka.tracking import mlflow_metrics
+
+from .schemas import ARTISTS, CATEGORIES, EVENTS, QUALITY_KINDS, TRACKS, USERS
 
 logger = logging.getLogger(__name__)
 
