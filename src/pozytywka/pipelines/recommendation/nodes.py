@@ -150,7 +150,25 @@ def search_hyperparameters(data: dict, comparison: dict, user_features: sp.csr_m
     inter, weights = data["fit"][comparison["chosen"]]
     groups = sample_groups(inter.shape[0], search["group_objective_groups"], 2, 10,
                            params["seed"], _users_with(data["validation"]))
-    space = search["space"]
+    study = _open_study(search, params["seed"])
+    if not study.trials:
+        # The first trial is the default configuration: the search can only improve on it.
+        study.enqueue_trial({k: v for k, v in params["defaults"].items()
+                             if k in {*search["space"], "epochs"}})
+    n_trials = search["n_trials"]
+    if data["validation"].nnz == 0:
+        logger.warning("The validation split holds no likes: no trial can be ranked, so only "
+                       "the default configuration is trained")
+        n_trials = 1
+    objective = _lightfm_objective(data, inter, weights, user_features, item_features, groups,
+                                   params)
+    study.optimize(objective, n_trials=n_trials, timeout=search["timeout_seconds"],
+                   catch=(ValueError, FloatingPointError))
+    return _search_result(study, search, comparison, data), _trials_table(study), study
+
+
+def _open_study(search: dict, seed: int) -> optuna.Study:
+    """The study in ``search.storage``, emptied first unless ``search.resume``."""
     if search["storage"].startswith("sqlite:///"):
         Path(search["storage"].removeprefix("sqlite:///")).parent.mkdir(parents=True,
                                                                        exist_ok=True)
@@ -159,28 +177,34 @@ def search_hyperparameters(data: dict, comparison: dict, user_features: sp.csr_m
             optuna.delete_study(study_name=search["study_name"], storage=search["storage"])
         except KeyError:
             pass
-    study = optuna.create_study(
+    return optuna.create_study(
         study_name=search["study_name"], storage=search["storage"], direction="maximize",
-        load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=params["seed"]),
+        load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed),
         pruner=optuna.pruners.MedianPruner(n_startup_trials=search["pruner"]["startup_trials"],
                                            n_warmup_steps=search["pruner"]["warmup_epochs"]))
 
-    if not study.trials:
-        # The first trial is the default configuration: the search can only improve on it.
-        study.enqueue_trial({k: v for k, v in params["defaults"].items()
-                             if k in {*space, "epochs"}})
+
+def _suggest(trial: optuna.Trial, space: dict) -> tuple[dict, int]:
+    """One trial's hyperparameters from the search space, and its epochs."""
+    hp = {
+        "learning_rate": trial.suggest_float("learning_rate", *space["learning_rate"], log=True),
+        "item_alpha": trial.suggest_float("item_alpha", *space["item_alpha"], log=True),
+        "user_alpha": trial.suggest_float("user_alpha", *space["user_alpha"], log=True),
+        "no_components": trial.suggest_int("no_components", *space["no_components"], log=True),
+        "loss": trial.suggest_categorical("loss", space["loss"]),
+    }
+    return hp, trial.suggest_int("epochs", *space["epochs"])
+
+
+def _lightfm_objective(data: dict, inter, weights, user_features: sp.csr_matrix,
+                       item_features: sp.csr_matrix, groups: list[np.ndarray], params: dict):
+    """The trial function: train for the suggested epochs, report the validation objective
+    every ``evaluate_every`` epochs (pruning checkpoints), record AUC, precision and group
+    NDCG as trial attributes."""
+    search = params["search"]
 
     def objective(trial: optuna.Trial) -> float:
-        hp = {
-            "learning_rate": trial.suggest_float("learning_rate", *space["learning_rate"],
-                                                 log=True),
-            "item_alpha": trial.suggest_float("item_alpha", *space["item_alpha"], log=True),
-            "user_alpha": trial.suggest_float("user_alpha", *space["user_alpha"], log=True),
-            "no_components": trial.suggest_int("no_components", *space["no_components"],
-                                               log=True),
-            "loss": trial.suggest_categorical("loss", space["loss"]),
-        }
-        epochs = trial.suggest_int("epochs", *space["epochs"])
+        hp, epochs = _suggest(trial, search["space"])
         last = {"value": 0.0}
 
         def report(epoch: int, model: LightFM) -> None:
@@ -204,33 +228,33 @@ def search_hyperparameters(data: dict, comparison: dict, user_features: sp.csr_m
         trial.set_user_attr("group_ndcg", _group_ndcg(scorer, data["validation"],
                                                       data["fit_known"], groups))
         return last["value"]
+    return objective
 
-    n_trials = search["n_trials"]
-    if data["validation"].nnz == 0:
-        logger.warning("The validation split holds no likes: no trial can be ranked, so only "
-                       "the default configuration is trained")
-        n_trials = 1
-    study.optimize(objective, n_trials=n_trials, timeout=search["timeout_seconds"],
-                   catch=(ValueError, FloatingPointError))
+
+def _search_result(study: optuna.Study, search: dict, comparison: dict, data: dict) -> dict:
+    """The winner's hyperparameters, with whether it beat the defaults (the first trial)."""
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise RuntimeError("no Optuna trial completed: raise search.n_trials or timeout")
     defaults_trial = study.trials[0].number
     improved = study.best_trial.number != defaults_trial  # a tie keeps the earlier trial
-    best = {**study.best_params, "objective": search["objective"],
-            "validation_value": study.best_value, "variant": comparison["chosen"],
-            "best_trial": study.best_trial.number, "improved_on_defaults": bool(improved),
-            "validation_likes": int(data["validation"].nnz)}
     if not improved:
         logger.warning("The search found nothing better than the default configuration "
                        "(trial %d): the defaults are trained", defaults_trial)
-    trials = study.trials_dataframe(attrs=("number", "value", "params", "user_attrs", "state",
-                                           "duration"))
-    trials["duration"] = trials["duration"].dt.total_seconds()
     logger.info("Optuna: %d trials (%d pruned), best %s = %.4f with %s", len(study.trials),
                 sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
                 search["objective"], study.best_value, study.best_params)
-    return best, trials, study
+    return {**study.best_params, "objective": search["objective"],
+            "validation_value": study.best_value, "variant": comparison["chosen"],
+            "best_trial": study.best_trial.number, "improved_on_defaults": bool(improved),
+            "validation_likes": int(data["validation"].nnz)}
+
+
+def _trials_table(study: optuna.Study) -> pd.DataFrame:
+    trials = study.trials_dataframe(attrs=("number", "value", "params", "user_attrs", "state",
+                                           "duration"))
+    trials["duration"] = trials["duration"].dt.total_seconds()
+    return trials
 
 
 def _users_with(matrix: sp.csr_matrix) -> np.ndarray:
