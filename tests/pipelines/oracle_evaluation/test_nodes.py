@@ -13,8 +13,8 @@ from pozytywka.pipelines.oracle_evaluation.nodes import (
     evaluate_skip_oracle,
     oracle_scorer,
 )
-from pozytywka.pipelines.synthetic_data import truth
 from pozytywka.pipelines.synthetic_data.nodes import package_truth
+from pozytywka.synthetic import truth
 
 
 def test_oracle_scores_are_the_generators_formula(tiny_catalogue, tiny_features):

@@ -10,9 +10,9 @@ import pytest
 from kedro.io.core import DatasetError
 
 from pozytywka.datasets import GeneratedTextDataset
-from pozytywka.pipelines.synthetic_data.generator import base62_ids, generate_catalogue
 from pozytywka.pipelines.synthetic_data.nodes import generate_clean_catalogue, write_dirty_exports
-from pozytywka.pipelines.synthetic_data.truth import affinity, affinity_matrix, like_probability
+from pozytywka.synthetic.generator import base62_ids, generate_catalogue
+from pozytywka.synthetic.truth import affinity, affinity_matrix, like_probability
 
 
 def _played_pairs(events: pd.DataFrame) -> pd.DataFrame:

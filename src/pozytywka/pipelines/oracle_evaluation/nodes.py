@@ -16,10 +16,10 @@ import scipy.sparse as sp
 from lightfm import LightFM
 from lightfm.data import Dataset
 
-from pozytywka.pipelines.synthetic_data import truth
 from pozytywka.recsys.groups import evaluate_groups, protocol_groups
 from pozytywka.recsys.metrics import Scorer, rank_each
 from pozytywka.recsys.model import EmbeddingScorer, ordered_ids
+from pozytywka.synthetic import truth
 
 logger = logging.getLogger(__name__)
 

@@ -8,9 +8,8 @@ import numpy as np
 import pandas as pd
 
 from pozytywka.datasets.synthetic_truth import sha256_text
-
-from .dirt import dirty_artists, dirty_sessions, dirty_tracks, dirty_users
-from .generator import generate_catalogue
+from pozytywka.synthetic.dirt import dirty_artists, dirty_sessions, dirty_tracks, dirty_users
+from pozytywka.synthetic.generator import generate_catalogue
 
 logger = logging.getLogger(__name__)
 

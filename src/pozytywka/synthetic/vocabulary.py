@@ -28,11 +28,9 @@ FAMILY_WEIGHTS: dict[str, float] = {
     "classical": 1.0, "r&b": 2.0, "folk": 1.5, "latin": 1.5, "country": 1.0, "reggae": 0.7,
 }
 
-AUDIO_FEATURES = ["danceability", "energy", "speechiness", "acousticness", "instrumentalness",
-                  "liveness", "valence"]
 
-# Per family: mean of each 0-1 audio feature (AUDIO_FEATURES order), loudness dB, tempo BPM,
-# duration in seconds and probability of explicit lyrics.
+# Per family: mean of each 0-1 audio feature (in pozytywka.contract.AUDIO_FEATURES order),
+# loudness dB, tempo BPM, duration in seconds and probability of explicit lyrics.
 FAMILY_AUDIO_PROFILE: dict[str, tuple[list[float], float, float, float, float]] = {
     "pop": ([0.70, 0.68, 0.07, 0.20, 0.02, 0.15, 0.55], -6.0, 118.0, 205.0, 0.15),
     "rock": ([0.50, 0.78, 0.05, 0.12, 0.06, 0.20, 0.48], -6.5, 126.0, 235.0, 0.10),

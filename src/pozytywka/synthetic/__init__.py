@@ -1,0 +1,1 @@
+"""Synthetic catalogue library: generator, dirt, vocabulary, JSON Lines, the hidden truth."""
