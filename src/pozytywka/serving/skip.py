@@ -10,20 +10,13 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from pozytywka.pipelines.skip_prediction.nodes import (
-    TRACK_NUMERIC,
-    _score,
-    _smoothed,
-    _training_counts,
-)
+from pozytywka.skip import TRACK_FEATURES, skip_score, smoothed_rate, training_counts
 
 from .catalogue import Catalogue, UnknownIds
 from .fast_trees import CompiledTrees
 from .recommender import UNKNOWN_USER_HINT
 
 logger = logging.getLogger(__name__)
-
-TRACK_COLUMNS = [*TRACK_NUMERIC, "explicit"]
 
 
 @dataclass
@@ -52,10 +45,10 @@ class SkipEngine:
         self.user_counts = {int(u): (float(s), float(c))
                             for u, s, c in zip(users.index, users["sum"], users["count"],
                                                strict=True)}
-        self.track_skips, self.track_rows = _training_counts(train, "track_id",
-                                                             pd.Series(catalogue.track_ids))
+        self.track_skips, self.track_rows = training_counts(train, "track_id",
+                                                            pd.Series(catalogue.track_ids))
         info = tracks.set_index("track_id").reindex(catalogue.track_ids)
-        self.track_table = info[TRACK_COLUMNS].astype("float64").to_numpy()
+        self.track_table = info[TRACK_FEATURES].astype("float64").to_numpy()
         csc = catalogue.genre_tracks.tocsc()
         self.track_genres = [frozenset(csc.indices[csc.indptr[i]:csc.indptr[i + 1]])
                              for i in range(csc.shape[1])]
@@ -75,7 +68,7 @@ class SkipEngine:
             logger.info("Skip model predicts through scikit-learn: %s", exc)
             return None
         sample = skip_dataset[self.columns].head(500)
-        expected = _score(self.model, sample)
+        expected = skip_score(self.model, sample)
         got = np.array([compiled.skip_probability(x) for x in sample.to_numpy(float)])
         if not np.allclose(got, expected, rtol=0, atol=1e-9):
             logger.warning("Compiled trees disagree with scikit-learn (max %.2e): not used",
@@ -95,7 +88,7 @@ class SkipEngine:
         m = self.params["rate_smoothing"]
         row = np.zeros(len(self.columns))
         pos = self.position
-        for j, name in enumerate(TRACK_COLUMNS):
+        for j, name in enumerate(TRACK_FEATURES):
             row[pos[name]] = self.track_table[track_position, j]
         favourites = {self.catalogue.genre_index[g] for g in profile.favourite_genres
                       if g in self.catalogue.genre_index}
@@ -103,10 +96,10 @@ class SkipEngine:
         row[pos["premium_user"]] = float(profile.premium)
         row[pos["genre_match"]] = float(match)
         skips, count = self.user_counts.get(user_id, (0.0, 0.0))
-        row[pos["user_skip_rate"]] = _smoothed(skips, count, m, self.prior)
+        row[pos["user_skip_rate"]] = smoothed_rate(skips, count, m, self.prior)
         row[pos["user_train_rows"]] = count
         t_skips, t_count = self.track_skips[track_position], self.track_rows[track_position]
-        row[pos["track_skip_rate"]] = _smoothed(t_skips, t_count, m, self.prior)
+        row[pos["track_skip_rate"]] = smoothed_rate(t_skips, t_count, m, self.prior)
         row[pos["track_train_rows"]] = t_count
         for genre in profile.favourite_genres:
             if genre in self.fav_columns:
@@ -123,7 +116,7 @@ class SkipEngine:
         if self.compiled is not None:
             probability = self.compiled.skip_probability(x)
         else:
-            probability = float(_score(self.model, pd.DataFrame(x[None, :],
-                                                                columns=self.columns))[0])
+            x_frame = pd.DataFrame(x[None, :], columns=self.columns)
+            probability = float(skip_score(self.model, x_frame)[0])
         skip = probability >= self.params["threshold"]
         return SkipAnswer("SKIP" if skip else "PLAY", probability, match, cold)

@@ -8,14 +8,13 @@ import pytest
 
 from pozytywka.pipelines.feature_engineering.nodes import genre_vocabulary
 from pozytywka.pipelines.skip_prediction.nodes import (
-    baseline_rule,
     build_skip_dataset,
     evaluate_skip_models,
-    genre_match,
     score_pairs,
     split_by_time,
     train_models,
 )
+from pozytywka.skip import baseline_rule, genre_match
 from tests.conftest import load_params
 
 

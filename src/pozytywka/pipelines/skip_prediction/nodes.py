@@ -3,6 +3,8 @@
 One row per de-duplicated (session, user, track) play, labelled skipped / listened, with track
 features, genre match, premium flag and user / track skip rates. Rates come from the training
 period only, out of fold for training rows; validation and test rows see training rates only.
+The features, rates and skip score themselves live in ``pozytywka.skip`` (shared with the
+service); these nodes wire them into the dataset, the model search and the batch scorer.
 """
 
 from __future__ import annotations
@@ -25,14 +27,17 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from pozytywka.recsys.encoding import multi_hot
+from pozytywka.skip import (
+    attach_features,
+    baseline_rule,
+    feature_columns,
+    out_of_fold_rates,
+    skip_score,
+    smoothed_rate,
+    training_counts,
+)
 
 logger = logging.getLogger(__name__)
-
-TRACK_NUMERIC = ["popularity", "duration_ms", "release_year", "danceability", "energy",
-                 "speechiness", "acousticness", "instrumentalness", "liveness", "valence",
-                 "loudness", "tempo", "key"]
-RATE_FEATURES = ["user_skip_rate", "track_skip_rate", "user_train_rows", "track_train_rows"]
 
 
 # ---- dataset ---------------------------------------------------------------------------------
@@ -53,56 +58,6 @@ def split_by_time(rows: pd.DataFrame, params: dict) -> pd.Series:
                      index=rows.index)
 
 
-def _training_counts(train_rows: pd.DataFrame, key: str, keys: pd.Series
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """Skips and rows of each ``keys`` value in the training rows (0 for unseen values)."""
-    total = train_rows.groupby(key)["skipped"].agg(["sum", "count"])
-    return (keys.map(total["sum"]).fillna(0).to_numpy(dtype=float, copy=True),
-            keys.map(total["count"]).fillna(0).to_numpy(dtype=float, copy=True))
-
-
-def _smoothed(skips: np.ndarray, count: np.ndarray, smoothing: float, global_rate: float
-              ) -> np.ndarray:
-    return (skips + smoothing * global_rate) / (count + smoothing)
-
-
-def _rates(rows: pd.DataFrame, key: str, train: pd.Series, fold: np.ndarray, smoothing: float,
-           global_rate: float) -> tuple[np.ndarray, np.ndarray]:
-    """Skip rate of each row's ``key`` from training rows, out of fold.
-
-    A training row in fold k gets the rate of the training rows in the other folds; other rows
-    get the rate of all training rows. No row's rate depends on its own label (leave-one-out
-    would: within a user, a skipped row would see a lower rate than a listened one, which a
-    tree learns and which does not carry over to new rows).
-    """
-    t = rows[train]
-    skips, count = _training_counts(t, key, rows[key])
-    in_fold = t.groupby([key, fold[train.to_numpy()]])["skipped"].agg(["sum", "count"])
-    own = train.to_numpy()
-    index = pd.MultiIndex.from_arrays([rows.loc[own, key], fold[own]])
-    skips[own] -= in_fold["sum"].reindex(index).to_numpy()
-    count[own] -= in_fold["count"].reindex(index).to_numpy()
-    return _smoothed(skips, count, smoothing, global_rate), count
-
-
-def attach_features(rows: pd.DataFrame, tracks: pd.DataFrame, artists: pd.DataFrame,
-                    users: pd.DataFrame, genres: list[str]) -> pd.DataFrame:
-    """Track features, premium flag, genre match and favourite-genre indicators for
-    (user_id, track_id) rows."""
-    track_info = tracks[["track_id", "artist_id", *TRACK_NUMERIC, "explicit"]].merge(
-        artists[["artist_id", "genres"]], on="artist_id", how="left")
-    rows = rows.merge(track_info, on="track_id", how="left", validate="many_to_one")
-    rows = rows.merge(users[["user_id", "premium_user", "favourite_genres"]], on="user_id",
-                      how="left", validate="many_to_one")
-    rows["genre_match"] = genre_match(rows["user_id"], rows["track_id"], rows["genres"],
-                                      rows["favourite_genres"])
-    for c in [*TRACK_NUMERIC, "explicit", "premium_user"]:
-        rows[c] = rows[c].astype("float64")
-    onehot = multi_hot(rows["favourite_genres"], "fav_", genres)
-    return pd.concat([rows.drop(columns=["genres", "favourite_genres", "artist_id"]), onehot],
-                     axis=1)
-
-
 def build_skip_dataset(session_tracks: pd.DataFrame, tracks: pd.DataFrame,
                        artists: pd.DataFrame, users: pd.DataFrame, genres: list[str],
                        params: dict) -> pd.DataFrame:
@@ -114,53 +69,20 @@ def build_skip_dataset(session_tracks: pd.DataFrame, tracks: pd.DataFrame,
     global_rate = float(rows.loc[train, "skipped"].mean())
     m = params["rate_smoothing"]
     fold = np.random.default_rng(params["seed"]).integers(0, params["rate_folds"], len(rows))
-    rows["user_skip_rate"], rows["user_train_rows"] = _rates(rows, "user_id", train, fold, m,
-                                                              global_rate)
-    rows["track_skip_rate"], rows["track_train_rows"] = _rates(rows, "track_id", train, fold, m,
-                                                                global_rate)
+    rows["user_skip_rate"], rows["user_train_rows"] = out_of_fold_rates(
+        rows, "user_id", train, fold, m, global_rate)
+    rows["track_skip_rate"], rows["track_train_rows"] = out_of_fold_rates(
+        rows, "track_id", train, fold, m, global_rate)
     rows = attach_features(rows, tracks, artists, users, genres)
     logger.info("Skip dataset: %d rows (%s), skip share %.3f", len(rows),
                 rows["split"].value_counts().to_dict(), rows["skipped"].mean())
     return rows
 
 
-def genre_match(user_ids: pd.Series, track_ids: pd.Series, track_genres: pd.Series,
-                favourites: pd.Series) -> np.ndarray:
-    """Whether the track's genres meet the user's favourite genres, per row (vectorised by
-    joining exploded (pair, genre) tables, not a loop over rows)."""
-    pairs = pd.DataFrame({"u": user_ids.to_numpy(), "t": track_ids.to_numpy()})
-    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(pairs))
-    first = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
-    tg = pd.DataFrame({"pair": np.arange(len(uniques)),
-                       "genre": track_genres.to_numpy()[first]}).explode("genre").dropna()
-    fg = pd.DataFrame({"pair": np.arange(len(uniques)),
-                       "genre": favourites.to_numpy()[first]}).explode("genre").dropna()
-    matched = np.zeros(len(uniques), dtype=bool)
-    matched[tg.merge(fg, on=["pair", "genre"])["pair"].unique()] = True
-    return matched[codes]
-
-
-def feature_columns(dataset: pd.DataFrame) -> list[str]:
-    fav = [c for c in dataset.columns if c.startswith("fav_")]
-    return [*TRACK_NUMERIC, "explicit", "premium_user", "genre_match", *RATE_FEATURES, *fav]
-
-
 # ---- models ----------------------------------------------------------------------------------
-
-def baseline_rule(dataset: pd.DataFrame) -> np.ndarray:
-    """Skip when the track's genres do not meet the user's favourite genres."""
-    return ~dataset["genre_match"].to_numpy(dtype=bool)
-
 
 def _linear(estimator) -> Pipeline:
     return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), estimator)
-
-
-def _score(model, x: pd.DataFrame) -> np.ndarray:
-    """A continuous skip score: probability where the model has one, else decision value."""
-    if hasattr(model, "predict_proba"):
-        return model.predict_proba(x)[:, 1]
-    return model.decision_function(x)
 
 
 def train_models(dataset: pd.DataFrame, params: dict
@@ -179,7 +101,7 @@ def train_models(dataset: pd.DataFrame, params: dict
 
     def validation_value(model) -> float:
         if metric == "roc_auc":
-            return roc_auc_score(val["skipped"], _score(model, val[cols]))
+            return roc_auc_score(val["skipped"], skip_score(model, val[cols]))
         return balanced_accuracy_score(val["skipped"], model.predict(val[cols]))
 
     def build(trial: optuna.Trial):
@@ -226,9 +148,9 @@ def evaluate_skip_models(dataset: pd.DataFrame, svc: Pipeline, final: Pipeline, 
         "user_id": test["user_id"].to_numpy(), "track_id": test["track_id"].to_numpy(),
         "skipped": test["skipped"].to_numpy(dtype=bool),
         "baseline_predicted": baseline_rule(test),
-        "linear_svc_score": _score(svc, test[cols]),
+        "linear_svc_score": skip_score(svc, test[cols]),
         "linear_svc_predicted": svc.predict(test[cols]).astype(bool),
-        "final_score": _score(final, test[cols]),
+        "final_score": skip_score(final, test[cols]),
         "final_predicted": final.predict(test[cols]).astype(bool),
     })
     return predictions, _permutation_importance(final, test, cols, params)
@@ -274,13 +196,13 @@ def score_pairs(pairs: pd.DataFrame, model, dataset: pd.DataFrame, tracks: pd.Da
         rows = out[ok].copy()
         m = params["rate_smoothing"]
         for key in ["user_id", "track_id"]:
-            skips, count = _training_counts(train, key, rows[key])
+            skips, count = training_counts(train, key, rows[key])
             prefix = key.split("_")[0]
-            rows[f"{prefix}_skip_rate"] = _smoothed(skips, count, m, prior)
+            rows[f"{prefix}_skip_rate"] = smoothed_rate(skips, count, m, prior)
             rows[f"{prefix}_train_rows"] = count
         rows = attach_features(rows.reset_index(drop=True), tracks, artists, users, genres)
         cols = feature_columns(dataset)
-        out.loc[ok, "skip_probability"] = _score(model, rows[cols]).astype(float)
+        out.loc[ok, "skip_probability"] = skip_score(model, rows[cols]).astype(float)
     counts = {"pairs": len(out), "scored": int(ok.sum()),
               "unknown_user": int((~known_users).sum()),
               "unknown_track": int((known_users & ~known_tracks).sum())}
