@@ -1,0 +1,63 @@
+"""What the routers share, reached through ``Depends`` or the request rather than closures: the
+loaded state, the API-key check, A/B assignment, marking an answer for the prediction log, and
+the request checks every area makes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Annotated
+
+import numpy as np
+from fastapi import Depends, HTTPException, Request
+
+from .loading import API_KEY_ENV, ServiceState
+from .schemas import Filters
+
+VARIANTS = ("base", "advanced")
+BASELINE_VERSIONS = {"playlists": "history-baseline", "skip_predictions": "genre-rule"}
+
+
+async def get_state(request: Request) -> ServiceState:
+    """The ``ServiceState`` that ``create_app`` attached to the application."""
+    return request.app.state.service
+
+
+State = Annotated[ServiceState, Depends(get_state)]
+
+
+async def require_key(request: Request, state: State) -> None:
+    """Guard for write endpoints: 503 without a configured key, 401 for a wrong one."""
+    if not state.api_key:
+        raise HTTPException(503, f"writes are disabled: no API key is configured (set "
+                                 f"{API_KEY_ENV} or serving_api_key in "
+                                 "conf/local/credentials.yml)")
+    given = request.headers.get("x-api-key", "")
+    if not hmac.compare_digest(given.encode(), state.api_key.encode()):
+        raise HTTPException(401, "missing or wrong X-API-Key header")
+
+
+def assign_variant(user_id: int, salt: str) -> str:
+    """``base`` or ``advanced``: a stable hash of the experiment's salt and the user id, mod 2
+    (not Python's ``hash``, which changes between processes)."""
+    digest = hashlib.blake2b(f"{salt}:{user_id}".encode(), digest_size=8).digest()
+    return VARIANTS[int.from_bytes(digest, "big") % 2]
+
+
+def mark(request: Request, **ab) -> None:
+    """Tell the prediction log (serving/observe.py) what answered: experiment, variant, forced,
+    model_version, user_id."""
+    request.state.ab = ab
+
+
+def limit(name: str, value: int, maximum: int) -> None:
+    """422 when a request asks for more than the configured ``maximum``."""
+    if value > maximum:
+        raise HTTPException(422, f"{name} is {value}; this service allows at most {maximum} "
+                                 "(conf serving.yml)")
+
+
+def removed_tracks(state: ServiceState, filters: Filters) -> np.ndarray | None:
+    """Track positions the request's filters take out (None: nothing removed)."""
+    return state.catalogue.filter_out(filters.include_genres, filters.exclude_genres,
+                                      filters.exclude_explicit)

@@ -1,0 +1,119 @@
+"""Prometheus metrics and the ASGI middleware that caps request bodies, times every request and
+writes the prediction log."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from .loading import ServiceState
+from .prediction_log import Record
+
+LOGGED = ("/playlists", "/skip-predictions", "/recommendations", "/similar-tracks", "/rerank")
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+class Metrics:
+    """One app's Prometheus registry: answers and latency by endpoint and variant."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("pozytywka_requests", "Answers by endpoint, variant and status",
+                                ["endpoint", "variant", "status"], registry=self.registry)
+        self.latency = Histogram("pozytywka_request_latency_seconds",
+                                 "Time to answer, by endpoint and variant",
+                                 ["endpoint", "variant"], buckets=LATENCY_BUCKETS,
+                                 registry=self.registry)
+
+
+class ObserveMiddleware:
+    """Pure ASGI: caps the request body, times every request for Prometheus, and commits a
+    prediction-log record before the last byte of a prediction endpoint's answer is sent."""
+
+    def __init__(self, app, max_body_bytes: int):
+        self.app, self.max_body = app, max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        service = scope["app"].state.service
+        metrics = scope["app"].state.metrics
+        body = await self._read_body(scope, receive, send, metrics)
+        if body is None:
+            return None
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        status, chunks = 500, []
+
+        async def capture(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    self._observe(scope, service, metrics, start, status, body, chunks)
+            await send(message)
+
+        try:
+            await self.app(scope, replay, capture)
+        except Exception:
+            self._observe(scope, service, metrics, start, 500, body, [b"internal error"])
+            raise
+        return None
+
+    async def _read_body(self, scope, receive, send, metrics: Metrics) -> bytes | None:
+        """The whole request body; None after a disconnect or once 413 has been answered."""
+        body, more = b"", True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                response = JSONResponse({"detail": f"request body over {self.max_body} bytes"},
+                                        status_code=413)
+                metrics.requests.labels(scope["path"][:64], "none", "413").inc()
+                await response(scope, receive, send)
+                return None
+        return body
+
+    @staticmethod
+    def _observe(scope, service: ServiceState, metrics: Metrics, start: float, status: int,
+                 body: bytes, chunks: list[bytes]) -> None:
+        """Count and time the answer; append a log record for prediction endpoints."""
+        latency = time.perf_counter() - start
+        route = scope.get("route")
+        endpoint = getattr(route, "path", None) or "unmatched"
+        ab = scope.get("state", {}).get("ab", {})
+        variant = ab.get("variant") or "none"
+        metrics.requests.labels(endpoint, variant, str(status)).inc()
+        metrics.latency.labels(endpoint, variant).observe(latency)
+        if not endpoint.startswith(LOGGED):
+            return
+        user_id = ab.get("user_id")
+        if user_id is None:
+            try:
+                user_id = int(json.loads(body).get("user_id"))
+            except (ValueError, TypeError, AttributeError):
+                user_id = None
+        service.log.append(Record(
+            logged_at=datetime.now(UTC).isoformat(timespec="microseconds"), endpoint=endpoint,
+            experiment=ab.get("experiment"), variant=ab.get("variant"),
+            forced=bool(ab.get("forced")), model_version=ab.get("model_version"),
+            user_id=user_id, status=status, latency_ms=latency * 1e3,
+            request=body.decode("utf-8", "replace"),
+            response=b"".join(chunks).decode("utf-8", "replace")))

@@ -1,0 +1,38 @@
+"""Operations: health, Prometheus metrics and the A/B summary.
+
+FastAPI turns a handler's docstring into its OpenAPI description; handlers that had none keep
+a comment instead, so the document stays as it was."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ..dependencies import State
+from ..prediction_log import ab_summary
+
+router = APIRouter(tags=["operations"])
+
+
+# Model versions and sources, catalogue sizes, search kind, prediction-log records.
+@router.get("/health")
+async def health(state: State) -> dict:
+    return {"status": "ok", "models": state.versions, "sources": state.sources,
+            "tracks": state.recommender.n_tracks, "users": len(state.catalogue.users),
+            "similar_tracks_search": "hnsw" if state.recommender.index is not None
+            else "exact", "prediction_log_records": state.log.count()}
+
+
+# The app's Prometheus registry in the text exposition format.
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.metrics.registry),
+                    media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/ab-summary")
+async def summary(state: State) -> dict:
+    """Per experiment and variant: answers, users, errors, latency and what was answered,
+    read from the prediction log."""
+    return ab_summary(state.log.frame())

@@ -1,0 +1,60 @@
+"""Group playlists: the A/B-tested route and one route per forced variant."""
+
+from __future__ import annotations
+
+import numpy as np
+from fastapi import APIRouter, Request
+
+from ..dependencies import BASELINE_VERSIONS, State, assign_variant, limit, mark, removed_tracks
+from ..loading import ServiceState
+from ..schemas import PlaylistRequest, PlaylistResponse
+
+router = APIRouter(tags=["group playlists"])
+
+
+def playlist(request: Request, state: ServiceState, body: PlaylistRequest, variant: str,
+             forced: bool) -> PlaylistResponse:
+    """The group's playlist from ``variant``, marked for the prediction log."""
+    cfg = state.config["playlists"]
+    limit("playlist_length", body.playlist_length, cfg["max_length"])
+    limit("group size", 1 + len(body.other_users), cfg["max_group_size"])
+    engine = state.recommender
+    members = engine.members([body.user_id, *body.other_users])
+    removed = removed_tracks(state, body.filters)
+    if variant == "advanced":
+        strategy = body.strategy or cfg["default_strategy"]
+        positions, _ = engine.playlist(members, body.playlist_length, strategy, removed)
+        version = state.versions["recommender"]
+    else:
+        strategy, version = None, BASELINE_VERSIONS["playlists"]
+        positions = engine.baseline_playlist(members, body.playlist_length, removed,
+                                             np.random.default_rng())
+    mark(request, experiment="playlists", variant=variant, forced=forced,
+         model_version=version, user_id=body.user_id)
+    return PlaylistResponse(
+        variant=variant, model_version=version, strategy=strategy, user_id=body.user_id,
+        members=[m.user_id for m in members],
+        cold_start_members=[m.user_id for m in members if m.cold_start],
+        tracks=state.catalogue.describe_tracks(positions))
+
+
+@router.post("/playlists")
+async def playlists(request: Request, body: PlaylistRequest, state: State) -> PlaylistResponse:
+    """A playlist for a group; the variant (history baseline or model) is fixed per asking
+    user by a stable hash of ``user_id``."""
+    variant = assign_variant(body.user_id, state.config["ab_test"]["playlists_salt"])
+    return playlist(request, state, body, variant, False)
+
+
+@router.post("/playlists/base")
+async def playlists_base(request: Request, body: PlaylistRequest,
+                         state: State) -> PlaylistResponse:
+    """Forced baseline: tracks drawn at random from the members' histories."""
+    return playlist(request, state, body, "base", True)
+
+
+@router.post("/playlists/advanced")
+async def playlists_advanced(request: Request, body: PlaylistRequest,
+                             state: State) -> PlaylistResponse:
+    """Forced model variant: LightFM scores aggregated across members by ``strategy``."""
+    return playlist(request, state, body, "advanced", True)
