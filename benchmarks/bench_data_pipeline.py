@@ -14,7 +14,7 @@ import copy
 import time
 from pathlib import Path
 
-import yaml
+from kedro.config import OmegaConfigLoader
 
 from pozytywka.pipelines.data_processing.nodes import (
     clean_artists,
@@ -37,8 +37,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     args = ap.parse_args()
 
-    base = yaml.safe_load((ROOT / "conf/base/parameters_synthetic_data.yml").read_text())
-    params = copy.deepcopy(base["synthetic_data"])
+    base = OmegaConfigLoader(str(ROOT / "conf"), base_env="base", default_run_env="base")
+    params = copy.deepcopy(base["parameters"]["synthetic_data"])
     params["seed"] = args.seed
     params["size"] = {"n_users": args.users, "n_artists": args.artists,
                       "n_tracks": args.tracks, "n_events": args.events}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
+from kedro.config import OmegaConfigLoader
 
 from pozytywka.pipelines.skip_prediction.nodes import score_pairs
 
@@ -25,8 +25,8 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=100_000)
     ap.add_argument("--single", type=int, default=200)
     args = ap.parse_args()
-    params = yaml.safe_load((ROOT / "conf/base/parameters_skip_prediction.yml").read_text())[
-        "skip_prediction"]
+    params = OmegaConfigLoader(str(ROOT / "conf"), base_env="base", default_run_env="base")[
+        "parameters"]["skip_prediction"]
     with open(ROOT / "data/06_models/skip_model.pkl", "rb") as f:
         model = pickle.load(f)
     dataset = pd.read_parquet(ROOT / "data/05_model_input/skip_dataset.parquet")

@@ -10,6 +10,10 @@ EVENT_TYPES = ["play", "skip", "like", "advertisement", "buy_premium"]
 TRACK_EVENTS = ["play", "skip", "like"]
 AUDIO_FEATURES = ["danceability", "energy", "speechiness", "acousticness", "instrumentalness",
                   "liveness", "valence"]
+# Numeric descriptions of a track the models use, in model-input order (release_year is derived
+# from release_date by cleaning).
+NUMERIC_TRACK_FEATURES = ["popularity", "duration_ms", "release_year", *AUDIO_FEATURES,
+                          "loudness", "tempo"]
 
 # Valid ranges of numeric track fields: a value outside becomes null and is counted.
 TRACK_RANGES: dict[str, tuple[float, float]] = {

@@ -17,14 +17,12 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from pozytywka.contract import NUMERIC_TRACK_FEATURES
 from pozytywka.recsys.encoding import label_pairs, multi_hot, pairs_matrix
 from pozytywka.tracking import mlflow_metrics
 
 logger = logging.getLogger(__name__)
 
-NUMERIC_TRACK_FEATURES = ["popularity", "duration_ms", "release_year", "danceability", "energy",
-                          "speechiness", "acousticness", "instrumentalness", "liveness", "valence",
-                          "loudness", "tempo"]
 
 
 def build_session_tracks(events: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
