@@ -148,7 +148,8 @@ def search_hyperparameters(data: dict, comparison: dict, user_features: sp.csr_m
     """
     search = params["search"]
     inter, weights = data["fit"][comparison["chosen"]]
-    groups = sample_groups(inter.shape[0], search["group_objective_groups"], 2, 10,
+    groups = sample_groups(inter.shape[0], search["group_objective_groups"],
+                           params["groups"]["min_size"], params["groups"]["max_size"],
                            params["seed"], _users_with(data["validation"]))
     study = _open_study(search, params["seed"])
     if not study.trials:

@@ -104,16 +104,21 @@ def train_models(dataset: pd.DataFrame, params: dict
             return roc_auc_score(val["skipped"], skip_score(model, val[cols]))
         return balanced_accuracy_score(val["skipped"], model.predict(val[cols]))
 
+    space = params["search"]["space"]  # every range on a log scale
+
     def build(trial: optuna.Trial):
         kind = trial.suggest_categorical("model", params["search"]["models"])
         if kind == "logistic_regression":
-            c = trial.suggest_float("lr_C", 1e-3, 1e2, log=True)
+            c = trial.suggest_float("lr_C", *space["lr_C"], log=True)
             return _linear(LogisticRegression(C=c, class_weight="balanced", max_iter=500))
         return HistGradientBoostingClassifier(
-            learning_rate=trial.suggest_float("hgb_learning_rate", 0.02, 0.3, log=True),
-            max_leaf_nodes=trial.suggest_int("hgb_max_leaf_nodes", 15, 127, log=True),
-            min_samples_leaf=trial.suggest_int("hgb_min_samples_leaf", 20, 200, log=True),
-            l2_regularization=trial.suggest_float("hgb_l2", 1e-4, 10.0, log=True),
+            learning_rate=trial.suggest_float("hgb_learning_rate", *space["hgb_learning_rate"],
+                                              log=True),
+            max_leaf_nodes=trial.suggest_int("hgb_max_leaf_nodes", *space["hgb_max_leaf_nodes"],
+                                             log=True),
+            min_samples_leaf=trial.suggest_int("hgb_min_samples_leaf",
+                                               *space["hgb_min_samples_leaf"], log=True),
+            l2_regularization=trial.suggest_float("hgb_l2", *space["hgb_l2"], log=True),
             max_iter=params["search"]["hgb_max_iter"], early_stopping=True,
             class_weight="balanced", random_state=seed)
 
