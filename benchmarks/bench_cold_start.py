@@ -30,17 +30,23 @@ def main() -> None:
     with open(ROOT / "data/05_model_input/recommendation_data.pkl", "rb") as f:
         data = pickle.load(f)
     profiles = [state.catalogue.users[int(u)] for u in rec.user_ids]
-    cold = np.stack([rec.cold_start_representation(list(p.favourite_genres), p.premium)[1]
-                     for p in profiles])
+    cold = np.stack(
+        [rec.cold_start_representation(list(p.favourite_genres), p.premium)[1] for p in profiles]
+    )
 
     def cold_start(users: np.ndarray) -> np.ndarray:
         return cold[users] @ engine.item_emb_t + engine.item_bias[None, :]
 
-    scorers = {"trained user": rec.scorer, "cold start": cold_start,
-               "popularity": popularity_scorer(data["train_known"], data["train_liked"])}
+    scorers = {
+        "trained user": rec.scorer,
+        "cold start": cold_start,
+        "popularity": popularity_scorer(data["train_known"], data["train_liked"]),
+    }
     test = data["test"].tocsr()
-    print(f"{int((np.diff(test.indptr) > 0).sum())} test users with held-out likes "
-          "(tracks they played in training left out):")
+    print(
+        f"{int((np.diff(test.indptr) > 0).sum())} test users with held-out likes "
+        "(tracks they played in training left out):"
+    )
     print(f"  {'scorer':13s} " + " ".join(f"{m:>15s}" for m in SHOWN))
     for name, scorer in scorers.items():
         metrics = evaluate_ranking(scorer, test, data["train_known"])

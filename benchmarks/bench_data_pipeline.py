@@ -40,8 +40,12 @@ def main() -> None:
     base = OmegaConfigLoader(str(ROOT / "conf"), base_env="base", default_run_env="base")
     params = copy.deepcopy(base["parameters"]["synthetic_data"])
     params["seed"] = args.seed
-    params["size"] = {"n_users": args.users, "n_artists": args.artists,
-                      "n_tracks": args.tracks, "n_events": args.events}
+    params["size"] = {
+        "n_users": args.users,
+        "n_artists": args.artists,
+        "n_tracks": args.tracks,
+        "n_events": args.events,
+    }
 
     timings: dict[str, float] = {}
 
@@ -54,15 +58,18 @@ def main() -> None:
     clean = timed("generate", generate_clean_catalogue, params)
     n_events = len(clean[3])
     users_txt, artists_txt, tracks_txt, sessions_txt, _ = timed(
-        "write_dirty_jsonl", write_dirty_exports, *clean[:4], params)
+        "write_dirty_jsonl", write_dirty_exports, *clean[:4], params
+    )
     users = timed("clean_users", lambda: clean_users(users_txt)[0])
     artists = timed("clean_artists", lambda: clean_artists(artists_txt)[0])
     tracks = timed("clean_tracks", lambda: clean_tracks(tracks_txt, artists)[0])
     events = timed("clean_sessions", lambda: clean_sessions(sessions_txt, users, tracks)[0])
     timed("dedup_session_tracks", build_session_tracks, events)
 
-    print(f"catalogue: {args.users} users, {args.artists} artists, {args.tracks} tracks, "
-          f"{n_events:,} events ({len(sessions_txt) / 1e6:.0f} MB of sessions.jsonl)")
+    print(
+        f"catalogue: {args.users} users, {args.artists} artists, {args.tracks} tracks, "
+        f"{n_events:,} events ({len(sessions_txt) / 1e6:.0f} MB of sessions.jsonl)"
+    )
     print(f"{'stage':<24}{'seconds':>10}{'events/s':>14}")
     for stage, sec in timings.items():
         print(f"{stage:<24}{sec:>10.2f}{n_events / sec:>14,.0f}")

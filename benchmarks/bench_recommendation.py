@@ -33,18 +33,34 @@ def load(name: str):
 def training_throughput(epochs: int) -> None:
     inter, weights = load("train_interactions"), load("train_weights")
     uf, itf = load("user_feature_matrix"), load("item_feature_matrix")
-    print(f"training: {inter.nnz:,} interactions, {inter.shape[0]:,} users x "
-          f"{inter.shape[1]:,} tracks, {itf.shape[1]:,} item features")
+    print(
+        f"training: {inter.nnz:,} interactions, {inter.shape[0]:,} users x "
+        f"{inter.shape[1]:,} tracks, {itf.shape[1]:,} item features"
+    )
     for threads in sorted({1, os.cpu_count() or 1}):
         model = LightFM(no_components=32, loss="warp", random_state=0)
-        model.fit_partial(inter, user_features=uf, item_features=itf, sample_weight=weights,
-                          epochs=1, num_threads=threads)  # warm-up
+        model.fit_partial(
+            inter,
+            user_features=uf,
+            item_features=itf,
+            sample_weight=weights,
+            epochs=1,
+            num_threads=threads,
+        )  # warm-up
         t0 = time.perf_counter()
-        model.fit_partial(inter, user_features=uf, item_features=itf, sample_weight=weights,
-                          epochs=epochs, num_threads=threads)
+        model.fit_partial(
+            inter,
+            user_features=uf,
+            item_features=itf,
+            sample_weight=weights,
+            epochs=epochs,
+            num_threads=threads,
+        )
         per_epoch = (time.perf_counter() - t0) / epochs
-        print(f"  {threads} thread(s): {per_epoch * 1000:8.1f} ms/epoch  "
-              f"{inter.nnz / per_epoch:12,.0f} interactions/s")
+        print(
+            f"  {threads} thread(s): {per_epoch * 1000:8.1f} ms/epoch  "
+            f"{inter.nnz / per_epoch:12,.0f} interactions/s"
+        )
 
 
 def latency(label: str, scorer, n_users: int, repeats: int) -> None:
@@ -59,8 +75,9 @@ def latency(label: str, scorer, n_users: int, repeats: int) -> None:
                 t0 = time.perf_counter()
                 group_playlist(scorer(members), 20, strategy)
                 times.append((time.perf_counter() - t0) * 1000)
-            cells.append(f"{size:>2}: {np.percentile(times, 50):6.2f} / "
-                         f"{np.percentile(times, 95):6.2f}")
+            cells.append(
+                f"{size:>2}: {np.percentile(times, 50):6.2f} / {np.percentile(times, 95):6.2f}"
+            )
         print(f"  {strategy:<13}" + "   ".join(cells))
 
 

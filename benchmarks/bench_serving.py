@@ -63,11 +63,12 @@ def bodies(kind: str, n: int, users: np.ndarray, tracks: np.ndarray, rng) -> lis
         out = []
         for _ in range(n):
             members = rng.choice(users, size, replace=False).tolist()
-            out.append({"user_id": members[0], "other_users": members[1:],
-                        "playlist_length": 20})
+            out.append({"user_id": members[0], "other_users": members[1:], "playlist_length": 20})
         return out
-    return [{"user_id": int(u), "track_id": str(t)}
-            for u, t in zip(rng.choice(users, n), rng.choice(tracks, n), strict=True)]
+    return [
+        {"user_id": int(u), "track_id": str(t)}
+        for u, t in zip(rng.choice(users, n), rng.choice(tracks, n), strict=True)
+    ]
 
 
 def latency(url: str, path: str, requests: list[dict], warmup: int) -> dict:
@@ -80,8 +81,12 @@ def latency(url: str, path: str, requests: list[dict], warmup: int) -> dict:
         times.append(t)
         statuses.append(status)
     ms = np.array(times) * 1e3
-    return {"p50_ms": np.percentile(ms, 50), "p95_ms": np.percentile(ms, 95),
-            "p99_ms": np.percentile(ms, 99), "errors": sum(s != 200 for s in statuses)}
+    return {
+        "p50_ms": np.percentile(ms, 50),
+        "p95_ms": np.percentile(ms, 95),
+        "p99_ms": np.percentile(ms, 99),
+        "errors": sum(s != 200 for s in statuses),
+    }
 
 
 def throughput(url: str, path: str, requests: list[dict], concurrency: int) -> float:
@@ -119,35 +124,50 @@ def main() -> None:
         cmd = [sys.executable, "-m", "pozytywka", "serve", "--port", str(args.port)]
         if args.env:
             cmd += ["--env", args.env]
-        server = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL,
-                                  env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"})
+        server = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"},
+        )
     try:
         if server is not None:
             wait_until_up(url, server)
         health = json.loads(urlopen_json(url + "/health"))
-        users = pd.read_parquet(ROOT / "data/05_model_input/skip_dataset.parquet",
-                                columns=["user_id"])["user_id"].unique()
-        tracks = pd.read_parquet(ROOT / "data/03_primary/tracks.parquet",
-                                 columns=["track_id"])["track_id"].to_numpy()
-        print(f"Service: {health['tracks']:,} tracks, {health['users']:,} users; models "
-              f"{health['models']}; {os.cpu_count()} cores; {args.requests} timed requests "
-              f"per row after {args.warmup} warm-up, throughput with {args.concurrency} "
-              "clients\n")
+        users = pd.read_parquet(
+            ROOT / "data/05_model_input/skip_dataset.parquet", columns=["user_id"]
+        )["user_id"].unique()
+        tracks = pd.read_parquet(ROOT / "data/03_primary/tracks.parquet", columns=["track_id"])[
+            "track_id"
+        ].to_numpy()
+        print(
+            f"Service: {health['tracks']:,} tracks, {health['users']:,} users; models "
+            f"{health['models']}; {os.cpu_count()} cores; {args.requests} timed requests "
+            f"per row after {args.warmup} warm-up, throughput with {args.concurrency} "
+            "clients\n"
+        )
         print("| endpoint | request | p50 ms | p95 ms | p99 ms | req/s | errors |")
         print("|---|---|---:|---:|---:|---:|---:|")
         rng = np.random.default_rng(0)
-        scenarios = [(p, f"group_{n}") for n in (2, 5, 6, 10)
-                     for p in ("/playlists", "/playlists/advanced", "/playlists/base")]
-        scenarios += [(p, "pair") for p in ("/skip-predictions", "/skip-predictions/advanced",
-                                            "/skip-predictions/base")]
+        scenarios = [
+            (p, f"group_{n}")
+            for n in (2, 5, 6, 10)
+            for p in ("/playlists", "/playlists/advanced", "/playlists/base")
+        ]
+        scenarios += [
+            (p, "pair")
+            for p in ("/skip-predictions", "/skip-predictions/advanced", "/skip-predictions/base")
+        ]
         for path, kind in scenarios:
             reqs = bodies(kind, args.requests + args.warmup, users, tracks, rng)
             lat = latency(url, path, reqs, args.warmup)
             rps = throughput(url, path, reqs, args.concurrency)
             label = f"group of {kind.split('_')[1]}" if kind.startswith("group") else "one pair"
-            print(f"| `{path}` | {label} | {lat['p50_ms']:.2f} | {lat['p95_ms']:.2f} | "
-                  f"{lat['p99_ms']:.2f} | {rps:,.0f} | {lat['errors']} |")
+            print(
+                f"| `{path}` | {label} | {lat['p50_ms']:.2f} | {lat['p95_ms']:.2f} | "
+                f"{lat['p99_ms']:.2f} | {rps:,.0f} | {lat['errors']} |"
+            )
     finally:
         if server is not None:
             server.terminate()

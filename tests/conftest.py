@@ -129,8 +129,10 @@ def run_project(root: Path, **kwargs):
         # default would send every project of this test session (copies included) to the
         # first one's database.
         (root / "conf" / "tiny" / "mlflow.yml").write_text(
-            (root / "conf" / "base" / "mlflow.yml").read_text().replace(
-                "sqlite:///mlflow.db", f"sqlite:///{root / 'mlflow.db'}"))
+            (root / "conf" / "base" / "mlflow.yml")
+            .read_text()
+            .replace("sqlite:///mlflow.db", f"sqlite:///{root / 'mlflow.db'}")
+        )
         bootstrap_project(root)
         try:
             with KedroSession.create(project_path=root, env="tiny") as session:

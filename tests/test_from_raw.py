@@ -22,11 +22,20 @@ from tests.service_export import DEFECTS, UNKNOWN_ARTIST_TRACKS, write_service_e
 
 pytestmark = pytest.mark.slow
 
-REPORTS = ["data_quality.json", "data_quality.md", "recommendation_metrics.json",
-           "recommendation_metrics.md", "skip_prediction_metrics.json",
-           "skip_prediction_metrics.md", "group_score_by_size.png",
-           "hyperparameter_effects.png", "optuna_history.png", "skip_roc_pr_calibration.png",
-           "skip_confusion_matrices.png", "skip_importance.png"]
+REPORTS = [
+    "data_quality.json",
+    "data_quality.md",
+    "recommendation_metrics.json",
+    "recommendation_metrics.md",
+    "skip_prediction_metrics.json",
+    "skip_prediction_metrics.md",
+    "group_score_by_size.png",
+    "hyperparameter_effects.png",
+    "optuna_history.png",
+    "skip_roc_pr_calibration.png",
+    "skip_confusion_matrices.png",
+    "skip_importance.png",
+]
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +64,9 @@ def test_every_report_is_written_without_an_oracle(export_project):
         assert (root / "data" / "08_reporting" / name).stat().st_size > 0, name
     rec = _report(root, "recommendation_metrics.json")
     assert {"baseline", "popularity", "model"} <= set(rec) and "oracle" not in rec
-    assert "synthetic_truth" in rec["oracle_absent_reason"] or "truth" in rec[
-        "oracle_absent_reason"]
+    assert (
+        "synthetic_truth" in rec["oracle_absent_reason"] or "truth" in rec["oracle_absent_reason"]
+    )
     for scorer in ["baseline", "popularity", "model"]:
         low, high = rec["intervals"][scorer]["precision_at_10"]
         assert low <= rec[scorer]["precision_at_10"] <= high
@@ -76,8 +86,12 @@ def test_the_run_is_one_mlflow_run_with_the_metrics(export_project):
     with mlflow_store(root):
         runs = mlflow.search_runs(experiment_names=["pozytywka"])
     last = runs.sort_values("start_time").iloc[-1]
-    for metric in ["rec.model.auc", "rec.model.precision_at_10", "skip.final.roc_auc",
-                   "rec.model_vs_popularity.precision_at_10"]:
+    for metric in [
+        "rec.model.auc",
+        "rec.model.precision_at_10",
+        "skip.final.roc_auc",
+        "rec.model_vs_popularity.precision_at_10",
+    ]:
         assert f"metrics.{metric}" in last and pd.notna(last[f"metrics.{metric}"]), metric
     assert not any(c.startswith("metrics.rec.oracle") for c in runs.columns)
 
@@ -85,13 +99,23 @@ def test_the_run_is_one_mlflow_run_with_the_metrics(export_project):
 def test_only_real_defects_are_counted_and_no_good_row_is_lost(export_project):
     root, facts = export_project
     quality = _report(root, "data_quality.json")
-    dropped = {(f, k): v["count"] for f, kinds in quality["dropped"].items()
-               for k, v in kinds.items() if v["count"]}
+    dropped = {
+        (f, k): v["count"]
+        for f, kinds in quality["dropped"].items()
+        for k, v in kinds.items()
+        if v["count"]
+    }
     assert dropped == DEFECTS
-    repaired = {(f, k): v["count"] for f, kinds in quality["repaired"].items()
-                for k, v in kinds.items() if v["count"]}
-    assert repaired == {("sessions", "user_id_from_session"): facts["recoverable_null_user_ids"],
-                        ("tracks", "unknown_artist_id"): UNKNOWN_ARTIST_TRACKS}
+    repaired = {
+        (f, k): v["count"]
+        for f, kinds in quality["repaired"].items()
+        for k, v in kinds.items()
+        if v["count"]
+    }
+    assert repaired == {
+        ("sessions", "user_id_from_session"): facts["recoverable_null_user_ids"],
+        ("tracks", "unknown_artist_id"): UNKNOWN_ARTIST_TRACKS,
+    }
     events = pd.read_parquet(root / "data" / "03_primary" / "events.parquet")
     assert len(events) == facts["events"]
     assert (events["event_type"] == "advertisement").sum() == facts["advertisements"]
@@ -105,11 +129,14 @@ def test_the_service_answers_for_the_exports_own_ids(export_project):
     users = played["user_id"].value_counts().index[:3].tolist()
     track = str(played["track_id"].iloc[0])
     with TestClient(create_app(load_service(root, "tiny"))) as client:
-        playlist = client.post("/playlists/advanced", json={
-            "user_id": users[0], "other_users": users[1:], "playlist_length": 10})
+        playlist = client.post(
+            "/playlists/advanced",
+            json={"user_id": users[0], "other_users": users[1:], "playlist_length": 10},
+        )
         assert playlist.status_code == 200 and len(playlist.json()["tracks"]) == 10
         recs = client.post("/recommendations", json={"user_id": users[0], "k": 5})
         assert recs.status_code == 200
-        skip = client.post("/skip-predictions/advanced",
-                           json={"user_id": users[0], "track_id": track})
+        skip = client.post(
+            "/skip-predictions/advanced", json={"user_id": users[0], "track_id": track}
+        )
         assert skip.status_code == 200 and 0 <= skip.json()["skip_probability"] <= 1

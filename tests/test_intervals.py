@@ -45,7 +45,8 @@ def test_weighted_rank_metrics_equal_sklearn_with_row_weights(rows):
         weight = counts[table.codes]
         assert got["roc_auc"] == pytest.approx(roc_auc_score(y, score, sample_weight=weight))
         assert got["pr_auc"] == pytest.approx(
-            average_precision_score(y, score, sample_weight=weight))
+            average_precision_score(y, score, sample_weight=weight)
+        )
 
 
 def test_weighted_confusion_metrics_equal_sklearn(rows):
@@ -58,10 +59,10 @@ def test_weighted_confusion_metrics_equal_sklearn(rows):
     w = counts[table.codes]
     assert got["accuracy"] == pytest.approx(accuracy_score(y, predicted, sample_weight=w))
     assert got["balanced_accuracy"] == pytest.approx(
-        balanced_accuracy_score(y, predicted, sample_weight=w))
+        balanced_accuracy_score(y, predicted, sample_weight=w)
+    )
     assert got["precision_skip"] == pytest.approx(precision_score(y, predicted, sample_weight=w))
-    assert got["recall_listen"] == pytest.approx(
-        recall_score(~y, ~predicted, sample_weight=w))
+    assert got["recall_listen"] == pytest.approx(recall_score(~y, ~predicted, sample_weight=w))
     assert got["f1_skip"] == pytest.approx(f1_score(y, predicted, sample_weight=w))
 
 

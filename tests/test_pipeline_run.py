@@ -26,8 +26,9 @@ def test_default_pipeline_end_to_end(project):
     for table in ["users", "artists", "tracks", "events", "listening_events"]:
         assert len(pd.read_parquet(data / "03_primary" / f"{table}.parquet")) > 0
     report = json.loads((data / "08_reporting" / "data_quality.json").read_text())
-    injected = json.loads((data / "01_raw" / "synthetic_truth" / "injected_defects.json")
-                          .read_text())
+    injected = json.loads(
+        (data / "01_raw" / "synthetic_truth" / "injected_defects.json").read_text()
+    )
     for file, categories in injected.items():
         for category, kinds in categories.items():
             got = {k: e["count"] for k, e in report[category][file].items() if e["count"]}
@@ -43,18 +44,32 @@ def test_default_pipeline_end_to_end(project):
         assert 0 <= metrics[scorer]["auc"] <= 1 and "precision_at_10" in metrics[scorer]
         # an interval beside every figure but the catalogue-wide coverage
         assert set(metrics["intervals"][scorer]) == set(metrics[scorer]) - {
-            "coverage", "evaluated_users"}
+            "coverage",
+            "evaluated_users",
+        }
     assert set(metrics["groups"]) == {"mean_rank", "least_misery", "borda", "gfar"}
     assert set(metrics["groups"]["mean_rank"]) == {"baseline", "popularity", "model", "oracle"}
     assert metrics["oracle"]["auc"] > metrics["baseline"]["auc"]
     assert "model / oracle" in (data / "08_reporting" / "recommendation_metrics.md").read_text()
-    for plot in ["group_score_by_size.png", "hyperparameter_effects.png",
-                 "optuna_history.png", "optuna_importance.png", "optuna_slice.png"]:
+    for plot in [
+        "group_score_by_size.png",
+        "hyperparameter_effects.png",
+        "optuna_history.png",
+        "optuna_importance.png",
+        "optuna_slice.png",
+    ]:
         assert (data / "08_reporting" / plot).stat().st_size > 0
 
     skip = json.loads((data / "08_reporting" / "skip_prediction_metrics.json").read_text())
-    assert set(skip) == {"baseline", "linear_svc", "final", "oracle", "intervals", "difference",
-                         "sizes"}
+    assert set(skip) == {
+        "baseline",
+        "linear_svc",
+        "final",
+        "oracle",
+        "intervals",
+        "difference",
+        "sizes",
+    }
     assert set(skip["intervals"]) == {"baseline", "linear_svc", "final", "oracle"}
     assert {"balanced_accuracy", "roc_auc", "pr_auc", "f1_skip"} <= set(skip["final"])
     assert (data / "08_reporting" / "skip_roc_pr_calibration.png").stat().st_size > 0
@@ -65,12 +80,20 @@ def test_default_pipeline_end_to_end(project):
         last = runs.iloc[0]
         assert last["params.synthetic_data.size"] == "tiny"
         assert last["params.feature_engineering.split.strategy"] == "random"
-        assert (last["metrics.dq.sessions.dropped.malformed_line"]
-                == injected["sessions"]["dropped"]["malformed_line"])
+        assert (
+            last["metrics.dq.sessions.dropped.malformed_line"]
+            == injected["sessions"]["dropped"]["malformed_line"]
+        )
         artifacts = {a.path for a in mlflow.artifacts.list_artifacts(run_id=last["run_id"])}
-        assert {"data_quality.json", "data_quality.md", "recommendation_metrics.json",
-                "optuna_trials.csv", "lightfm_model.pkl"} <= artifacts
+        assert {
+            "data_quality.json",
+            "data_quality.md",
+            "recommendation_metrics.json",
+            "optuna_trials.csv",
+            "lightfm_model.pkl",
+        } <= artifacts
         assert 0 <= last["metrics.rec.model.auc"] <= 1
-        logged = mlflow.search_logged_models(experiment_ids=[last["experiment_id"]],
-                                             output_format="list")
+        logged = mlflow.search_logged_models(
+            experiment_ids=[last["experiment_id"]], output_format="list"
+        )
         assert any(m.source_run_id == last["run_id"] for m in logged)

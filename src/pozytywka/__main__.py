@@ -2,6 +2,7 @@
 as `pozytywka` and `python -m pozytywka`: `pozytywka serve` / `pozytywka ab-summary` run the
 service commands, anything else is Kedro's `run`.
 """
+
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ def main(*args, **kwargs) -> Any:
     package_name = Path(__file__).parent.name
     configure_project(package_name)
 
-    interactive = hasattr(sys, 'ps1')
+    interactive = hasattr(sys, "ps1")
     kwargs["standalone_mode"] = not interactive
 
     run = find_run_command(package_name)

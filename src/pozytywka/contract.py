@@ -8,12 +8,25 @@ from __future__ import annotations
 
 EVENT_TYPES = ["play", "skip", "like", "advertisement", "buy_premium"]
 TRACK_EVENTS = ["play", "skip", "like"]
-AUDIO_FEATURES = ["danceability", "energy", "speechiness", "acousticness", "instrumentalness",
-                  "liveness", "valence"]
+AUDIO_FEATURES = [
+    "danceability",
+    "energy",
+    "speechiness",
+    "acousticness",
+    "instrumentalness",
+    "liveness",
+    "valence",
+]
 # Numeric descriptions of a track the models use, in model-input order (release_year is derived
 # from release_date by cleaning).
-NUMERIC_TRACK_FEATURES = ["popularity", "duration_ms", "release_year", *AUDIO_FEATURES,
-                          "loudness", "tempo"]
+NUMERIC_TRACK_FEATURES = [
+    "popularity",
+    "duration_ms",
+    "release_year",
+    *AUDIO_FEATURES,
+    "loudness",
+    "tempo",
+]
 
 # Valid ranges of numeric track fields: a value outside becomes null and is counted.
 TRACK_RANGES: dict[str, tuple[float, float]] = {
@@ -40,8 +53,19 @@ BASE62_ID = r"^[0-9A-Za-z]{22}$"
 CONTRACT_FIELDS = {
     "users": ["user_id", "name", "city", "street", "favourite_genres", "premium_user"],
     "artists": ["id", "name", "genres"],
-    "tracks": ["id", "name", "popularity", "duration_ms", "explicit", "id_artist", "release_date",
-               *AUDIO_FEATURES, "key", "loudness", "tempo"],
+    "tracks": [
+        "id",
+        "name",
+        "popularity",
+        "duration_ms",
+        "explicit",
+        "id_artist",
+        "release_date",
+        *AUDIO_FEATURES,
+        "key",
+        "loudness",
+        "tempo",
+    ],
     "sessions": ["session_id", "timestamp", "user_id", "track_id", "event_type"],
 }
 # Text fields, read as text whatever they look like (an ISO string is not parsed as a date).

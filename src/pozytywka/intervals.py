@@ -20,8 +20,15 @@ from scipy.stats import DegenerateDataWarning, bootstrap
 WeightedStatistic = Callable[[np.ndarray], np.ndarray]
 
 
-def user_bootstrap(statistic: WeightedStatistic, n_users: int, *, n_resamples: int = 1000,
-                   confidence: float = 0.95, seed: int = 0, batch: int = 100) -> np.ndarray:
+def user_bootstrap(
+    statistic: WeightedStatistic,
+    n_users: int,
+    *,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    batch: int = 100,
+) -> np.ndarray:
     """Percentile intervals ``(n_metrics, 2)`` of ``statistic`` over resamples of users.
 
     Percentile rather than BCa: BCa's jackknife costs one evaluation per user, and on the
@@ -43,11 +50,20 @@ def user_bootstrap(statistic: WeightedStatistic, n_users: int, *, n_resamples: i
         # A metric undefined on some resamples (no positive drawn) has a NaN interval, which
         # scipy reports with a BCa-specific message although the method is percentile.
         warnings.simplefilter("ignore", DegenerateDataWarning)
-        result = bootstrap((np.arange(n_users),), counts_statistic, n_resamples=n_resamples,
-                           batch=batch, vectorized=True, method="percentile",
-                           confidence_level=confidence, rng=np.random.default_rng(seed))
-    low, high = np.atleast_1d(result.confidence_interval.low), np.atleast_1d(
-        result.confidence_interval.high)
+        result = bootstrap(
+            (np.arange(n_users),),
+            counts_statistic,
+            n_resamples=n_resamples,
+            batch=batch,
+            vectorized=True,
+            method="percentile",
+            confidence_level=confidence,
+            rng=np.random.default_rng(seed),
+        )
+    low, high = (
+        np.atleast_1d(result.confidence_interval.low),
+        np.atleast_1d(result.confidence_interval.high),
+    )
     return np.column_stack([low, high])
 
 
@@ -61,6 +77,7 @@ def weighted_means(values: np.ndarray) -> WeightedStatistic:
     def statistic(counts: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return ((counts @ filled) / (counts @ defined)).T
+
     return statistic
 
 
@@ -73,13 +90,20 @@ def weighted_ratio(numerators: np.ndarray, denominators: np.ndarray) -> Weighted
     def statistic(counts: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             return ((counts @ num) / (counts @ den)).T
+
     return statistic
 
 
 # ---- binary classification, rows grouped by user --------------------------------------------
 
-def _per_user(user_codes: np.ndarray, n_users: int, column_codes: np.ndarray, n_columns: int,
-              weights: np.ndarray) -> sp.csr_matrix:
+
+def _per_user(
+    user_codes: np.ndarray,
+    n_users: int,
+    column_codes: np.ndarray,
+    n_columns: int,
+    weights: np.ndarray,
+) -> sp.csr_matrix:
     return sp.csr_matrix((weights, (user_codes, column_codes)), shape=(n_users, n_columns))
 
 
@@ -107,25 +131,37 @@ class BinaryRows:
         return pos, neg
 
 
-CONFUSION_METRICS = ("accuracy", "balanced_accuracy", "precision_skip", "recall_skip", "f1_skip",
-                     "precision_listen", "recall_listen", "f1_listen")
+CONFUSION_METRICS = (
+    "accuracy",
+    "balanced_accuracy",
+    "precision_skip",
+    "recall_skip",
+    "f1_skip",
+    "precision_listen",
+    "recall_listen",
+    "f1_listen",
+)
 RANK_METRICS = ("roc_auc", "pr_auc")
 
 
 def confusion_metrics(tn, fp, fn, tp) -> dict[str, np.ndarray]:
     """The metrics of CONFUSION_METRICS from (weighted) confusion counts; zero division -> 0,
     as scikit-learn's ``zero_division=0``."""
+
     def ratio(a, b):
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(b > 0, a / np.where(b > 0, b, 1), 0.0)
+
     recall_pos, recall_neg = ratio(tp, tp + fn), ratio(tn, tn + fp)
     precision_pos, precision_neg = ratio(tp, tp + fp), ratio(tn, tn + fn)
     return {
         "accuracy": ratio(tp + tn, tn + fp + fn + tp),
         "balanced_accuracy": (recall_pos + recall_neg) / 2,
-        "precision_skip": precision_pos, "recall_skip": recall_pos,
+        "precision_skip": precision_pos,
+        "recall_skip": recall_pos,
         "f1_skip": ratio(2 * precision_pos * recall_pos, precision_pos + recall_pos),
-        "precision_listen": precision_neg, "recall_listen": recall_neg,
+        "precision_listen": precision_neg,
+        "recall_listen": recall_neg,
         "f1_listen": ratio(2 * precision_neg * recall_neg, precision_neg + recall_neg),
     }
 

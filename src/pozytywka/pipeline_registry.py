@@ -38,8 +38,9 @@ def register_pipelines() -> dict[str, Pipeline]:
     with the pipeline's name), so each runs alone on the outputs of an earlier run.
     """
     pipelines = {name: module.create_pipeline() for name, module in PIPELINES.items()}
-    pipelines["from_raw"] = sum((p for name, p in pipelines.items() if name != "synthetic_data"),
-                                Pipeline([]))
+    pipelines["from_raw"] = sum(
+        (p for name, p in pipelines.items() if name != "synthetic_data"), Pipeline([])
+    )
     pipelines["__default__"] = pipelines["synthetic_data"] + pipelines["from_raw"]
     for name in ["recommendation", "skip_prediction"]:
         pipelines[name] = pipelines["from_raw"].only_nodes_with_tags(name)

@@ -41,7 +41,11 @@ def client(state):
 def ids(state):
     """Handy ids: users the model knows (with histories), a track and a genre."""
     engine = state.recommender
-    users = [int(u) for u, r in engine.recommender.user_index.items()
-             if engine.known[r].nnz > 0][:12]
-    return {"users": users, "track": str(state.catalogue.track_ids[0]),
-            "genre": state.catalogue.genres[0]}
+    users = [int(u) for u, r in engine.recommender.user_index.items() if engine.known[r].nnz > 0][
+        :12
+    ]
+    return {
+        "users": users,
+        "track": str(state.catalogue.track_ids[0]),
+        "genre": state.catalogue.genres[0],
+    }

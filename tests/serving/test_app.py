@@ -25,6 +25,7 @@ def post(client, path, body, **kw):
 
 # ---- operations ---------------------------------------------------------------------------
 
+
 def test_health_docs_and_genres(client, state):
     health = client.get("/health").json()
     assert health["status"] == "ok"
@@ -32,23 +33,41 @@ def test_health_docs_and_genres(client, state):
     assert health["tracks"] == state.recommender.n_tracks
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ["/playlists", "/playlists/base", "/playlists/advanced", "/skip-predictions",
-                 "/skip-predictions/base", "/skip-predictions/advanced", "/recommendations",
-                 "/similar-tracks", "/rerank", "/events", "/users", "/ab-summary", "/metrics"]:
+    for path in [
+        "/playlists",
+        "/playlists/base",
+        "/playlists/advanced",
+        "/skip-predictions",
+        "/skip-predictions/base",
+        "/skip-predictions/advanced",
+        "/recommendations",
+        "/similar-tracks",
+        "/rerank",
+        "/events",
+        "/users",
+        "/ab-summary",
+        "/metrics",
+    ]:
         assert path in paths
     assert client.get("/genres").json() == state.catalogue.genres
 
 
 def test_metrics_count_requests_per_endpoint_and_variant(client, ids):
-    post(client, "/playlists/advanced", {"user_id": ids["users"][0],
-                                         "other_users": [ids["users"][1]]})
+    post(
+        client,
+        "/playlists/advanced",
+        {"user_id": ids["users"][0], "other_users": [ids["users"][1]]},
+    )
     text = client.get("/metrics").text
-    assert 'pozytywka_requests_total{endpoint="/playlists/advanced",status="200",' \
-           'variant="advanced"}' in text
+    assert (
+        'pozytywka_requests_total{endpoint="/playlists/advanced",status="200",'
+        'variant="advanced"}' in text
+    )
     assert "pozytywka_request_latency_seconds_bucket" in text
 
 
 # ---- playlists ----------------------------------------------------------------------------
+
 
 def test_advanced_playlist_is_the_evaluated_group_playlist(client, state, ids):
     members = ids["users"][:4]
@@ -71,9 +90,11 @@ def test_advanced_playlist_is_the_evaluated_group_playlist(client, state, ids):
 
 def test_base_playlist_draws_from_member_histories(client, state, ids):
     members = ids["users"][:3]
-    answer = post(client, "/playlists/base", {"user_id": members[0],
-                                              "other_users": members[1:],
-                                              "playlist_length": 10}).json()
+    answer = post(
+        client,
+        "/playlists/base",
+        {"user_id": members[0], "other_users": members[1:], "playlist_length": 10},
+    ).json()
     assert answer["variant"] == "base" and answer["model_version"] == "history-baseline"
     engine = state.recommender
     history = set()
@@ -88,8 +109,10 @@ def test_playlist_variant_follows_the_stable_hash(client, state, ids):
     seen = set()
     for u in ids["users"][:8]:
         others = [v for v in ids["users"][:3] if v != u][:2]
-        variants = {post(client, "/playlists", {"user_id": u, "other_users": others})
-                    .json()["variant"] for _ in range(2)}
+        variants = {
+            post(client, "/playlists", {"user_id": u, "other_users": others}).json()["variant"]
+            for _ in range(2)
+        }
         assert variants == {assign_variant(u, salt)}
         seen |= variants
     assert seen == {"base", "advanced"}  # 8 users: both arms (checked: hash is fixed)
@@ -97,30 +120,40 @@ def test_playlist_variant_follows_the_stable_hash(client, state, ids):
 
 def test_filters_apply_to_playlists(client, state, ids):
     genre = state.catalogue.genres[int(np.argmax(state.catalogue.genre_tracks.sum(axis=1)))]
-    answer = post(client, "/playlists/advanced", {
-        "user_id": ids["users"][0], "other_users": [ids["users"][1]], "playlist_length": 10,
-        "filters": {"include_genres": [genre], "exclude_explicit": True}}).json()
+    answer = post(
+        client,
+        "/playlists/advanced",
+        {
+            "user_id": ids["users"][0],
+            "other_users": [ids["users"][1]],
+            "playlist_length": 10,
+            "filters": {"include_genres": [genre], "exclude_explicit": True},
+        },
+    ).json()
     g = state.catalogue.genre_index[genre]
     for track in answer["tracks"]:
         i = state.catalogue.track_index[track["track_id"]]
         assert state.catalogue.genre_tracks[g, i] == 1 and not track["explicit"]
 
 
-@pytest.mark.parametrize("body, status, message", [
-    ({"other_users": []}, 422, "at least one other member"),
-    ({"other_users": [1, 1]}, 422, "more than once"),
-    ({"other_users": ["SELF"]}, 422, "more than once"),
-    ({"playlist_length": 0}, 422, "greater than or equal to 1"),
-    ({"playlist_length": 101}, 422, "at most 100"),
-    ({"other_users": list(range(1000, 1030))}, 422, "group size"),
-    ({"user_id": "abc"}, 422, "valid integer"),
-    ({"user_id": -3}, 422, "greater than or equal to 0"),
-    ({"other_users": [-1]}, 422, "non-negative"),
-    ({"strategy": "dictatorship"}, 422, "mean_rank"),
-    ({"colour": "blue"}, 422, "Extra inputs"),
-    ({"filters": {"include_genres": ["no such genre"]}}, 422, "unknown genre"),
-    ({"other_users": [987654321]}, 404, "POST /users"),
-])
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"other_users": []}, 422, "at least one other member"),
+        ({"other_users": [1, 1]}, 422, "more than once"),
+        ({"other_users": ["SELF"]}, 422, "more than once"),
+        ({"playlist_length": 0}, 422, "greater than or equal to 1"),
+        ({"playlist_length": 101}, 422, "at most 100"),
+        ({"other_users": list(range(1000, 1030))}, 422, "group size"),
+        ({"user_id": "abc"}, 422, "valid integer"),
+        ({"user_id": -3}, 422, "greater than or equal to 0"),
+        ({"other_users": [-1]}, 422, "non-negative"),
+        ({"strategy": "dictatorship"}, 422, "mean_rank"),
+        ({"colour": "blue"}, 422, "Extra inputs"),
+        ({"filters": {"include_genres": ["no such genre"]}}, 422, "unknown genre"),
+        ({"other_users": [987654321]}, 404, "POST /users"),
+    ],
+)
 def test_playlist_request_errors(client, ids, body, status, message):
     base = {"user_id": ids["users"][0], "other_users": [ids["users"][1]]}
     request = {**base, **body}
@@ -135,27 +168,43 @@ def test_playlist_request_errors(client, ids, body, status, message):
 def test_oversized_and_malformed_bodies(client, ids):
     huge = {"user_id": ids["users"][0], "other_users": [ids["users"][1]], "pad": "x" * 300_000}
     assert post(client, "/playlists", huge).status_code == 413
-    answer = client.post("/playlists", content=b"{not json",
-                         headers={"content-type": "application/json"})
+    answer = client.post(
+        "/playlists", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert answer.status_code == 422
 
 
 # ---- skip prediction ----------------------------------------------------------------------
 
+
 def test_skip_model_variant_matches_the_batch_scorer(client, state, served_project, ids):
     data = served_project / "data"
-    tables = {n: pd.read_parquet(data / "03_primary" / f"{n}.parquet")
-              for n in ["tracks", "artists", "users"]}
+    tables = {
+        n: pd.read_parquet(data / "03_primary" / f"{n}.parquet")
+        for n in ["tracks", "artists", "users"]
+    }
     dataset = pd.read_parquet(data / "05_model_input" / "skip_dataset.parquet")
     genres = json.loads((data / "04_feature" / "genre_vocabulary.json").read_text())
     pairs = dataset[dataset["split"] == "test"][["user_id", "track_id"]].head(8)
-    pairs = pd.concat([pairs, pd.DataFrame({"user_id": [ids["users"][0]],
-                                            "track_id": [ids["track"]]})])
-    batch, _ = score_pairs(pairs, state.skip.model, dataset, tables["tracks"],
-                           tables["artists"], tables["users"], genres, state.skip.params)
+    pairs = pd.concat(
+        [pairs, pd.DataFrame({"user_id": [ids["users"][0]], "track_id": [ids["track"]]})]
+    )
+    batch, _ = score_pairs(
+        pairs,
+        state.skip.model,
+        dataset,
+        tables["tracks"],
+        tables["artists"],
+        tables["users"],
+        genres,
+        state.skip.params,
+    )
     for row in batch.itertuples():
-        answer = post(client, "/skip-predictions/advanced",
-                      {"user_id": int(row.user_id), "track_id": row.track_id}).json()
+        answer = post(
+            client,
+            "/skip-predictions/advanced",
+            {"user_id": int(row.user_id), "track_id": row.track_id},
+        ).json()
         assert answer["skip_probability"] == pytest.approx(row.skip_probability, abs=1e-6)
         assert answer["prediction"] == row.prediction
         assert answer["model_version"] == state.versions["skip"]
@@ -168,7 +217,8 @@ def test_skip_base_is_the_genre_rule(client, state, ids):
             assert answer["variant"] == "base" and answer["model_version"] == "genre-rule"
             assert answer["prediction"] == ("PLAY" if answer["genre_match"] else "SKIP")
             assert answer["skip_probability"] == pytest.approx(
-                state.skip.rule_probability[answer["genre_match"]], abs=1e-6)
+                state.skip.rule_probability[answer["genre_match"]], abs=1e-6
+            )
 
 
 def test_skip_variant_has_its_own_split(client, state, ids):
@@ -178,10 +228,16 @@ def test_skip_variant_has_its_own_split(client, state, ids):
         assert answer.json()["variant"] == assign_variant(u, salt)
 
 
-@pytest.mark.parametrize("body, status", [
-    ({"track_id": "short"}, 422), ({"track_id": None}, 422), ({"user_id": "x"}, 422),
-    ({"track_id": "0" * 22}, 404), ({"user_id": 987654321}, 404),
-])
+@pytest.mark.parametrize(
+    "body, status",
+    [
+        ({"track_id": "short"}, 422),
+        ({"track_id": None}, 422),
+        ({"user_id": "x"}, 422),
+        ({"track_id": "0" * 22}, 404),
+        ({"user_id": 987654321}, 404),
+    ],
+)
 def test_skip_request_errors(client, ids, body, status):
     request = {"user_id": ids["users"][0], "track_id": ids["track"], **body}
     for path in ["/skip-predictions", "/skip-predictions/base", "/skip-predictions/advanced"]:
@@ -190,15 +246,14 @@ def test_skip_request_errors(client, ids, body, status):
 
 # ---- personalisation ----------------------------------------------------------------------
 
+
 def test_recommendations_are_the_packaged_models_top_k(client, state, ids):
     u = ids["users"][0]
     answer = post(client, "/recommendations", {"user_id": u, "k": 7}).json()
-    expected = state.recommender.recommender.predict(None, pd.DataFrame({"user_id": [u],
-                                                                        "k": [7]}))
+    expected = state.recommender.recommender.predict(None, pd.DataFrame({"user_id": [u], "k": [7]}))
     assert [t["track_id"] for t in answer["tracks"]] == list(expected["track_id"])
     assert not answer["cold_start"]
-    history = set(state.catalogue.track_ids[state.recommender.history(
-        state.recommender.member(u))])
+    history = set(state.catalogue.track_ids[state.recommender.history(state.recommender.member(u))])
     assert not history & {t["track_id"] for t in answer["tracks"]}
     scores = [t["score"] for t in answer["tracks"]]
     assert scores == sorted(scores, reverse=True)
@@ -207,10 +262,14 @@ def test_recommendations_are_the_packaged_models_top_k(client, state, ids):
 def test_recommendation_filters(client, state, ids):
     u, genre = ids["users"][1], ids["genre"]
     g = state.catalogue.genre_index[genre]
-    kept = post(client, "/recommendations", {"user_id": u, "k": 10,
-                                             "filters": {"include_genres": [genre]}}).json()
-    dropped = post(client, "/recommendations", {"user_id": u, "k": 10, "filters": {
-        "exclude_genres": [genre], "exclude_explicit": True}}).json()
+    kept = post(
+        client, "/recommendations", {"user_id": u, "k": 10, "filters": {"include_genres": [genre]}}
+    ).json()
+    dropped = post(
+        client,
+        "/recommendations",
+        {"user_id": u, "k": 10, "filters": {"exclude_genres": [genre], "exclude_explicit": True}},
+    ).json()
     for track in kept["tracks"]:
         assert state.catalogue.genre_tracks[g, state.catalogue.track_index[track["track_id"]]]
     for track in dropped["tracks"]:
@@ -221,10 +280,13 @@ def test_recommendation_filters(client, state, ids):
 
 
 def test_similar_tracks_exact_and_hnsw_agree(client, state, served_project, ids):
-    config = {**state.config, "similar_tracks": {**state.config["similar_tracks"],
-                                                 "ann_threshold": 0}}
-    ann = RecommenderEngine(state.recommender.recommender, state.catalogue, config,
-                            state.recommender.group_params)
+    config = {
+        **state.config,
+        "similar_tracks": {**state.config["similar_tracks"], "ann_threshold": 0},
+    }
+    ann = RecommenderEngine(
+        state.recommender.recommender, state.catalogue, config, state.recommender.group_params
+    )
     assert ann.index is not None and state.recommender.index is None
     for position in range(0, 50, 7):
         exact, exact_sims, how = state.recommender.similar(position, 10, None)
@@ -232,8 +294,11 @@ def test_similar_tracks_exact_and_hnsw_agree(client, state, served_project, ids)
         assert (how, how_ann) == ("exact", "hnsw")
         assert list(exact) == list(approx) and position not in exact
         np.testing.assert_allclose(exact_sims, approx_sims, atol=1e-4)
-    answer = post(client, "/similar-tracks", {"track_id": ids["track"], "k": 5,
-                                              "filters": {"exclude_explicit": True}}).json()
+    answer = post(
+        client,
+        "/similar-tracks",
+        {"track_id": ids["track"], "k": 5, "filters": {"exclude_explicit": True}},
+    ).json()
     assert answer["search"] == "exact" and len(answer["tracks"]) == 5
     assert ids["track"] not in [t["track_id"] for t in answer["tracks"]]
     assert not any(t["explicit"] for t in answer["tracks"])
@@ -245,30 +310,39 @@ def test_rerank_orders_by_the_users_scores(client, state, ids):
     u = ids["users"][2]
     tracks = list(state.catalogue.track_ids[:30])
     explicit = [t for t in tracks if state.catalogue.explicit[state.catalogue.track_index[t]]]
-    answer = post(client, "/rerank", {"user_id": u, "track_ids": [*tracks, "Z" * 22],
-                                      "filters": {"exclude_explicit": True}}).json()
+    answer = post(
+        client,
+        "/rerank",
+        {"user_id": u, "track_ids": [*tracks, "Z" * 22], "filters": {"exclude_explicit": True}},
+    ).json()
     ranked = [t["track_id"] for t in answer["tracks"]]
     member = state.recommender.member(u)
-    scores = {t: float(state.recommender.scores([member])[0][state.catalogue.track_index[t]])
-              for t in ranked}
+    scores = {
+        t: float(state.recommender.scores([member])[0][state.catalogue.track_index[t]])
+        for t in ranked
+    }
     assert ranked == sorted(ranked, key=lambda t: -scores[t])
     assert set(ranked) == set(tracks) - set(explicit)
     reasons = {r["track_id"]: r["reason"] for r in answer["not_ranked"]}
     assert reasons == {"Z" * 22: "unknown_track", **{t: "filtered" for t in explicit}}
     assert post(client, "/rerank", {"user_id": u, "track_ids": ["bad"]}).status_code == 422
-    assert post(client, "/rerank", {"user_id": u, "track_ids": [tracks[0]] * 2}
-                ).status_code == 422
+    assert post(client, "/rerank", {"user_id": u, "track_ids": [tracks[0]] * 2}).status_code == 422
 
 
 # ---- cold start, writes -------------------------------------------------------------------
+
 
 def test_cold_start_user_gets_answers_from_favourite_genres(client, state, ids):
     genre_sizes = np.asarray(state.catalogue.genre_tracks.sum(axis=1)).ravel()
     genre = state.catalogue.genres[int(np.argsort(genre_sizes)[len(genre_sizes) // 2])]
     new_user = 990001
     assert post(client, "/recommendations", {"user_id": new_user}).status_code == 404
-    created = post(client, "/users", {"user_id": new_user, "favourite_genres": [genre]},
-                   headers={"X-API-Key": API_KEY})
+    created = post(
+        client,
+        "/users",
+        {"user_id": new_user, "favourite_genres": [genre]},
+        headers={"X-API-Key": API_KEY},
+    )
     assert created.status_code == 201 and created.json()["favourite_genres_known"] == [genre]
     answer = post(client, "/recommendations", {"user_id": new_user, "k": 20}).json()
     assert answer["cold_start"] and len(answer["tracks"]) == 20
@@ -277,41 +351,68 @@ def test_cold_start_user_gets_answers_from_favourite_genres(client, state, ids):
     rec = state.recommender.recommender
     column = rec.user_feature_index[f"fav_{genre}"]
     emb = rec.user_feature_embeddings[column] / 2
-    expected = np.argsort(-(state.recommender.item_emb @ emb + state.recommender.item_bias),
-                          kind="stable")[:20]
+    expected = np.argsort(
+        -(state.recommender.item_emb @ emb + state.recommender.item_bias), kind="stable"
+    )[:20]
     assert [t["track_id"] for t in answer["tracks"]] == list(state.catalogue.track_ids[expected])
     other = state.catalogue.genres[int(np.argmax(genre_sizes))]
-    post(client, "/users", {"user_id": new_user + 1, "favourite_genres": [other]},
-         headers={"X-API-Key": API_KEY})
+    post(
+        client,
+        "/users",
+        {"user_id": new_user + 1, "favourite_genres": [other]},
+        headers={"X-API-Key": API_KEY},
+    )
     second = post(client, "/recommendations", {"user_id": new_user + 1, "k": 20}).json()
     assert second["cold_start"] and second["tracks"] != answer["tracks"]
-    playlist = post(client, "/playlists/advanced", {"user_id": new_user,
-                                                    "other_users": ids["users"][:2]}).json()
+    playlist = post(
+        client, "/playlists/advanced", {"user_id": new_user, "other_users": ids["users"][:2]}
+    ).json()
     assert playlist["cold_start_members"] == [new_user] and len(playlist["tracks"]) == 20
-    skip = post(client, "/skip-predictions/advanced", {"user_id": new_user,
-                                                       "track_id": ids["track"]}).json()
+    skip = post(
+        client, "/skip-predictions/advanced", {"user_id": new_user, "track_id": ids["track"]}
+    ).json()
     assert skip["cold_start"] and 0 <= skip["skip_probability"] <= 1
-    again = post(client, "/users", {"user_id": new_user, "favourite_genres": [genre]},
-                 headers={"X-API-Key": API_KEY})
+    again = post(
+        client,
+        "/users",
+        {"user_id": new_user, "favourite_genres": [genre]},
+        headers={"X-API-Key": API_KEY},
+    )
     assert again.status_code == 409
 
 
 def test_events_are_recorded_in_the_raw_format(client, state, ids):
-    event = {"session_id": 424242, "timestamp": "2026-11-22T18:00:00+01:00",
-             "user_id": ids["users"][0], "track_id": ids["track"], "event_type": "play"}
+    event = {
+        "session_id": 424242,
+        "timestamp": "2026-11-22T18:00:00+01:00",
+        "user_id": ids["users"][0],
+        "track_id": ids["track"],
+        "event_type": "play",
+    }
     assert post(client, "/events", {"events": [event]}).status_code == 401
-    assert post(client, "/events", {"events": [event]},
-                headers={"X-API-Key": "wrong"}).status_code == 401
-    bad = [{**event, "event_type": "dance"}, {**event, "track_id": None},
-           {**event, "event_type": "advertisement"}, {**event, "timestamp": "yesterday"},
-           {**event, "timestamp": "2026-11-22T18:00:00"}]
+    assert (
+        post(client, "/events", {"events": [event]}, headers={"X-API-Key": "wrong"}).status_code
+        == 401
+    )
+    bad = [
+        {**event, "event_type": "dance"},
+        {**event, "track_id": None},
+        {**event, "event_type": "advertisement"},
+        {**event, "timestamp": "yesterday"},
+        {**event, "timestamp": "2026-11-22T18:00:00"},
+    ]
     for e in bad:
         answer = post(client, "/events", {"events": [e]}, headers={"X-API-Key": API_KEY})
         assert answer.status_code == 422, e
-    assert post(client, "/events", {"events": []}, headers={"X-API-Key": API_KEY}
-                ).status_code == 422
-    ok = post(client, "/events", {"events": [event, {**event, "event_type": "like"}]},
-              headers={"X-API-Key": API_KEY})
+    assert (
+        post(client, "/events", {"events": []}, headers={"X-API-Key": API_KEY}).status_code == 422
+    )
+    ok = post(
+        client,
+        "/events",
+        {"events": [event, {**event, "event_type": "like"}]},
+        headers={"X-API-Key": API_KEY},
+    )
     assert ok.status_code == 202 and ok.json()["accepted"] == 2
     lines = [json.loads(x) for x in open(ok.json()["file"]).read().splitlines()]
     assert lines[-2] == {**event, "timestamp": "2026-11-22T17:00:00Z"}
@@ -321,8 +422,12 @@ def test_writes_are_disabled_without_a_configured_key(state, ids):
     key, state.api_key = state.api_key, None
     try:
         with TestClient(create_app(state, close_on_shutdown=False)) as bare:
-            answer = post(bare, "/users", {"user_id": 5, "favourite_genres": ["x"]},
-                          headers={"X-API-Key": "anything"})
+            answer = post(
+                bare,
+                "/users",
+                {"user_id": 5, "favourite_genres": ["x"]},
+                headers={"X-API-Key": "anything"},
+            )
             assert answer.status_code == 503 and "POZYTYWKA_API_KEY" in answer.text
     finally:
         state.api_key = key

@@ -21,9 +21,9 @@ def test_every_answer_is_logged_with_variant_version_and_latency(client, state, 
     before = state.log.count()
     u, v = ids["users"][:2]
     ok = client.post("/playlists", json={"user_id": u, "other_users": [v]}).json()
-    client.post("/playlists", json={"user_id": u, "other_users": []})          # 422
+    client.post("/playlists", json={"user_id": u, "other_users": []})  # 422
     client.post("/skip-predictions/advanced", json={"user_id": u, "track_id": ids["track"]})
-    client.get("/health")                                                         # not logged
+    client.get("/health")  # not logged
     log = state.log.frame().iloc[before:]
     assert list(log["endpoint"]) == ["/playlists", "/playlists", "/skip-predictions/advanced"]
     assert list(log["status"]) == [200, 422, 200]
@@ -43,10 +43,12 @@ def test_concurrent_requests_lose_and_break_no_record(client, state, ids):
     def call(i: int) -> int:
         u, v = users[i % len(users)], users[(i + 1) % len(users)]
         if i % 2:
-            return client.post("/playlists", json={"user_id": u, "other_users": [v],
-                                                   "playlist_length": 5 + i % 7}).status_code
-        return client.post("/skip-predictions", json={"user_id": u,
-                                                      "track_id": ids["track"]}).status_code
+            return client.post(
+                "/playlists", json={"user_id": u, "other_users": [v], "playlist_length": 5 + i % 7}
+            ).status_code
+        return client.post(
+            "/skip-predictions", json={"user_id": u, "track_id": ids["track"]}
+        ).status_code
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         statuses = list(pool.map(call, range(200)))
@@ -55,17 +57,30 @@ def test_concurrent_requests_lose_and_break_no_record(client, state, ids):
     assert len(log) == 200 and log["id"].is_unique
     for request, response in zip(log["request"], log["response"], strict=True):
         json.loads(request), json.loads(response)  # whole records, never interleaved
-    lengths = sorted(len(json.loads(r)["tracks"]) for r in
-                     log.loc[log["endpoint"] == "/playlists", "response"])
+    lengths = sorted(
+        len(json.loads(r)["tracks"]) for r in log.loc[log["endpoint"] == "/playlists", "response"]
+    )
     assert lengths == sorted(5 + i % 7 for i in range(1, 200, 2))
 
 
 def _write(path: str, worker: int, n: int) -> None:
     log = PredictionLog(path)
     for i in range(n):
-        log.append(Record("2026-11-22T00:00:00+00:00", "/test", "playlists", "base", False,
-                          "v", worker, 200, 1.0, json.dumps({"i": i}),
-                          json.dumps({"worker": worker, "i": i, "pad": "x" * 500})))
+        log.append(
+            Record(
+                "2026-11-22T00:00:00+00:00",
+                "/test",
+                "playlists",
+                "base",
+                False,
+                "v",
+                worker,
+                200,
+                1.0,
+                json.dumps({"i": i}),
+                json.dumps({"worker": worker, "i": i, "pad": "x" * 500}),
+            )
+        )
     log.close()
 
 
@@ -96,7 +111,7 @@ def test_restart_keeps_the_log(served_project, ids):
         summary = c.get("/ab-summary").json()
     after = PredictionLog(second.log.path).frame()
     assert len(after) == len(kept) + 1
-    assert after.iloc[:len(kept)].equals(kept) and after["id"].is_monotonic_increasing
+    assert after.iloc[: len(kept)].equals(kept) and after["id"].is_monotonic_increasing
     assert sum(v["answers"] for v in summary["skip_predictions"].values()) >= 2
 
 
@@ -113,15 +128,17 @@ def test_ab_assignment_is_stable_and_balanced():
 
 def test_ab_summary_counts_per_experiment_and_variant(tmp_path):
     log = PredictionLog(tmp_path / "log.sqlite")
-    rows = [("playlists", "base", 200, {"tracks": [1, 2]}), ("playlists", "advanced", 200,
-            {"tracks": [1, 2, 3, 4]}), ("playlists", "advanced", 404, {"detail": "x"}),
-            ("skip_predictions", "advanced", 200, {"prediction": "SKIP",
-                                                   "skip_probability": 0.8}),
-            ("skip_predictions", "advanced", 200, {"prediction": "PLAY",
-                                                   "skip_probability": 0.2})]
+    rows = [
+        ("playlists", "base", 200, {"tracks": [1, 2]}),
+        ("playlists", "advanced", 200, {"tracks": [1, 2, 3, 4]}),
+        ("playlists", "advanced", 404, {"detail": "x"}),
+        ("skip_predictions", "advanced", 200, {"prediction": "SKIP", "skip_probability": 0.8}),
+        ("skip_predictions", "advanced", 200, {"prediction": "PLAY", "skip_probability": 0.2}),
+    ]
     for i, (exp, variant, status, body) in enumerate(rows):
-        log.append(Record("t", "/x", exp, variant, False, "v", i, status, 2.0, "{}",
-                          json.dumps(body)))
+        log.append(
+            Record("t", "/x", exp, variant, False, "v", i, status, 2.0, "{}", json.dumps(body))
+        )
     summary = ab_summary(log.frame())
     assert summary["playlists"]["advanced"]["answers"] == 2
     assert summary["playlists"]["advanced"]["errors"] == 1

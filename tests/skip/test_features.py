@@ -38,8 +38,7 @@ def test_smoothed_rates_pull_towards_the_global_rate():
 
 
 def test_out_of_fold_rates_leave_out_the_rows_own_fold():
-    rows = pd.DataFrame({"user_id": [1, 1, 1, 1, 2],
-                         "skipped": [True, False, True, False, False]})
+    rows = pd.DataFrame({"user_id": [1, 1, 1, 1, 2], "skipped": [True, False, True, False, False]})
     train = pd.Series([True, True, True, False, True])
     fold = np.array([0, 1, 1, 0, 0])
     rate, count = out_of_fold_rates(rows, "user_id", train, fold, 1.0, 0.5)
@@ -50,21 +49,39 @@ def test_out_of_fold_rates_leave_out_the_rows_own_fold():
 
 
 def test_attach_features_and_column_order():
-    tracks = pd.DataFrame({"track_id": ["a", "b"], "artist_id": [10, 11],
-                           **{c: [1, 2] for c in TRACK_NUMERIC}, "explicit": [True, False]})
+    tracks = pd.DataFrame(
+        {
+            "track_id": ["a", "b"],
+            "artist_id": [10, 11],
+            **{c: [1, 2] for c in TRACK_NUMERIC},
+            "explicit": [True, False],
+        }
+    )
     artists = pd.DataFrame({"artist_id": [10, 11], "genres": [["rock", "pop"], ["jazz"]]})
-    users = pd.DataFrame({"user_id": [1], "premium_user": [True],
-                          "favourite_genres": [["pop", "folk"]]})
-    rows = pd.DataFrame({"user_id": [1, 1], "track_id": ["a", "b"],
-                         **{c: [0.0, 0.0] for c in RATE_FEATURES}})
+    users = pd.DataFrame(
+        {"user_id": [1], "premium_user": [True], "favourite_genres": [["pop", "folk"]]}
+    )
+    rows = pd.DataFrame(
+        {"user_id": [1, 1], "track_id": ["a", "b"], **{c: [0.0, 0.0] for c in RATE_FEATURES}}
+    )
     out = attach_features(rows, tracks, artists, users, ["folk", "jazz", "pop"])
     assert out["genre_match"].tolist() == [True, False]
     assert out[["fav_folk", "fav_jazz", "fav_pop"]].to_numpy().tolist() == [[1, 0, 1]] * 2
     assert (out[[*TRACK_FEATURES, "premium_user"]].dtypes == "float64").all()
     assert out["explicit"].tolist() == [1.0, 0.0]
-    assert feature_columns(out) == [*TRACK_NUMERIC, "explicit", "premium_user", "genre_match",
-                                    "user_skip_rate", "track_skip_rate", "user_train_rows",
-                                    "track_train_rows", "fav_folk", "fav_jazz", "fav_pop"]
+    assert feature_columns(out) == [
+        *TRACK_NUMERIC,
+        "explicit",
+        "premium_user",
+        "genre_match",
+        "user_skip_rate",
+        "track_skip_rate",
+        "user_train_rows",
+        "track_train_rows",
+        "fav_folk",
+        "fav_jazz",
+        "fav_pop",
+    ]
 
 
 class _Probabilistic:

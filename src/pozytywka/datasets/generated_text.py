@@ -32,7 +32,8 @@ class GeneratedTextDataset(TextDataset):
             return
         marker = self._marker(path)
         owned = self._fs.exists(marker) and (
-            self._fs.cat_file(marker).decode().strip() == _sha256(self._fs.cat_file(path)))
+            self._fs.cat_file(marker).decode().strip() == _sha256(self._fs.cat_file(path))
+        )
         if not owned:
             raise DatasetError(
                 f"{path} was not written by the synthetic generator (or was changed since), "

@@ -68,8 +68,10 @@ class SyntheticTruthDataset(AbstractDataset[dict, dict | None]):
         if reason:
             logger.info("Oracle left out: %s", reason)
             return None
-        return {**{t: pd.read_parquet(self._path / f"{t}.parquet") for t in TABLES},
-                "params": json.loads((self._path / "params.json").read_text())}
+        return {
+            **{t: pd.read_parquet(self._path / f"{t}.parquet") for t in TABLES},
+            "params": json.loads((self._path / "params.json").read_text()),
+        }
 
     def _exists(self) -> bool:
         return (self._path / "belongs_to.json").exists()

@@ -20,8 +20,11 @@ def label_pairs(pairs: pd.DataFrame, params: dict) -> pd.DataFrame:
     out = pairs.copy()
     out["liked"] = liked
     out["label"] = np.where(liked, 1, other_label).astype("int8")
-    out["weight"] = np.where(liked, params["like_weight"],
-                             np.where(skipped, params["skip_weight"], params["play_weight"]))
+    out["weight"] = np.where(
+        liked,
+        params["like_weight"],
+        np.where(skipped, params["skip_weight"], params["play_weight"]),
+    )
     out.loc[out["label"] == 0, "weight"] = 0.0
     return out
 
@@ -29,10 +32,13 @@ def label_pairs(pairs: pd.DataFrame, params: dict) -> pd.DataFrame:
 def pairs_matrix(pairs: pd.DataFrame, values, dataset: Dataset) -> sp.coo_matrix:
     """A (users x tracks) COO matrix in ``dataset``'s index order with ``values`` at the pairs."""
     user_map, _, item_map, _ = dataset.mapping()
-    return sp.coo_matrix((np.asarray(values, dtype=np.float32),
-                          (pairs["user_id"].map(user_map).to_numpy(),
-                           pairs["track_id"].map(item_map).to_numpy())),
-                         shape=(len(user_map), len(item_map)))
+    return sp.coo_matrix(
+        (
+            np.asarray(values, dtype=np.float32),
+            (pairs["user_id"].map(user_map).to_numpy(), pairs["track_id"].map(item_map).to_numpy()),
+        ),
+        shape=(len(user_map), len(item_map)),
+    )
 
 
 def multi_hot(lists: pd.Series, prefix: str, vocabulary: list[str]) -> pd.DataFrame:
@@ -40,9 +46,10 @@ def multi_hot(lists: pd.Series, prefix: str, vocabulary: list[str]) -> pd.DataFr
     vocabulary are ignored), indexed like ``lists``; one scatter, no per-row loop."""
     exploded = lists.explode()
     codes = pd.Categorical(exploded, categories=vocabulary).codes
-    rows = np.repeat(np.arange(len(lists)), lists.map(lambda v: max(len(v), 1)
-                                                      if isinstance(v, list | np.ndarray)
-                                                      else 1).to_numpy())
+    rows = np.repeat(
+        np.arange(len(lists)),
+        lists.map(lambda v: max(len(v), 1) if isinstance(v, list | np.ndarray) else 1).to_numpy(),
+    )
     onehot = np.zeros((len(lists), len(vocabulary)), dtype=np.int8)
     hit = codes >= 0
     onehot[rows[hit], codes[hit]] = 1

@@ -73,12 +73,16 @@ def gfar(ranks: np.ndarray, n: int, excluded=None, top: int = 100, **_) -> np.nd
     return np.array(chosen, dtype=np.int64)
 
 
-AGGREGATORS = {"mean_rank": mean_rank, "least_misery": least_misery, "borda": borda,
-               "gfar": gfar}
+AGGREGATORS = {"mean_rank": mean_rank, "least_misery": least_misery, "borda": borda, "gfar": gfar}
 
 
-def group_playlist(scores: np.ndarray, n: int, strategy: str = "mean_rank",
-                   excluded: np.ndarray | None = None, top: int = 100) -> np.ndarray:
+def group_playlist(
+    scores: np.ndarray,
+    n: int,
+    strategy: str = "mean_rank",
+    excluded: np.ndarray | None = None,
+    top: int = 100,
+) -> np.ndarray:
     """Item indices of an ``n``-track playlist for members with these score rows."""
     if strategy not in AGGREGATORS:
         raise ValueError(f"unknown group strategy {strategy!r}; choose from {STRATEGIES}")
@@ -86,8 +90,7 @@ def group_playlist(scores: np.ndarray, n: int, strategy: str = "mean_rank",
     return AGGREGATORS[strategy](ranks, n, excluded=excluded, top=top)
 
 
-def history_baseline(histories: list[np.ndarray], n: int, rng: np.random.Generator
-                     ) -> np.ndarray:
+def history_baseline(histories: list[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
     """Reference baseline: ``n`` distinct tracks drawn at random from the members' histories."""
     pool = np.unique(np.concatenate(histories)) if histories else np.empty(0, dtype=np.int64)
     return rng.choice(pool, size=min(n, len(pool)), replace=False) if len(pool) else pool
@@ -111,8 +114,8 @@ def member_satisfaction(playlist: np.ndarray, liked: list[np.ndarray]) -> dict[s
         hit = np.isin(playlist, likes)
         out["precision"].append(hit.sum() / n)
         out["recall"].append(hit.sum() / len(likes) if len(likes) else np.nan)
-        ideal = discounts[:min(len(likes), n)].sum()
-        out["ndcg"].append((hit * discounts[:len(playlist)]).sum() / ideal if ideal else np.nan)
+        ideal = discounts[: min(len(likes), n)].sum()
+        out["ndcg"].append((hit * discounts[: len(playlist)]).sum() / ideal if ideal else np.nan)
     return {k: np.array(v) for k, v in out.items()}
 
 
@@ -149,8 +152,9 @@ def _head(row: np.ndarray, depth: int, stride: int) -> tuple[np.ndarray, np.ndar
     return _ranked(row, np.flatnonzero(row >= threshold))
 
 
-def _precomputed_head(row: np.ndarray, best: np.ndarray, margin: float = 1e-3
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def _precomputed_head(
+    row: np.ndarray, best: np.ndarray, margin: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray]:
     """A head from a member's precomputed best items (best first, from a batch scoring that
     may differ from ``row`` in the last bits): those beating the lowest by ``margin``, so no
     item outside can score as high; excluded ones dropped."""
@@ -159,11 +163,15 @@ def _precomputed_head(row: np.ndarray, best: np.ndarray, margin: float = 1e-3
     return _ranked(row, best[keep])
 
 
-def candidate_group_playlist(scores: np.ndarray, n: int, strategy: str = "mean_rank",
-                             excluded: np.ndarray | None = None, top: int = 100,
-                             candidates: int = 200,
-                             precomputed: list[np.ndarray | None] | None = None
-                             ) -> tuple[np.ndarray, int]:
+def candidate_group_playlist(
+    scores: np.ndarray,
+    n: int,
+    strategy: str = "mean_rank",
+    excluded: np.ndarray | None = None,
+    top: int = 100,
+    candidates: int = 200,
+    precomputed: list[np.ndarray | None] | None = None,
+) -> tuple[np.ndarray, int]:
     """``group_playlist``'s playlist, without ranking every item for every member.
 
     Each member ranks only their head: about ``depth`` best items (from ``candidates`` on),
@@ -189,9 +197,12 @@ def candidate_group_playlist(scores: np.ndarray, n: int, strategy: str = "mean_r
         depth = max(depth, *(len(p) for p in precomputed if p is not None))
     first = True
     while strategy != "gfar":
-        heads = [_precomputed_head(row, best) if first and best is not None
-                 else _head(row, depth, stride)
-                 for row, best in zip(scores, precomputed or [None] * n_members, strict=True)]
+        heads = [
+            _precomputed_head(row, best)
+            if first and best is not None
+            else _head(row, depth, stride)
+            for row, best in zip(scores, precomputed or [None] * n_members, strict=True)
+        ]
         first = False
         in_some_head = np.zeros(n_items, dtype=bool)
         for items, _ in heads:
@@ -209,8 +220,9 @@ def candidate_group_playlist(scores: np.ndarray, n: int, strategy: str = "mean_r
             exact[m] = in_head[pool]
         pool_excluded = None if excluded is None else excluded[pool]
         chosen = AGGREGATORS[strategy](ranks, n, excluded=pool_excluded, top=top)
-        if _proved(strategy, ranks, exact, chosen, floor, n, n_items, top, pool_excluded,
-                   available):
+        if _proved(
+            strategy, ranks, exact, chosen, floor, n, n_items, top, pool_excluded, available
+        ):
             return pool[chosen], depth
         if depth >= n_items:
             break
@@ -218,9 +230,18 @@ def candidate_group_playlist(scores: np.ndarray, n: int, strategy: str = "mean_r
     return group_playlist(scores, n, strategy, excluded, top), n_items
 
 
-def _proved(strategy: str, ranks: np.ndarray, exact: np.ndarray, chosen: np.ndarray,
-            floor: np.ndarray, n: int, n_items: int, top: int, excluded: np.ndarray | None,
-            available: int) -> bool:
+def _proved(
+    strategy: str,
+    ranks: np.ndarray,
+    exact: np.ndarray,
+    chosen: np.ndarray,
+    floor: np.ndarray,
+    n: int,
+    n_items: int,
+    top: int,
+    excluded: np.ndarray | None,
+    available: int,
+) -> bool:
     """Whether the picks on the pool (with rank bounds) are the picks on every item."""
     if len(chosen) < n and floor.min() <= available:  # items beyond every head remain
         return False
@@ -249,8 +270,15 @@ def _proved(strategy: str, ranks: np.ndarray, exact: np.ndarray, chosen: np.ndar
 
 # ---- the group protocol of docs/design.md §4 -----------------------------------------------
 
-def sample_groups(n_users: int, n_groups: int, min_size: int, max_size: int, seed: int,
-                  eligible: np.ndarray | None = None) -> list[np.ndarray]:
+
+def sample_groups(
+    n_users: int,
+    n_groups: int,
+    min_size: int,
+    max_size: int,
+    seed: int,
+    eligible: np.ndarray | None = None,
+) -> list[np.ndarray]:
     """Random groups of distinct users, sizes uniform in ``min_size..max_size`` (capped at the
     number of users there are); none if fewer than ``min_size`` users are eligible."""
     rng = np.random.default_rng(seed)
@@ -277,8 +305,9 @@ def known_to_group(known: sp.csr_matrix, members: np.ndarray, policy: str) -> np
     raise ValueError(f"groups.exclude_known must be none, all_members or any_member: {policy!r}")
 
 
-def _satisfaction_row(playlist: np.ndarray, liked: list[np.ndarray],
-                      item_embeddings: np.ndarray) -> dict[str, float]:
+def _satisfaction_row(
+    playlist: np.ndarray, liked: list[np.ndarray], item_embeddings: np.ndarray
+) -> dict[str, float]:
     sat = member_satisfaction(playlist, liked)
     has_likes = np.array([len(x) > 0 for x in liked])
     # Members without held-out likes cannot be satisfied measurably: left out.
@@ -292,15 +321,24 @@ def _satisfaction_row(playlist: np.ndarray, liked: list[np.ndarray],
         "recall_min": float(np.min(recall)) if measurable else np.nan,
         "ndcg_mean": float(np.nanmean(sat["ndcg"])) if measurable else np.nan,
         "ndcg_min": float(np.nanmin(sat["ndcg"])) if measurable else np.nan,
-        "min_max_precision_ratio": (float(precision.min() / precision.max())
-                                    if measurable and precision.max() > 0 else np.nan),
+        "min_max_precision_ratio": (
+            float(precision.min() / precision.max())
+            if measurable and precision.max() > 0
+            else np.nan
+        ),
         "zero_recall_share": float(np.mean(recall == 0)) if measurable else np.nan,
     }
 
 
-def evaluate_groups(scorers: dict, groups: list[np.ndarray], item_embeddings: np.ndarray,
-                    known: sp.csr_matrix, test: sp.csr_matrix, config: dict,
-                    history_seed: int | None = None) -> pd.DataFrame:
+def evaluate_groups(
+    scorers: dict,
+    groups: list[np.ndarray],
+    item_embeddings: np.ndarray,
+    known: sp.csr_matrix,
+    test: sp.csr_matrix,
+    config: dict,
+    history_seed: int | None = None,
+) -> pd.DataFrame:
     """One row per (group, scorer, strategy): the clustering score of the playlist and its
     members' satisfaction with their held-out likes. ``scorers`` maps a name to a scorer
     (``users -> scores``); with ``history_seed`` the random-from-history baseline is added
@@ -308,22 +346,29 @@ def evaluate_groups(scorers: dict, groups: list[np.ndarray], item_embeddings: np
     rng = np.random.default_rng(history_seed) if history_seed is not None else None
     rows = []
     for g, members in enumerate(groups):
-        liked = [test.indices[test.indptr[m]:test.indptr[m + 1]] for m in members]
+        liked = [test.indices[test.indptr[m] : test.indptr[m + 1]] for m in members]
         excluded = known_to_group(known, members, config["exclude_known"])
         playlists = {}
         if rng is not None:
-            histories = [known.indices[known.indptr[m]:known.indptr[m + 1]] for m in members]
-            playlists[("baseline", "history")] = history_baseline(histories, config["length"],
-                                                                  rng)
+            histories = [known.indices[known.indptr[m] : known.indptr[m + 1]] for m in members]
+            playlists[("baseline", "history")] = history_baseline(histories, config["length"], rng)
         for name, scorer in scorers.items():
             member_scores = scorer(members)
             for strategy in config["strategies"]:
                 top = config["gfar_top"] if strategy == "gfar" else config["top"]
                 playlists[(name, strategy)] = group_playlist(
-                    member_scores, config["length"], strategy, excluded, top)
-        rows += [{"group": g, "size": len(members), "scorer": name, "strategy": strategy,
-                  **_satisfaction_row(playlist, liked, item_embeddings)}
-                 for (name, strategy), playlist in playlists.items()]
+                    member_scores, config["length"], strategy, excluded, top
+                )
+        rows += [
+            {
+                "group": g,
+                "size": len(members),
+                "scorer": name,
+                "strategy": strategy,
+                **_satisfaction_row(playlist, liked, item_embeddings),
+            }
+            for (name, strategy), playlist in playlists.items()
+        ]
     return pd.DataFrame(rows)
 
 
@@ -335,6 +380,12 @@ def protocol_groups(n_users: int, config: dict) -> list[np.ndarray]:
         logger.warning("Group playlists not evaluated: %d users, groups need %d", n_users, low)
         return []
     if high < config["max_size"]:
-        logger.warning("Only %d users: groups of %d-%d members instead of %d-%d", n_users, low,
-                       high, low, config["max_size"])
+        logger.warning(
+            "Only %d users: groups of %d-%d members instead of %d-%d",
+            n_users,
+            low,
+            high,
+            low,
+            config["max_size"],
+        )
     return sample_groups(n_users, config["n_groups"], low, high, config["seed"])

@@ -38,8 +38,12 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.take_along_axis(part, order, axis=1)
 
 
-def evaluate_ranking(scorer: Scorer, test: sp.spmatrix, exclude: sp.spmatrix | None = None,
-                     cells_per_chunk: int = 4_000_000) -> dict[str, float]:
+def evaluate_ranking(
+    scorer: Scorer,
+    test: sp.spmatrix,
+    exclude: sp.spmatrix | None = None,
+    cells_per_chunk: int = 4_000_000,
+) -> dict[str, float]:
     """AUC, precision/recall/NDCG@k, MRR, hit rate@k and coverage of one scorer.
 
     Per-user metrics are averaged over users with at least one held-out positive; hit rate@k
@@ -55,20 +59,30 @@ def summarise_ranking(per_user: pd.DataFrame, coverage: float) -> dict[str, floa
     n_eval = len(per_user)
     result = {m: float(per_user[m].mean()) if n_eval else 0.0 for m in USER_METRICS}
     n_pos_total = max(int(per_user["positives"].sum()), 1)
-    result.update({f"hit_rate_at_{k}": float(per_user[f"hits_at_{k}"].sum()) / n_pos_total
-                   for k in HIT_RATE_KS})
+    result.update(
+        {
+            f"hit_rate_at_{k}": float(per_user[f"hits_at_{k}"].sum()) / n_pos_total
+            for k in HIT_RATE_KS
+        }
+    )
     result["coverage"] = float(coverage)
     result["evaluated_users"] = float(n_eval)
     return dict(sorted(result.items()))
 
 
-USER_METRICS = ("auc", "mrr", *(f"{m}_at_{k}" for k in PRECISION_KS
-                                for m in ("precision", "recall", "ndcg")))
+USER_METRICS = (
+    "auc",
+    "mrr",
+    *(f"{m}_at_{k}" for k in PRECISION_KS for m in ("precision", "recall", "ndcg")),
+)
 
 
-def per_user_ranking_metrics(scorer: Scorer, test: sp.spmatrix,
-                             exclude: sp.spmatrix | None = None,
-                             cells_per_chunk: int = 4_000_000) -> tuple[pd.DataFrame, float]:
+def per_user_ranking_metrics(
+    scorer: Scorer,
+    test: sp.spmatrix,
+    exclude: sp.spmatrix | None = None,
+    cells_per_chunk: int = 4_000_000,
+) -> tuple[pd.DataFrame, float]:
     """One row per user with at least one held-out positive: ``user`` (index), ``positives``,
     the metrics of USER_METRICS and ``hits_at_k`` (held-out positives in the top k), so that
     means and intervals over users can be taken; and the catalogue coverage of the scorer."""
@@ -95,10 +109,15 @@ def per_user_ranking_metrics(scorer: Scorer, test: sp.spmatrix,
         if not has.any():
             continue
         top, positive, scores, excluded, n_pos = (
-            top[has], positive[has], scores[has], excluded[has], n_pos[has])
+            top[has],
+            positive[has],
+            scores[has],
+            excluded[has],
+            n_pos[has],
+        )
         row = {"user": users[has], "positives": n_pos}
         relevant = np.zeros((len(top), max_k), dtype=bool)  # hit or not, by rank position
-        relevant[:, :top.shape[1]] = np.take_along_axis(positive, top, axis=1)
+        relevant[:, : top.shape[1]] = np.take_along_axis(positive, top, axis=1)
         for k in PRECISION_KS:
             hits = relevant[:, :k].sum(axis=1)
             row[f"precision_at_{k}"] = hits / k
@@ -115,8 +134,9 @@ def per_user_ranking_metrics(scorer: Scorer, test: sp.spmatrix,
         pos_rank = ranks[pos_rows, pos_items]
         # AUC as Mann-Whitney U over the user's candidates: P(positive scored above negative).
         n_candidates = n_negative + n_pos
-        ascending = np.bincount(pos_rows, weights=n_candidates[pos_rows] + 1 - pos_rank,
-                                minlength=len(n_pos))
+        ascending = np.bincount(
+            pos_rows, weights=n_candidates[pos_rows] + 1 - pos_rank, minlength=len(n_pos)
+        )
         u_stat = ascending - n_pos * (n_pos + 1) / 2
         row["auc"] = np.where(n_negative > 0, u_stat / (n_pos * np.maximum(n_negative, 1)), 0.5)
         first = np.full(len(n_pos), np.inf)
@@ -128,16 +148,25 @@ def per_user_ranking_metrics(scorer: Scorer, test: sp.spmatrix,
     return table[columns], float(covered.mean())
 
 
-def rank_each(scorers: dict[str, Scorer], test: sp.spmatrix, exclude: sp.spmatrix
-              ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
+def rank_each(
+    scorers: dict[str, Scorer], test: sp.spmatrix, exclude: sp.spmatrix
+) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     """``per_user_ranking_metrics`` of several scorers on one split: the per-user rows with a
     ``scorer`` column, and per scorer its coverage and the sizes behind every figure."""
     tables, summary = [], {}
     for name, scorer in scorers.items():
         per_user, coverage = per_user_ranking_metrics(scorer, test, exclude)
         tables.append(per_user.assign(scorer=name))
-        summary[name] = {"coverage": coverage, "evaluated_users": int(len(per_user)),
-                         "test_interactions": int(per_user["positives"].sum())}
-        logger.info("%-10s auc %.4f  precision@10 %.4f  (%d users)", name,
-                    per_user["auc"].mean(), per_user["precision_at_10"].mean(), len(per_user))
+        summary[name] = {
+            "coverage": coverage,
+            "evaluated_users": int(len(per_user)),
+            "test_interactions": int(per_user["positives"].sum()),
+        }
+        logger.info(
+            "%-10s auc %.4f  precision@10 %.4f  (%d users)",
+            name,
+            per_user["auc"].mean(),
+            per_user["precision_at_10"].mean(),
+            len(per_user),
+        )
     return pd.concat(tables, ignore_index=True), summary

@@ -27,11 +27,19 @@ class LightFMRecommender(mlflow.pyfunc.PythonModel):
     favourite genres (and premium flag), normalised as training rows were (``normalize``).
     """
 
-    def __init__(self, scorer: EmbeddingScorer, user_ids: np.ndarray, track_ids: np.ndarray,
-                 known: sp.csr_matrix, k: int, user_feature_embeddings: np.ndarray | None = None,
-                 user_feature_biases: np.ndarray | None = None,
-                 user_feature_index: dict[str, int] | None = None, normalize: bool = True,
-                 identity_features: bool = True):
+    def __init__(
+        self,
+        scorer: EmbeddingScorer,
+        user_ids: np.ndarray,
+        track_ids: np.ndarray,
+        known: sp.csr_matrix,
+        k: int,
+        user_feature_embeddings: np.ndarray | None = None,
+        user_feature_biases: np.ndarray | None = None,
+        user_feature_index: dict[str, int] | None = None,
+        normalize: bool = True,
+        identity_features: bool = True,
+    ):
         self.scorer, self.user_ids, self.track_ids = scorer, user_ids, track_ids
         self.user_index = {u: i for i, u in enumerate(user_ids)}
         self.known, self.k = known, k
@@ -40,8 +48,9 @@ class LightFMRecommender(mlflow.pyfunc.PythonModel):
         self.user_feature_index = user_feature_index or {}
         self.normalize, self.identity_features = normalize, identity_features
 
-    def cold_start_representation(self, favourite_genres: list[str], premium: bool
-                                  ) -> tuple[float, np.ndarray]:
+    def cold_start_representation(
+        self, favourite_genres: list[str], premium: bool
+    ) -> tuple[float, np.ndarray]:
         """(bias, embedding) of a user known only by favourite genres and premium flag.
 
         Features are weighted as in a training row; a trained user's identity feature carries
@@ -68,9 +77,11 @@ class LightFMRecommender(mlflow.pyfunc.PythonModel):
         rows = np.array([self.user_index[u] for u in known])
         scores = np.where(self.known[rows].toarray() > 0, -np.inf, self.scorer(rows))
         top = top_k(scores, k)
-        return pd.DataFrame({
-            "user_id": np.repeat(np.array(known), top.shape[1]),
-            "rank": np.tile(np.arange(1, top.shape[1] + 1), len(rows)),
-            "track_id": self.track_ids[top.ravel()],
-            "score": np.take_along_axis(scores, top, axis=1).ravel(),
-        })
+        return pd.DataFrame(
+            {
+                "user_id": np.repeat(np.array(known), top.shape[1]),
+                "rank": np.tile(np.arange(1, top.shape[1] + 1), len(rows)),
+                "track_id": self.track_ids[top.ravel()],
+                "score": np.take_along_axis(scores, top, axis=1).ravel(),
+            }
+        )

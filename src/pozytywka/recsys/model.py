@@ -16,8 +16,10 @@ logger = logging.getLogger(__name__)
 def ordered_ids(dataset) -> tuple[np.ndarray, np.ndarray]:
     """User ids and track ids of a ``lightfm.data.Dataset``, in matrix row / column order."""
     user_map, _, item_map, _ = dataset.mapping()
-    return (np.array(sorted(user_map, key=user_map.get)),
-            np.array(sorted(item_map, key=item_map.get)))
+    return (
+        np.array(sorted(user_map, key=user_map.get)),
+        np.array(sorted(item_map, key=item_map.get)),
+    )
 
 
 def threads(num_threads: int) -> int:
@@ -26,19 +28,36 @@ def threads(num_threads: int) -> int:
 
 
 def new_model(hp: dict, seed: int) -> LightFM:
-    return LightFM(no_components=int(hp["no_components"]), loss=hp["loss"],
-                   learning_rate=float(hp["learning_rate"]), item_alpha=float(hp["item_alpha"]),
-                   user_alpha=float(hp["user_alpha"]), random_state=seed)
+    return LightFM(
+        no_components=int(hp["no_components"]),
+        loss=hp["loss"],
+        learning_rate=float(hp["learning_rate"]),
+        item_alpha=float(hp["item_alpha"]),
+        user_alpha=float(hp["user_alpha"]),
+        random_state=seed,
+    )
 
 
-def fit_epochs(model: LightFM, interactions: sp.coo_matrix, weights: sp.coo_matrix | None,
-               user_features: sp.csr_matrix, item_features: sp.csr_matrix, epochs: int,
-               num_threads: int, on_epoch: Callable[[int, LightFM], None] | None = None
-               ) -> LightFM:
+def fit_epochs(
+    model: LightFM,
+    interactions: sp.coo_matrix,
+    weights: sp.coo_matrix | None,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    epochs: int,
+    num_threads: int,
+    on_epoch: Callable[[int, LightFM], None] | None = None,
+) -> LightFM:
     """Train epoch by epoch with ``fit_partial`` so a caller can evaluate (and prune) each one."""
     for epoch in range(1, epochs + 1):
-        model.fit_partial(interactions, user_features=user_features, item_features=item_features,
-                          sample_weight=weights, epochs=1, num_threads=threads(num_threads))
+        model.fit_partial(
+            interactions,
+            user_features=user_features,
+            item_features=item_features,
+            sample_weight=weights,
+            epochs=1,
+            num_threads=threads(num_threads),
+        )
         if on_epoch is not None:
             on_epoch(epoch, model)
     return model
@@ -47,12 +66,14 @@ def fit_epochs(model: LightFM, interactions: sp.coo_matrix, weights: sp.coo_matr
 class EmbeddingScorer:
     """Scores from LightFM's user and item representations: one matrix product per call."""
 
-    def __init__(self, model: LightFM, user_features: sp.csr_matrix,
-                 item_features: sp.csr_matrix):
+    def __init__(self, model: LightFM, user_features: sp.csr_matrix, item_features: sp.csr_matrix):
         self.user_bias, self.user_emb = model.get_user_representations(user_features)
         self.item_bias, self.item_emb = model.get_item_representations(item_features)
 
     def __call__(self, users: np.ndarray) -> np.ndarray:
         users = np.asarray(users)
-        return (self.user_emb[users] @ self.item_emb.T + self.item_bias[None, :]
-                + self.user_bias[users][:, None])
+        return (
+            self.user_emb[users] @ self.item_emb.T
+            + self.item_bias[None, :]
+            + self.user_bias[users][:, None]
+        )

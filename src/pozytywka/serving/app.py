@@ -18,14 +18,25 @@ from .observe import LATENCY_BUCKETS, LOGGED, Metrics, ObserveMiddleware
 from .routers import ROUTERS
 
 # Importable from here as before the routers were split out.
-__all__ = ["BASELINE_VERSIONS", "LATENCY_BUCKETS", "LOGGED", "VARIANTS", "Metrics",
-           "ObserveMiddleware", "app_from_environment", "assign_variant", "create_app"]
+__all__ = [
+    "BASELINE_VERSIONS",
+    "LATENCY_BUCKETS",
+    "LOGGED",
+    "VARIANTS",
+    "Metrics",
+    "ObserveMiddleware",
+    "app_from_environment",
+    "assign_variant",
+    "create_app",
+]
 
-DESCRIPTION = ("Group playlists, skip predictions and personalised recommendations with "
-               "A/B testing. Every prediction is appended to a durable log. Errors: 404 "
-               "for ids neither the model nor the user table knows (a user registered "
-               "with POST /users gets cold-start answers), 422 for invalid requests, 413 "
-               "for oversized bodies, 401/503 for write endpoints without a valid key.")
+DESCRIPTION = (
+    "Group playlists, skip predictions and personalised recommendations with "
+    "A/B testing. Every prediction is appended to a durable log. Errors: 404 "
+    "for ids neither the model nor the user table knows (a user registered "
+    "with POST /users gets cold-start answers), 422 for invalid requests, 413 "
+    "for oversized bodies, 401/503 for write endpoints without a valid key."
+)
 
 
 @asynccontextmanager
@@ -49,9 +60,12 @@ async def unknown_genres(request: Request, exc: UnknownGenres) -> JSONResponse:
 def create_app(state: ServiceState, close_on_shutdown: bool = True) -> FastAPI:
     """The service over ``state``: state on ``app.state``, error handlers, the observing
     middleware and every router."""
-    app = FastAPI(title="Pozytywka ML",
-                  version=f"{state.versions['recommender']} / {state.versions['skip']}",
-                  description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Pozytywka ML",
+        version=f"{state.versions['recommender']} / {state.versions['skip']}",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
     app.state.service = state
     app.state.metrics = Metrics()
     app.state.close_on_shutdown = close_on_shutdown
@@ -66,5 +80,8 @@ def create_app(state: ServiceState, close_on_shutdown: bool = True) -> FastAPI:
 def app_from_environment() -> FastAPI:
     """Factory for ``uvicorn --factory``: the project in ``POZYTYWKA_PROJECT_PATH`` (default:
     the working directory) with the Kedro environment in ``POZYTYWKA_ENV``."""
-    return create_app(load_service(os.environ.get("POZYTYWKA_PROJECT_PATH", "."),
-                                   os.environ.get("POZYTYWKA_ENV") or None))
+    return create_app(
+        load_service(
+            os.environ.get("POZYTYWKA_PROJECT_PATH", "."), os.environ.get("POZYTYWKA_ENV") or None
+        )
+    )

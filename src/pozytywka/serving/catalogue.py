@@ -16,8 +16,10 @@ class UnknownIds(LookupError):
 
     def __init__(self, kind: str, ids: list, hint: str = ""):
         self.kind, self.ids, self.hint = kind, ids, hint
-        super().__init__(f"unknown {kind}{'s' if len(ids) > 1 else ''}: "
-                         f"{', '.join(map(str, ids))}{'. ' + hint if hint else ''}")
+        super().__init__(
+            f"unknown {kind}{'s' if len(ids) > 1 else ''}: "
+            f"{', '.join(map(str, ids))}{'. ' + hint if hint else ''}"
+        )
 
 
 class UnknownGenres(ValueError):
@@ -47,7 +49,7 @@ class Catalogue:
     artist_names: np.ndarray
     explicit: np.ndarray
     genres: list[str]
-    genre_tracks: sp.csr_matrix          # genres x tracks, 1 where the track's artist has it
+    genre_tracks: sp.csr_matrix  # genres x tracks, 1 where the track's artist has it
     users: dict[int, UserProfile]
     track_index: dict[str, int] = field(init=False)
     genre_index: dict[str, int] = field(init=False)
@@ -57,29 +59,55 @@ class Catalogue:
         self.genre_index = {g: i for i, g in enumerate(self.genres)}
 
     @classmethod
-    def build(cls, track_ids: np.ndarray, tracks: pd.DataFrame, artists: pd.DataFrame,
-              users: pd.DataFrame, genres: list[str]) -> Catalogue:
-        info = (tracks.set_index("track_id").reindex(track_ids)
-                .merge(artists[["artist_id", "name", "genres"]].rename(
-                    columns={"name": "artist_name"}), on="artist_id", how="left"))
+    def build(
+        cls,
+        track_ids: np.ndarray,
+        tracks: pd.DataFrame,
+        artists: pd.DataFrame,
+        users: pd.DataFrame,
+        genres: list[str],
+    ) -> Catalogue:
+        info = (
+            tracks.set_index("track_id")
+            .reindex(track_ids)
+            .merge(
+                artists[["artist_id", "name", "genres"]].rename(columns={"name": "artist_name"}),
+                on="artist_id",
+                how="left",
+            )
+        )
         missing = info["name"].isna() & info["artist_id"].isna()
         if missing.any():
-            raise ValueError(f"{int(missing.sum())} model tracks are missing from the track "
-                             "table: the model and the data come from different runs")
+            raise ValueError(
+                f"{int(missing.sum())} model tracks are missing from the track "
+                "table: the model and the data come from different runs"
+            )
         genre_tracks = sp.csr_matrix(multi_hot(info["genres"], "", list(genres)).to_numpy().T)
-        profiles = {int(u): UserProfile(tuple(_as_list(f)), bool(p))
-                    for u, f, p in zip(users["user_id"], users["favourite_genres"],
-                                       users["premium_user"].fillna(False), strict=True)}
-        return cls(np.asarray(track_ids), info["name"].fillna("").to_numpy(object),
-                   info["artist_id"].fillna("").to_numpy(object),
-                   info["artist_name"].fillna("").to_numpy(object),
-                   info["explicit"].fillna(False).to_numpy(bool), list(genres),
-                   genre_tracks, profiles)
+        profiles = {
+            int(u): UserProfile(tuple(_as_list(f)), bool(p))
+            for u, f, p in zip(
+                users["user_id"],
+                users["favourite_genres"],
+                users["premium_user"].fillna(False),
+                strict=True,
+            )
+        }
+        return cls(
+            np.asarray(track_ids),
+            info["name"].fillna("").to_numpy(object),
+            info["artist_id"].fillna("").to_numpy(object),
+            info["artist_name"].fillna("").to_numpy(object),
+            info["explicit"].fillna(False).to_numpy(bool),
+            list(genres),
+            genre_tracks,
+            profiles,
+        )
 
     def register(self, record: dict) -> None:
         """Know a user from a raw users-export record (favourite genres, premium flag)."""
         self.users[int(record["user_id"])] = UserProfile(
-            tuple(_as_list(record.get("favourite_genres"))), bool(record.get("premium_user")))
+            tuple(_as_list(record.get("favourite_genres"))), bool(record.get("premium_user"))
+        )
 
     def track_positions(self, track_ids: list[str]) -> np.ndarray:
         unknown = [t for t in track_ids if t not in self.track_index]
@@ -87,9 +115,12 @@ class Catalogue:
             raise UnknownIds("track", unknown)
         return np.array([self.track_index[t] for t in track_ids], dtype=np.int64)
 
-    def filter_out(self, include_genres: list[str] | None = None,
-                   exclude_genres: list[str] | None = None,
-                   exclude_explicit: bool = False) -> np.ndarray | None:
+    def filter_out(
+        self,
+        include_genres: list[str] | None = None,
+        exclude_genres: list[str] | None = None,
+        exclude_explicit: bool = False,
+    ) -> np.ndarray | None:
         """Tracks the filters remove (True = removed), or None when nothing is filtered."""
         asked = [*(include_genres or []), *(exclude_genres or [])]
         unknown = sorted({g for g in asked if g not in self.genre_index})
@@ -107,13 +138,18 @@ class Catalogue:
             out = self.explicit.copy() if out is None else out | self.explicit
         return out
 
-    def describe_tracks(self, positions: np.ndarray, scores: np.ndarray | None = None
-                        ) -> list[dict]:
+    def describe_tracks(
+        self, positions: np.ndarray, scores: np.ndarray | None = None
+    ) -> list[dict]:
         out = []
         for rank, i in enumerate(positions):
-            item = {"track_id": self.track_ids[i], "name": self.track_names[i],
-                    "artist_id": self.artist_ids[i], "artist": self.artist_names[i],
-                    "explicit": bool(self.explicit[i])}
+            item = {
+                "track_id": self.track_ids[i],
+                "name": self.track_names[i],
+                "artist_id": self.artist_ids[i],
+                "artist": self.artist_names[i],
+                "explicit": bool(self.explicit[i]),
+            }
             if scores is not None:
                 item["score"] = round(float(scores[rank]), 6)
             out.append(item)

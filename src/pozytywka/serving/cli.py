@@ -20,8 +20,13 @@ def cli() -> None:
 @click.option("--env", "-e", default=None, help="Kedro configuration environment.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int,
-              help="Worker processes (each loads the models; Prometheus counts are per worker).")
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=int,
+    help="Worker processes (each loads the models; Prometheus counts are per worker).",
+)
 @click.option("--project-path", default=".", show_default=True, type=click.Path(exists=True))
 def serve(env: str | None, host: str, port: int, workers: int, project_path: str) -> None:
     """Start the FastAPI service on the artifacts the last `kedro run` saved."""
@@ -40,16 +45,23 @@ def serve(env: str | None, host: str, port: int, workers: int, project_path: str
         sys.exit(2)
     for line in state.summary():
         click.echo(f"pozytywka serve: {line}")
-    click.echo(f"pozytywka serve: listening on http://{host}:{port} (docs: /docs), "
-               f"{workers} worker(s)")
+    click.echo(
+        f"pozytywka serve: listening on http://{host}:{port} (docs: /docs), {workers} worker(s)"
+    )
     if workers == 1:
         from .app import create_app  # noqa: PLC0415
 
         uvicorn.run(create_app(state), host=host, port=port, log_level="warning")
         return
     state.log.close()
-    uvicorn.run("pozytywka.serving.app:app_from_environment", factory=True, host=host,
-                port=port, workers=workers, log_level="warning")
+    uvicorn.run(
+        "pozytywka.serving.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+    )
 
 
 @cli.command("ab-summary")

@@ -29,9 +29,12 @@ State = Annotated[ServiceState, Depends(get_state)]
 async def require_key(request: Request, state: State) -> None:
     """Guard for write endpoints: 503 without a configured key, 401 for a wrong one."""
     if not state.api_key:
-        raise HTTPException(503, f"writes are disabled: no API key is configured (set "
-                                 f"{API_KEY_ENV} or serving_api_key in "
-                                 "conf/local/credentials.yml)")
+        raise HTTPException(
+            503,
+            f"writes are disabled: no API key is configured (set "
+            f"{API_KEY_ENV} or serving_api_key in "
+            "conf/local/credentials.yml)",
+        )
     given = request.headers.get("x-api-key", "")
     if not hmac.compare_digest(given.encode(), state.api_key.encode()):
         raise HTTPException(401, "missing or wrong X-API-Key header")
@@ -53,11 +56,13 @@ def mark(request: Request, **ab) -> None:
 def limit(name: str, value: int, maximum: int) -> None:
     """422 when a request asks for more than the configured ``maximum``."""
     if value > maximum:
-        raise HTTPException(422, f"{name} is {value}; this service allows at most {maximum} "
-                                 "(conf serving.yml)")
+        raise HTTPException(
+            422, f"{name} is {value}; this service allows at most {maximum} (conf serving.yml)"
+        )
 
 
 def removed_tracks(state: ServiceState, filters: Filters) -> np.ndarray | None:
     """Track positions the request's filters take out (None: nothing removed)."""
-    return state.catalogue.filter_out(filters.include_genres, filters.exclude_genres,
-                                      filters.exclude_explicit)
+    return state.catalogue.filter_out(
+        filters.include_genres, filters.exclude_genres, filters.exclude_explicit
+    )

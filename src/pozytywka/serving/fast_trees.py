@@ -21,7 +21,7 @@ class CompiledTrees:
         def pad(field: str, dtype) -> np.ndarray:
             out = np.zeros((len(trees), width), dtype=dtype)
             for i, t in enumerate(trees):
-                out[i, :len(t)] = t[field]
+                out[i, : len(t)] = t[field]
             return out
 
         self.feature = pad("feature_idx", np.int64)

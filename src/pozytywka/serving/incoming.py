@@ -33,7 +33,7 @@ class IncomingWriter:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 view = memoryview(data)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)  # closing releases the lock

@@ -59,9 +59,13 @@ class ServiceState:
             f"users known: {len(self.catalogue.users):,} (cold start for those the model lacks)",
             f"prediction log: {self.log.path} ({self.log.count():,} records)",
             f"events recorded to: {self.events.directory}",
-            "write endpoints: " + ("API key configured" if self.api_key else
-                                   f"DISABLED, no API key (set {API_KEY_ENV} or "
-                                   "serving_api_key in conf/local/credentials.yml)"),
+            "write endpoints: "
+            + (
+                "API key configured"
+                if self.api_key
+                else f"DISABLED, no API key (set {API_KEY_ENV} or "
+                "serving_api_key in conf/local/credentials.yml)"
+            ),
         ]
 
 
@@ -79,11 +83,13 @@ def _load(catalog, name: str):
         raise StartupError(
             f"cannot load '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}). "
             "Run `kedro run` first to train and save the models, or point "
-            "conf/<env>/serving.yml models.*_uri at MLflow models.") from exc
+            "conf/<env>/serving.yml models.*_uri at MLflow models."
+        ) from exc
 
 
-def load_service(project_path: str | Path = ".", env: str | None = None,
-                 overrides: dict | None = None) -> ServiceState:
+def load_service(
+    project_path: str | Path = ".", env: str | None = None, overrides: dict | None = None
+) -> ServiceState:
     """Everything the API needs, from the project at ``project_path`` (its catalog, parameters
     and conf/<env>/serving.yml, with ``overrides`` merged over the latter)."""
     project_path = Path(project_path).resolve()
@@ -118,24 +124,35 @@ def load_service(project_path: str | Path = ".", env: str | None = None,
 
     tracks, artists = _load(catalog, "tracks"), _load(catalog, "artists")
     users = _load(catalog, "users")
-    catalogue = Catalogue.build(recommender.track_ids, tracks, artists, users,
-                                _load(catalog, "genre_vocabulary"))
+    catalogue = Catalogue.build(
+        recommender.track_ids, tracks, artists, users, _load(catalog, "genre_vocabulary")
+    )
     users_writer = IncomingWriter(_incoming_path(conf, project_path, "users"))
     _register_incoming_users(catalogue, users_writer)
-    engine = RecommenderEngine(recommender, catalogue, config,
-                               params["recommendation"]["groups"])
-    skip = SkipEngine(skip_model, _load(catalog, "skip_dataset"), tracks, catalogue,
-                      params["skip_prediction"])
-    log = PredictionLog(in_project(project_path, config["prediction_log"]["path"]),
-                        config["prediction_log"]["synchronous"])
+    engine = RecommenderEngine(recommender, catalogue, config, params["recommendation"]["groups"])
+    skip = SkipEngine(
+        skip_model, _load(catalog, "skip_dataset"), tracks, catalogue, params["skip_prediction"]
+    )
+    log = PredictionLog(
+        in_project(project_path, config["prediction_log"]["path"]),
+        config["prediction_log"]["synchronous"],
+    )
     versions = {
         "recommender": "lightfm-" + _digest(engine.item_emb.tobytes(), engine.user_emb.tobytes()),
         "skip": f"{type(skip_model).__name__.lower()}-" + _digest(pickle.dumps(skip_model)),
     }
-    state = ServiceState(engine, skip, catalogue, log,
-                         IncomingWriter(_incoming_path(conf, project_path, "sessions")),
-                         users_writer, config, versions,
-                         {"recommender": rec_source, "skip": skip_source}, api_key)
+    state = ServiceState(
+        engine,
+        skip,
+        catalogue,
+        log,
+        IncomingWriter(_incoming_path(conf, project_path, "sessions")),
+        users_writer,
+        config,
+        versions,
+        {"recommender": rec_source, "skip": skip_source},
+        api_key,
+    )
     for line in state.summary():
         logger.info("Serving: %s", line)
     return state

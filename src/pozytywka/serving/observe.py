@@ -22,12 +22,19 @@ class Metrics:
 
     def __init__(self):
         self.registry = CollectorRegistry()
-        self.requests = Counter("pozytywka_requests", "Answers by endpoint, variant and status",
-                                ["endpoint", "variant", "status"], registry=self.registry)
-        self.latency = Histogram("pozytywka_request_latency_seconds",
-                                 "Time to answer, by endpoint and variant",
-                                 ["endpoint", "variant"], buckets=LATENCY_BUCKETS,
-                                 registry=self.registry)
+        self.requests = Counter(
+            "pozytywka_requests",
+            "Answers by endpoint, variant and status",
+            ["endpoint", "variant", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "pozytywka_request_latency_seconds",
+            "Time to answer, by endpoint and variant",
+            ["endpoint", "variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
 
 
 class ObserveMiddleware:
@@ -84,16 +91,24 @@ class ObserveMiddleware:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_body:
-                response = JSONResponse({"detail": f"request body over {self.max_body} bytes"},
-                                        status_code=413)
+                response = JSONResponse(
+                    {"detail": f"request body over {self.max_body} bytes"}, status_code=413
+                )
                 metrics.requests.labels(scope["path"][:64], "none", "413").inc()
                 await response(scope, receive, send)
                 return None
         return body
 
     @staticmethod
-    def _observe(scope, service: ServiceState, metrics: Metrics, start: float, status: int,
-                 body: bytes, chunks: list[bytes]) -> None:
+    def _observe(
+        scope,
+        service: ServiceState,
+        metrics: Metrics,
+        start: float,
+        status: int,
+        body: bytes,
+        chunks: list[bytes],
+    ) -> None:
         """Count and time the answer; append a log record for prediction endpoints."""
         latency = time.perf_counter() - start
         route = scope.get("route")
@@ -110,10 +125,18 @@ class ObserveMiddleware:
                 user_id = int(json.loads(body).get("user_id"))
             except (ValueError, TypeError, AttributeError):
                 user_id = None
-        service.log.append(Record(
-            logged_at=datetime.now(UTC).isoformat(timespec="microseconds"), endpoint=endpoint,
-            experiment=ab.get("experiment"), variant=ab.get("variant"),
-            forced=bool(ab.get("forced")), model_version=ab.get("model_version"),
-            user_id=user_id, status=status, latency_ms=latency * 1e3,
-            request=body.decode("utf-8", "replace"),
-            response=b"".join(chunks).decode("utf-8", "replace")))
+        service.log.append(
+            Record(
+                logged_at=datetime.now(UTC).isoformat(timespec="microseconds"),
+                endpoint=endpoint,
+                experiment=ab.get("experiment"),
+                variant=ab.get("variant"),
+                forced=bool(ab.get("forced")),
+                model_version=ab.get("model_version"),
+                user_id=user_id,
+                status=status,
+                latency_ms=latency * 1e3,
+                request=body.decode("utf-8", "replace"),
+                response=b"".join(chunks).decode("utf-8", "replace"),
+            )
+        )

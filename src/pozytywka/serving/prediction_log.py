@@ -57,8 +57,9 @@ class PredictionLog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None,
-                                   timeout=30.0)
+        self._db = sqlite3.connect(
+            self.path, check_same_thread=False, isolation_level=None, timeout=30.0
+        )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(SCHEMA)
@@ -70,9 +71,20 @@ class PredictionLog:
                 "INSERT INTO predictions (logged_at, endpoint, experiment, variant, forced, "
                 "model_version, user_id, status, latency_ms, request, response) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (record.logged_at, record.endpoint, record.experiment, record.variant,
-                 int(record.forced), record.model_version, record.user_id, record.status,
-                 record.latency_ms, record.request, record.response))
+                (
+                    record.logged_at,
+                    record.endpoint,
+                    record.experiment,
+                    record.variant,
+                    int(record.forced),
+                    record.model_version,
+                    record.user_id,
+                    record.status,
+                    record.latency_ms,
+                    record.request,
+                    record.response,
+                ),
+            )
 
     def count(self) -> int:
         with self._lock:
@@ -95,19 +107,25 @@ def ab_summary(log: pd.DataFrame) -> dict:
     for (experiment, variant), rows in tested.groupby(["experiment", "variant"], dropna=False):
         ok = rows[rows["status"] == 200]
         entry = {
-            "answers": int(len(rows)), "users": int(rows["user_id"].nunique()),
+            "answers": int(len(rows)),
+            "users": int(rows["user_id"].nunique()),
             "assigned_by_hash": int((rows["forced"] == 0).sum()),
             "errors": int((rows["status"] >= 400).sum()),
         }
         if len(ok):
-            entry.update({f"latency_ms_p{q}": round(float(np.percentile(ok["latency_ms"], q)), 3)
-                          for q in (50, 95, 99)})
+            entry.update(
+                {
+                    f"latency_ms_p{q}": round(float(np.percentile(ok["latency_ms"], q)), 3)
+                    for q in (50, 95, 99)
+                }
+            )
             bodies = [json.loads(r) for r in ok["response"]]
             if experiment == "playlists":
                 entry["mean_playlist_length"] = float(np.mean([len(b["tracks"]) for b in bodies]))
             elif experiment == "skip_predictions":
                 entry["skip_share"] = float(np.mean([b["prediction"] == "SKIP" for b in bodies]))
-                entry["mean_skip_probability"] = float(np.mean([b["skip_probability"]
-                                                                for b in bodies]))
+                entry["mean_skip_probability"] = float(
+                    np.mean([b["skip_probability"] for b in bodies])
+                )
         out.setdefault(experiment, {})[variant if isinstance(variant, str) else "none"] = entry
     return out

@@ -20,14 +20,16 @@ from .catalogue import Catalogue, UnknownIds
 
 logger = logging.getLogger(__name__)
 
-UNKNOWN_USER_HINT = ("Neither the model nor the user table knows this id; register the user "
-                     "with POST /users (favourite genres) to get cold-start recommendations")
+UNKNOWN_USER_HINT = (
+    "Neither the model nor the user table knows this id; register the user "
+    "with POST /users (favourite genres) to get cold-start recommendations"
+)
 
 
 @dataclass
 class Member:
     user_id: int
-    row: int | None            # the model's row, None for a cold-start user
+    row: int | None  # the model's row, None for a cold-start user
     bias: float
     embedding: np.ndarray
 
@@ -50,8 +52,13 @@ class RecommenderEngine:
     """Holds float32 copies of the representations; every answer is a few matrix-vector
     products over the catalogue, with an optional HNSW index for similar tracks."""
 
-    def __init__(self, recommender: LightFMRecommender, catalogue: Catalogue, config: dict,
-                 group_params: dict):
+    def __init__(
+        self,
+        recommender: LightFMRecommender,
+        catalogue: Catalogue,
+        config: dict,
+        group_params: dict,
+    ):
         self.recommender, self.catalogue = recommender, catalogue
         self.config, self.group_params = config, group_params
         scorer = recommender.scorer
@@ -82,22 +89,35 @@ class RecommenderEngine:
         heads = np.empty((len(self.user_emb), size), dtype=np.int32)
         for lo in range(0, len(self.user_emb), 256):
             rows = slice(lo, lo + 256)
-            heads[rows] = top_k(self.user_emb[rows] @ self.item_emb_t + self.item_bias[None, :],
-                                size)
-        logger.info("Precomputed the best %d tracks of %d users (%.1f MB)", size, len(heads),
-                    heads.nbytes / 2**20)
+            heads[rows] = top_k(
+                self.user_emb[rows] @ self.item_emb_t + self.item_bias[None, :], size
+            )
+        logger.info(
+            "Precomputed the best %d tracks of %d users (%.1f MB)",
+            size,
+            len(heads),
+            heads.nbytes / 2**20,
+        )
         return heads
 
     def _build_index(self, hnsw: dict):
         import hnswlib  # noqa: PLC0415 - only catalogues past the threshold need it
 
         index = hnswlib.Index(space="cosine", dim=self.item_emb.shape[1])
-        index.init_index(max_elements=len(self.item_emb), ef_construction=hnsw["ef_construction"],
-                         M=hnsw["M"], random_seed=0)
+        index.init_index(
+            max_elements=len(self.item_emb),
+            ef_construction=hnsw["ef_construction"],
+            M=hnsw["M"],
+            random_seed=0,
+        )
         index.add_items(self.item_emb, np.arange(len(self.item_emb)))
         index.set_ef(hnsw["ef_search"])
-        logger.info("HNSW index over %d track embeddings (M=%d, ef=%d)", len(self.item_emb),
-                    hnsw["M"], hnsw["ef_search"])
+        logger.info(
+            "HNSW index over %d track embeddings (M=%d, ef=%d)",
+            len(self.item_emb),
+            hnsw["M"],
+            hnsw["ef_search"],
+        )
         return index
 
     # ---- users ---------------------------------------------------------------------------
@@ -109,8 +129,9 @@ class RecommenderEngine:
         profile = self.catalogue.users.get(user_id)
         if profile is None:
             raise UnknownIds("user", [user_id], UNKNOWN_USER_HINT)
-        bias, emb = self.recommender.cold_start_representation(list(profile.favourite_genres),
-                                                               profile.premium)
+        bias, emb = self.recommender.cold_start_representation(
+            list(profile.favourite_genres), profile.premium
+        )
         return Member(user_id, None, bias, emb)
 
     def members(self, user_ids: list[int]) -> list[Member]:
@@ -133,7 +154,7 @@ class RecommenderEngine:
         if member.row is None:
             return np.empty(0, dtype=np.int64)
         k = self.known
-        return k.indices[k.indptr[member.row]:k.indptr[member.row + 1]]
+        return k.indices[k.indptr[member.row] : k.indptr[member.row + 1]]
 
     def _known_mask(self, member: Member) -> np.ndarray | None:
         history = self.history(member)
@@ -145,8 +166,9 @@ class RecommenderEngine:
 
     # ---- endpoints -----------------------------------------------------------------------
 
-    def recommend(self, user_id: int, k: int, removed: np.ndarray | None,
-                  exclude_known: bool) -> tuple[Member, np.ndarray, np.ndarray]:
+    def recommend(
+        self, user_id: int, k: int, removed: np.ndarray | None, exclude_known: bool
+    ) -> tuple[Member, np.ndarray, np.ndarray]:
         member = self.member(user_id)
         scores = self.scores([member])[0]
         known = self._known_mask(member) if exclude_known else None
@@ -154,8 +176,9 @@ class RecommenderEngine:
         top = _top(scores, k, removed)
         return member, top, scores[top]
 
-    def rerank(self, user_id: int, positions: np.ndarray, removed: np.ndarray | None
-               ) -> tuple[Member, np.ndarray, np.ndarray, np.ndarray]:
+    def rerank(
+        self, user_id: int, positions: np.ndarray, removed: np.ndarray | None
+    ) -> tuple[Member, np.ndarray, np.ndarray, np.ndarray]:
         """(member, kept positions best first, their scores, filtered-out positions)."""
         member = self.member(user_id)
         scores = self.item_emb[positions] @ member.embedding + self.item_bias[positions]
@@ -165,8 +188,9 @@ class RecommenderEngine:
         order = np.argsort(-kept_scores, kind="stable")
         return member, kept[order], kept_scores[order], positions[drop]
 
-    def similar(self, position: int, k: int, removed: np.ndarray | None
-                ) -> tuple[np.ndarray, np.ndarray, str]:
+    def similar(
+        self, position: int, k: int, removed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, str]:
         """Tracks most similar to ``position`` by cosine of item embeddings (never itself)."""
         removed = np.zeros(self.n_tracks, bool) if removed is None else removed.copy()
         removed[position] = True
@@ -182,7 +206,7 @@ class RecommenderEngine:
         """HNSW neighbours, fetched in growing batches until ``k`` pass the filters; None if
         the filters leave too few for the index to find (the caller searches exactly)."""
         fetch = min(self.n_tracks, 2 * (k + 1))
-        query = self.item_emb[position:position + 1]
+        query = self.item_emb[position : position + 1]
         while True:
             self.index.set_ef(max(self.config["similar_tracks"]["hnsw"]["ef_search"], fetch))
             labels, distances = self.index.knn_query(query, k=fetch)
@@ -194,19 +218,28 @@ class RecommenderEngine:
                 return None
             fetch = min(self.n_tracks, 4 * fetch)
 
-    def playlist(self, members: list[Member], n: int, strategy: str,
-                 removed: np.ndarray | None) -> tuple[np.ndarray, int]:
+    def playlist(
+        self, members: list[Member], n: int, strategy: str, removed: np.ndarray | None
+    ) -> tuple[np.ndarray, int]:
         """Model variant: (track positions, the candidate cut that sufficed)."""
         excluded = _union(removed, self._group_known(members))
         top = self.group_params["gfar_top"] if strategy == "gfar" else self.group_params["top"]
         heads = None
         if self.heads is not None:
             heads = [None if m.row is None else self.heads[m.row] for m in members]
-        return candidate_group_playlist(self.scores(members), n, strategy, excluded, top,
-                                        self.config["playlists"]["candidates"], heads)
+        return candidate_group_playlist(
+            self.scores(members),
+            n,
+            strategy,
+            excluded,
+            top,
+            self.config["playlists"]["candidates"],
+            heads,
+        )
 
-    def baseline_playlist(self, members: list[Member], n: int, removed: np.ndarray | None,
-                          rng: np.random.Generator) -> np.ndarray:
+    def baseline_playlist(
+        self, members: list[Member], n: int, removed: np.ndarray | None, rng: np.random.Generator
+    ) -> np.ndarray:
         """Base variant: ``n`` distinct tracks at random from the members' histories (fewer if
         the histories are shorter; none for a group of cold-start users)."""
         histories = [self.history(m) for m in members]

@@ -42,8 +42,9 @@ class PlaylistRequest(Strict):
     user_id: int = UserId
     other_users: list[int] = Field(description="the other members of the group (at least one)")
     playlist_length: int = Field(20, ge=1, description="tracks in the playlist")
-    strategy: Strategy | None = Field(None, description="how members' rankings are combined; "
-                                      "default from conf serving.yml")
+    strategy: Strategy | None = Field(
+        None, description="how members' rankings are combined; default from conf serving.yml"
+    )
     filters: Filters = Field(default_factory=Filters)
 
     @field_validator("other_users")
@@ -101,8 +102,9 @@ class SkipResponse(BaseModel):
 class RecommendationRequest(Strict):
     user_id: int = UserId
     k: int = Field(10, ge=1)
-    exclude_known: bool | None = Field(None, description="leave out tracks the user played "
-                                       "(default from conf serving.yml)")
+    exclude_known: bool | None = Field(
+        None, description="leave out tracks the user played (default from conf serving.yml)"
+    )
     filters: Filters = Field(default_factory=Filters)
 
 

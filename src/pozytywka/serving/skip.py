@@ -21,40 +21,51 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class SkipAnswer:
-    prediction: str          # PLAY or SKIP
+    prediction: str  # PLAY or SKIP
     skip_probability: float
     genre_match: bool
-    cold_start: bool         # the user has no training-period plays: rates are the prior
+    cold_start: bool  # the user has no training-period plays: rates are the prior
 
 
 class SkipEngine:
     """Feature rows exactly as ``score_pairs`` builds them (same columns, same training-period
     rates), without the per-call joins: one row is a few array lookups."""
 
-    def __init__(self, model, skip_dataset: pd.DataFrame, tracks: pd.DataFrame,
-                 catalogue: Catalogue, params: dict):
+    def __init__(
+        self,
+        model,
+        skip_dataset: pd.DataFrame,
+        tracks: pd.DataFrame,
+        catalogue: Catalogue,
+        params: dict,
+    ):
         self.model, self.catalogue, self.params = model, catalogue, params
         self.columns = list(model.feature_names_in_)
-        train = skip_dataset.loc[skip_dataset["split"] == "train",
-                                 ["user_id", "track_id", "skipped", "genre_match"]]
+        train = skip_dataset.loc[
+            skip_dataset["split"] == "train", ["user_id", "track_id", "skipped", "genre_match"]
+        ]
         self.prior = float(train["skipped"].mean())
         by_match = train.groupby("genre_match")["skipped"].mean()
         # The rule's probability: the training skip share of pairs with the same genre match.
         self.rule_probability = {bool(k): float(v) for k, v in by_match.items()}
         users = train.groupby("user_id")["skipped"].agg(["sum", "count"])
-        self.user_counts = {int(u): (float(s), float(c))
-                            for u, s, c in zip(users.index, users["sum"], users["count"],
-                                               strict=True)}
-        self.track_skips, self.track_rows = training_counts(train, "track_id",
-                                                            pd.Series(catalogue.track_ids))
+        self.user_counts = {
+            int(u): (float(s), float(c))
+            for u, s, c in zip(users.index, users["sum"], users["count"], strict=True)
+        }
+        self.track_skips, self.track_rows = training_counts(
+            train, "track_id", pd.Series(catalogue.track_ids)
+        )
         info = tracks.set_index("track_id").reindex(catalogue.track_ids)
         self.track_table = info[TRACK_FEATURES].astype("float64").to_numpy()
         csc = catalogue.genre_tracks.tocsc()
-        self.track_genres = [frozenset(csc.indices[csc.indptr[i]:csc.indptr[i + 1]])
-                             for i in range(csc.shape[1])]
+        self.track_genres = [
+            frozenset(csc.indices[csc.indptr[i] : csc.indptr[i + 1]]) for i in range(csc.shape[1])
+        ]
         self.position = {c: i for i, c in enumerate(self.columns)}
-        self.fav_columns = {c[len("fav_"):]: i for c, i in self.position.items()
-                            if c.startswith("fav_")}
+        self.fav_columns = {
+            c[len("fav_") :]: i for c, i in self.position.items() if c.startswith("fav_")
+        }
         self.compiled = self._compile(skip_dataset)
 
     def _compile(self, skip_dataset: pd.DataFrame) -> CompiledTrees | None:
@@ -71,8 +82,10 @@ class SkipEngine:
         expected = skip_score(self.model, sample)
         got = np.array([compiled.skip_probability(x) for x in sample.to_numpy(float)])
         if not np.allclose(got, expected, rtol=0, atol=1e-9):
-            logger.warning("Compiled trees disagree with scikit-learn (max %.2e): not used",
-                           np.abs(got - expected).max())
+            logger.warning(
+                "Compiled trees disagree with scikit-learn (max %.2e): not used",
+                np.abs(got - expected).max(),
+            )
             return None
         return compiled
 
@@ -90,8 +103,11 @@ class SkipEngine:
         pos = self.position
         for j, name in enumerate(TRACK_FEATURES):
             row[pos[name]] = self.track_table[track_position, j]
-        favourites = {self.catalogue.genre_index[g] for g in profile.favourite_genres
-                      if g in self.catalogue.genre_index}
+        favourites = {
+            self.catalogue.genre_index[g]
+            for g in profile.favourite_genres
+            if g in self.catalogue.genre_index
+        }
         match = bool(favourites & self.track_genres[track_position])
         row[pos["premium_user"]] = float(profile.premium)
         row[pos["genre_match"]] = float(match)
@@ -111,8 +127,12 @@ class SkipEngine:
         x, match, cold = self.features(user_id, position)
         if variant == "base":
             skip = not match
-            return SkipAnswer("SKIP" if skip else "PLAY", self.rule_probability.get(match,
-                              self.prior), match, cold)
+            return SkipAnswer(
+                "SKIP" if skip else "PLAY",
+                self.rule_probability.get(match, self.prior),
+                match,
+                cold,
+            )
         if self.compiled is not None:
             probability = self.compiled.skip_probability(x)
         else:

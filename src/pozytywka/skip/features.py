@@ -21,12 +21,16 @@ RATE_FEATURES = ["user_skip_rate", "track_skip_rate", "user_train_rows", "track_
 
 # ---- rates -----------------------------------------------------------------------------------
 
-def training_counts(train_rows: pd.DataFrame, key: str, keys: pd.Series
-                    ) -> tuple[np.ndarray, np.ndarray]:
+
+def training_counts(
+    train_rows: pd.DataFrame, key: str, keys: pd.Series
+) -> tuple[np.ndarray, np.ndarray]:
     """Skips and rows of each ``keys`` value in the training rows (0 for unseen values)."""
     total = train_rows.groupby(key)["skipped"].agg(["sum", "count"])
-    return (keys.map(total["sum"]).fillna(0).to_numpy(dtype=float, copy=True),
-            keys.map(total["count"]).fillna(0).to_numpy(dtype=float, copy=True))
+    return (
+        keys.map(total["sum"]).fillna(0).to_numpy(dtype=float, copy=True),
+        keys.map(total["count"]).fillna(0).to_numpy(dtype=float, copy=True),
+    )
 
 
 def smoothed_rate(skips, count, smoothing: float, global_rate: float):
@@ -35,8 +39,14 @@ def smoothed_rate(skips, count, smoothing: float, global_rate: float):
     return (skips + smoothing * global_rate) / (count + smoothing)
 
 
-def out_of_fold_rates(rows: pd.DataFrame, key: str, train: pd.Series, fold: np.ndarray,
-                      smoothing: float, global_rate: float) -> tuple[np.ndarray, np.ndarray]:
+def out_of_fold_rates(
+    rows: pd.DataFrame,
+    key: str,
+    train: pd.Series,
+    fold: np.ndarray,
+    smoothing: float,
+    global_rate: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Skip rate of each row's ``key`` from training rows, out of fold, and its row count.
 
     A training row in fold k gets the rate of the training rows in the other folds; other rows
@@ -56,38 +66,58 @@ def out_of_fold_rates(rows: pd.DataFrame, key: str, train: pd.Series, fold: np.n
 
 # ---- features --------------------------------------------------------------------------------
 
-def genre_match(user_ids: pd.Series, track_ids: pd.Series, track_genres: pd.Series,
-                favourites: pd.Series) -> np.ndarray:
+
+def genre_match(
+    user_ids: pd.Series, track_ids: pd.Series, track_genres: pd.Series, favourites: pd.Series
+) -> np.ndarray:
     """Whether the track's genres meet the user's favourite genres, per row (vectorised by
     joining exploded (pair, genre) tables, not a loop over rows)."""
     pairs = pd.DataFrame({"u": user_ids.to_numpy(), "t": track_ids.to_numpy()})
     codes, uniques = pd.factorize(pd.MultiIndex.from_frame(pairs))
     first = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
-    tg = pd.DataFrame({"pair": np.arange(len(uniques)),
-                       "genre": track_genres.to_numpy()[first]}).explode("genre").dropna()
-    fg = pd.DataFrame({"pair": np.arange(len(uniques)),
-                       "genre": favourites.to_numpy()[first]}).explode("genre").dropna()
+    tg = (
+        pd.DataFrame({"pair": np.arange(len(uniques)), "genre": track_genres.to_numpy()[first]})
+        .explode("genre")
+        .dropna()
+    )
+    fg = (
+        pd.DataFrame({"pair": np.arange(len(uniques)), "genre": favourites.to_numpy()[first]})
+        .explode("genre")
+        .dropna()
+    )
     matched = np.zeros(len(uniques), dtype=bool)
     matched[tg.merge(fg, on=["pair", "genre"])["pair"].unique()] = True
     return matched[codes]
 
 
-def attach_features(rows: pd.DataFrame, tracks: pd.DataFrame, artists: pd.DataFrame,
-                    users: pd.DataFrame, genres: list[str]) -> pd.DataFrame:
+def attach_features(
+    rows: pd.DataFrame,
+    tracks: pd.DataFrame,
+    artists: pd.DataFrame,
+    users: pd.DataFrame,
+    genres: list[str],
+) -> pd.DataFrame:
     """Track features, premium flag, genre match and favourite-genre indicators for
     (user_id, track_id) rows."""
     track_info = tracks[["track_id", "artist_id", *TRACK_FEATURES]].merge(
-        artists[["artist_id", "genres"]], on="artist_id", how="left")
+        artists[["artist_id", "genres"]], on="artist_id", how="left"
+    )
     rows = rows.merge(track_info, on="track_id", how="left", validate="many_to_one")
-    rows = rows.merge(users[["user_id", "premium_user", "favourite_genres"]], on="user_id",
-                      how="left", validate="many_to_one")
-    rows["genre_match"] = genre_match(rows["user_id"], rows["track_id"], rows["genres"],
-                                      rows["favourite_genres"])
+    rows = rows.merge(
+        users[["user_id", "premium_user", "favourite_genres"]],
+        on="user_id",
+        how="left",
+        validate="many_to_one",
+    )
+    rows["genre_match"] = genre_match(
+        rows["user_id"], rows["track_id"], rows["genres"], rows["favourite_genres"]
+    )
     for c in [*TRACK_FEATURES, "premium_user"]:
         rows[c] = rows[c].astype("float64")
     onehot = multi_hot(rows["favourite_genres"], "fav_", genres)
-    return pd.concat([rows.drop(columns=["genres", "favourite_genres", "artist_id"]), onehot],
-                     axis=1)
+    return pd.concat(
+        [rows.drop(columns=["genres", "favourite_genres", "artist_id"]), onehot], axis=1
+    )
 
 
 def feature_columns(dataset: pd.DataFrame) -> list[str]:
@@ -98,6 +128,7 @@ def feature_columns(dataset: pd.DataFrame) -> list[str]:
 
 
 # ---- models ----------------------------------------------------------------------------------
+
 
 def baseline_rule(dataset: pd.DataFrame) -> np.ndarray:
     """Skip when the track's genres do not meet the user's favourite genres."""

@@ -30,12 +30,20 @@ OUT_OF_RANGE_VALUES = {
     "explicit": [2],
 }
 # A stray key outside the contract, as real exports carry, per file (put first in the record).
-EXTRA_KEYS = {"users": '"id":-1', "artists": '"followers":null', "tracks": '"album_id":-1',
-              "sessions": '"id":-1'}
+EXTRA_KEYS = {
+    "users": '"id":-1',
+    "artists": '"followers":null',
+    "tracks": '"album_id":-1',
+    "sessions": '"id":-1',
+}
 # Spellings of event types the service's exports use (design.md §1), per canonical type.
-EVENT_TYPE_VARIANTS = {"advertisement": ["advertisment", "ADVERTISEMENT", "Advertisment"],
-                       "buy_premium": ["BUY_PREMIUM"], "play": ["PLAY", " play"],
-                       "skip": ["SKIP"], "like": ["LIKE", "Like "]}
+EVENT_TYPE_VARIANTS = {
+    "advertisement": ["advertisment", "ADVERTISEMENT", "Advertisment"],
+    "buy_premium": ["BUY_PREMIUM"],
+    "play": ["PLAY", " play"],
+    "skip": ["SKIP"],
+    "like": ["LIKE", "Like "],
+}
 _HOUR_NS = 3_600_000_000_000
 
 
@@ -67,8 +75,7 @@ class _Injector:
         self.free = self.free[~np.isin(self.free, rows)]
         return rows
 
-    def take(self, category: str, kind: str, n: int, pool: np.ndarray | None = None
-             ) -> np.ndarray:
+    def take(self, category: str, kind: str, n: int, pool: np.ndarray | None = None) -> np.ndarray:
         """Reserve ``n`` untouched rows for an in-place edit reported as ``category``/``kind``."""
         rows = self.reserve(n, pool)
         self._count_as(category, kind, len(rows))
@@ -100,7 +107,9 @@ class _Injector:
             return main
         with_key = pc.binary_join_element_wise(
             pa.scalar("{" + self.extra_key + ",", main.type),
-            pc.utf8_slice_codeunits(main.take(pa.array(rows)), 1), pa.scalar("", main.type))
+            pc.utf8_slice_codeunits(main.take(pa.array(rows)), 1),
+            pa.scalar("", main.type),
+        )
         order = np.arange(len(main))
         order[rows] = len(main) + np.arange(len(rows))  # the edited line in place of its row
         return pa.concat_arrays([main, with_key]).take(pa.array(order))
@@ -116,11 +125,18 @@ class _Injector:
         extra = pd.concat(self.extra) if self.extra else self.df.iloc[:0]
         dup_src = self.rng.integers(0, n, n_duplicates)
         bad_src = self.rng.integers(0, n, n_malformed)
-        cut = [line[: int(self.rng.integers(1, max(len(line) - 2, 2)))] + "\n"
-               for line in main.take(pa.array(bad_src, pa.int64())).to_pylist()]
-        lines = pa.concat_arrays([main, self.to_lines(extra).cast(main.type),
-                                  main.take(pa.array(dup_src, pa.int64())),
-                                  pa.array(cut, main.type)])
+        cut = [
+            line[: int(self.rng.integers(1, max(len(line) - 2, 2)))] + "\n"
+            for line in main.take(pa.array(bad_src, pa.int64())).to_pylist()
+        ]
+        lines = pa.concat_arrays(
+            [
+                main,
+                self.to_lines(extra).cast(main.type),
+                main.take(pa.array(dup_src, pa.int64())),
+                pa.array(cut, main.type),
+            ]
+        )
         src = np.concatenate([extra.index.to_numpy(dtype=np.int64), dup_src, bad_src])
         after = src + self.rng.uniform(0.1, 1.0, len(src)) * (n - src)
         pos = np.concatenate([np.arange(n, dtype=float), after])
@@ -141,8 +157,9 @@ def _entity_defects(inj: _Injector, key: str, rates: dict) -> None:
 
     inj.df[key] = inj.df[key].astype(object)
     inj.add_copies("null_id", _count(rates["null_id"], n), null_key)
-    inj.add_copies("conflicting_duplicate_id", _count(rates["conflicting_duplicate_id"], n),
-                   conflict)
+    inj.add_copies(
+        "conflicting_duplicate_id", _count(rates["conflicting_duplicate_id"], n), conflict
+    )
 
 
 def dirty_users(users: pd.DataFrame, rates: dict, rng) -> tuple[str, dict]:
@@ -154,12 +171,15 @@ def dirty_users(users: pd.DataFrame, rates: dict, rng) -> tuple[str, dict]:
     inj.df["favourite_genres"] = inj.df["favourite_genres"].astype(object)
     idx = inj.df.index
     inj.df.loc[idx[rows[:half]], "premium_user"] = inj.df.loc[idx[rows[:half]], "premium_user"].map(
-        lambda b: "true" if b else "false")
+        lambda b: "true" if b else "false"
+    )
     inj.df.loc[idx[rows[half:]], "favourite_genres"] = inj.df.loc[
-        idx[rows[half:]], "favourite_genres"].map(", ".join)
+        idx[rows[half:]], "favourite_genres"
+    ].map(", ".join)
     inj.add_extra_keys(_count(rates.get("extra_field", 0), len(users)), EXTRA_KEYS["users"])
-    text = inj.render(_count(rates["malformed_line"], len(users)),
-                      _count(rates["duplicate_line"], len(users)))
+    text = inj.render(
+        _count(rates["malformed_line"], len(users)), _count(rates["duplicate_line"], len(users))
+    )
     return text, inj.counts
 
 
@@ -171,8 +191,9 @@ def dirty_artists(artists: pd.DataFrame, rates: dict, rng) -> tuple[str, dict]:
     inj.df["genres"] = inj.df["genres"].astype(object)
     inj.df.loc[idx, "genres"] = inj.df.loc[idx, "genres"].map(";".join)
     inj.add_extra_keys(_count(rates.get("extra_field", 0), len(artists)), EXTRA_KEYS["artists"])
-    text = inj.render(_count(rates["malformed_line"], len(artists)),
-                      _count(rates["duplicate_line"], len(artists)))
+    text = inj.render(
+        _count(rates["malformed_line"], len(artists)), _count(rates["duplicate_line"], len(artists))
+    )
     return text, inj.counts
 
 
@@ -181,8 +202,19 @@ def dirty_tracks(tracks: pd.DataFrame, rates: dict, rng) -> tuple[str, dict]:
     inj = _Injector(tracks, rng)
     _entity_defects(inj, "id", rates)
     df = inj.df
-    for col in ["popularity", "duration_ms", "key", "explicit", "loudness", "tempo",
-                "danceability", "energy", "valence", "release_date", "id_artist"]:
+    for col in [
+        "popularity",
+        "duration_ms",
+        "key",
+        "explicit",
+        "loudness",
+        "tempo",
+        "danceability",
+        "energy",
+        "valence",
+        "release_date",
+        "id_artist",
+    ]:
         df[col] = df[col].astype(object)
     rows = inj.take("repaired", "out_of_range", _count(rates["out_of_range"], n))
     fields = list(OUT_OF_RANGE_VALUES)
@@ -193,7 +225,8 @@ def dirty_tracks(tracks: pd.DataFrame, rates: dict, rng) -> tuple[str, dict]:
     df.iloc[rows, df.columns.get_loc("popularity")] = df["popularity"].iloc[rows].astype(str)
     rows = inj.take("repaired", "invalid_release_date", _count(rates["invalid_value"], n))
     df.iloc[rows, df.columns.get_loc("release_date")] = rng.choice(
-        ["unknown", "2024-13-45", "2024-13", "20x4", ""], len(rows))
+        ["unknown", "2024-13-45", "2024-13", "20x4", ""], len(rows)
+    )
     # "YYYY-MM" is a valid release date (design.md §1): kept as is, not counted.
     full_dates = np.flatnonzero(df["release_date"].str.len().to_numpy() == 10)
     rows = inj.reserve(_count(rates["format_variant"], n), pool=full_dates)
@@ -212,15 +245,18 @@ def _iso(ns: np.ndarray) -> pd.Series:
 def _timestamp_variants(ns: np.ndarray, rng) -> np.ndarray:
     """The same instants in other valid ISO-8601 forms than the canonical naive milliseconds."""
     canonical = _iso(ns)
-    forms = [canonical.str.replace("T", " "),  # space separator
-             canonical + "Z",  # UTC designator
-             canonical.str[:19],  # no fractional seconds
-             canonical + "123",  # microseconds
-             _iso(ns + 2 * _HOUR_NS) + "+02:00",  # an offset, the same instant
-             _iso(ns - 5 * _HOUR_NS).str[:19] + "-05:00"]
+    forms = [
+        canonical.str.replace("T", " "),  # space separator
+        canonical + "Z",  # UTC designator
+        canonical.str[:19],  # no fractional seconds
+        canonical + "123",  # microseconds
+        _iso(ns + 2 * _HOUR_NS) + "+02:00",  # an offset, the same instant
+        _iso(ns - 5 * _HOUR_NS).str[:19] + "-05:00",
+    ]
     variant = rng.integers(0, len(forms), len(ns))
-    return np.select([variant == i for i in range(len(forms))],
-                     [f.to_numpy() for f in forms], default="")
+    return np.select(
+        [variant == i for i in range(len(forms))], [f.to_numpy() for f in forms], default=""
+    )
 
 
 def _respell_event_types(df: pd.DataFrame, rows: np.ndarray, rng) -> None:
@@ -240,8 +276,9 @@ def _one_event_per_shared_session(df: pd.DataFrame, candidates: np.ndarray) -> n
     return shared[~pd.Series(df["session_id"].to_numpy()[shared]).duplicated().to_numpy()]
 
 
-def dirty_sessions(events: pd.DataFrame, known_users: np.ndarray, rates: dict, rng
-                   ) -> tuple[str, dict]:
+def dirty_sessions(
+    events: pd.DataFrame, known_users: np.ndarray, rates: dict, rng
+) -> tuple[str, dict]:
     n = len(events)
     df = events.copy()
     ns = df["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
@@ -249,8 +286,9 @@ def dirty_sessions(events: pd.DataFrame, known_users: np.ndarray, rates: dict, r
     df["timestamp"] = pd.Series(pd.array(iso_ms_strings(ns), dtype="str"), index=df.index)
     df["user_id"] = df["user_id"].astype("Int64")
     for col in ["track_id", "event_type"]:  # categorical -> text, decoded by Arrow
-        df[col] = pd.Series(pd.array(pc.cast(pa.array(df[col]), pa.large_string()), dtype="str"),
-                            index=df.index)
+        df[col] = pd.Series(
+            pd.array(pc.cast(pa.array(df[col]), pa.large_string()), dtype="str"), index=df.index
+        )
     inj = _Injector(df, rng, to_lines=event_lines)
     df = inj.df
     df["timestamp"] = df["timestamp"].astype(object)
@@ -262,16 +300,22 @@ def dirty_sessions(events: pd.DataFrame, known_users: np.ndarray, rates: dict, r
     rows = inj.take("normalised", "timestamp_form", _count(rates["format_variant"], n) * 10)
     df.iloc[rows, df.columns.get_loc("timestamp")] = _timestamp_variants(ns[rows], rng)
     k_spelling = _count(rates["format_variant"], n)
-    rows = np.concatenate([
-        inj.take("normalised", "event_type_spelling", (k_spelling + 1) // 2, pool=ads),
-        inj.take("normalised", "event_type_spelling", k_spelling // 2)])
+    rows = np.concatenate(
+        [
+            inj.take("normalised", "event_type_spelling", (k_spelling + 1) // 2, pool=ads),
+            inj.take("normalised", "event_type_spelling", k_spelling // 2),
+        ]
+    )
     _respell_event_types(df, rows, rng)
     inj.add_extra_keys(_count(rates.get("extra_field", 0), n), EXTRA_KEYS["sessions"])
 
     # A null user id that another event of its session names: repaired.
-    rows = inj.take("repaired", "user_id_from_session",
-                    _count(rates.get("recoverable_null_id", 0), n),
-                    pool=_one_event_per_shared_session(df, inj.free))
+    rows = inj.take(
+        "repaired",
+        "user_id_from_session",
+        _count(rates.get("recoverable_null_id", 0), n),
+        pool=_one_event_per_shared_session(df, inj.free),
+    )
     df.iloc[rows, df.columns.get_loc("user_id")] = pd.NA
 
     # Junk copies, dropped by cleaning. A null user alone in its session cannot be recovered.
@@ -283,17 +327,33 @@ def dirty_sessions(events: pd.DataFrame, known_users: np.ndarray, rates: dict, r
         c["session_id"] = np.arange(first_new_session, first_new_session + len(c))
 
     inj.add_copies("null_user_id", k_null, orphan)
-    inj.add_copies("null_track_id", k_null, lambda c: c.__setitem__("track_id", None),
-                   sources=on_track)
+    inj.add_copies(
+        "null_track_id", k_null, lambda c: c.__setitem__("track_id", None), sources=on_track
+    )
     max_user = int(known_users.max())
-    inj.add_copies("unknown_user_id", k_unknown, lambda c: c.__setitem__(
-        "user_id", rng.integers(max_user + 1, max_user + 10_000, len(c))))
-    inj.add_copies("unknown_track_id", k_unknown, lambda c: c.__setitem__(
-        "track_id", base62_ids(rng, len(c))), sources=on_track)
+    inj.add_copies(
+        "unknown_user_id",
+        k_unknown,
+        lambda c: c.__setitem__("user_id", rng.integers(max_user + 1, max_user + 10_000, len(c))),
+    )
+    inj.add_copies(
+        "unknown_track_id",
+        k_unknown,
+        lambda c: c.__setitem__("track_id", base62_ids(rng, len(c))),
+        sources=on_track,
+    )
     k_invalid = _count(rates["invalid_value"], n)
-    inj.add_copies("unknown_event_type", k_invalid, lambda c: c.__setitem__(
-        "event_type", rng.choice(["pause", "seek", "share", ""], len(c))))
-    inj.add_copies("invalid_timestamp", k_invalid, lambda c: c.__setitem__(
-        "timestamp", rng.choice(["yesterday", "2024-02-30T25:61:00", ""], len(c))))
+    inj.add_copies(
+        "unknown_event_type",
+        k_invalid,
+        lambda c: c.__setitem__("event_type", rng.choice(["pause", "seek", "share", ""], len(c))),
+    )
+    inj.add_copies(
+        "invalid_timestamp",
+        k_invalid,
+        lambda c: c.__setitem__(
+            "timestamp", rng.choice(["yesterday", "2024-02-30T25:61:00", ""], len(c))
+        ),
+    )
     text = inj.render(_count(rates["malformed_line"], n), _count(rates["duplicate_line"], n))
     return text, inj.counts

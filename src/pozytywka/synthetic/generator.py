@@ -249,11 +249,13 @@ def _artists(rng: np.random.Generator, genres: _Genres, n_artists: int, d: int) 
     artist_vec = g_sum / n_genres[:, None] + 0.5 * rng.normal(size=(n_artists, d))
     artist_pop = rng.normal(size=n_artists)
     artist_ids = base62_ids(rng, n_artists)
-    artists = pd.DataFrame({
-        "id": artist_ids,
-        "name": _names(rng, n_artists, 2),
-        "genres": [list(genres.names[row[row >= 0]]) for row in artist_genres],
-    })
+    artists = pd.DataFrame(
+        {
+            "id": artist_ids,
+            "name": _names(rng, n_artists, 2),
+            "genres": [list(genres.names[row[row >= 0]]) for row in artist_genres],
+        }
+    )
     return _Artists(artists, artist_ids, artist_family, artist_vec, artist_pop)
 
 
@@ -266,7 +268,8 @@ def _audio_features(rng: np.random.Generator, families: list[str], fam: np.ndarr
     n_tracks = len(fam)
     profile = [FAMILY_AUDIO_PROFILE[f] for f in families]
     means, loud_mean, tempo_mean, duration_mean, explicit_p = (
-        np.array([p[i] for p in profile])[fam] for i in range(5))
+        np.array([p[i] for p in profile])[fam] for i in range(5)
+    )
     concentration = 8.0
     audio = rng.beta(means * concentration, (1 - means) * concentration)
     loudness = np.clip(loud_mean + 3.0 * rng.normal(size=n_tracks), -60.0, 0.0)
@@ -284,44 +287,59 @@ def _release_dates(rng: np.random.Generator, n_tracks: int) -> np.ndarray:
     full_date = rng.random(n_tracks) < 0.75
     return np.where(
         full_date,
-        pd.Series(year).astype(str) + "-" + pd.Series(month).map("{:02d}".format) + "-"
+        pd.Series(year).astype(str)
+        + "-"
+        + pd.Series(month).map("{:02d}".format)
+        + "-"
         + pd.Series(day).map("{:02d}".format),
         pd.Series(year).astype(str),
     )
 
 
-def _tracks(rng: np.random.Generator, genres: _Genres, artists: _Artists, behaviour: dict,
-            n_tracks: int, d: int) -> _Tracks:
+def _tracks(
+    rng: np.random.Generator,
+    genres: _Genres,
+    artists: _Artists,
+    behaviour: dict,
+    n_tracks: int,
+    d: int,
+) -> _Tracks:
     """Tracks of popular artists mostly: audio features, taste vector, popularity and quality."""
     artist_w = np.exp(0.8 * artists.popularity)
     track_artist = rng.choice(len(artists.ids), size=n_tracks, p=artist_w / artist_w.sum())
     audio, loudness, tempo, duration_s, explicit = _audio_features(
-        rng, genres.families, artists.family[track_artist])
+        rng, genres.families, artists.family[track_artist]
+    )
     audio_z = (audio - audio.mean(axis=0)) / audio.std(axis=0)
     projection = rng.normal(size=(len(AUDIO_FEATURES), d)) / np.sqrt(len(AUDIO_FEATURES))
-    track_vec = artists.vectors[track_artist] + 0.6 * rng.normal(size=(n_tracks, d)) \
+    track_vec = (
+        artists.vectors[track_artist]
+        + 0.6 * rng.normal(size=(n_tracks, d))
         + 0.6 * audio_z @ projection
+    )
     track_pop = artists.popularity[track_artist] + 0.7 * rng.normal(size=n_tracks)
     pop_rank = track_pop.argsort().argsort() / max(n_tracks - 1, 1)
     pop_min = behaviour["popularity_min"]
-    popularity = np.round(pop_min + (100 - pop_min) * pop_rank ** 1.5).astype(int)
+    popularity = np.round(pop_min + (100 - pop_min) * pop_rank**1.5).astype(int)
     exposure_logit = behaviour["exposure_skew"] * track_pop
     quality = 0.3 * track_pop + 0.3 * rng.normal(size=n_tracks)
     release_date = _release_dates(rng, n_tracks)
     track_ids = base62_ids(rng, n_tracks)
-    tracks = pd.DataFrame({
-        "id": track_ids,
-        "name": _names(rng, n_tracks, 2),
-        "popularity": popularity,
-        "duration_ms": np.round(duration_s * 1000).astype(int),
-        "explicit": explicit.astype(int),
-        "id_artist": artists.ids[track_artist],
-        "release_date": release_date,
-        **{f: np.round(audio[:, i], 4) for i, f in enumerate(AUDIO_FEATURES)},
-        "key": rng.integers(0, 12, n_tracks),
-        "loudness": np.round(loudness, 3),
-        "tempo": np.round(tempo, 3),
-    })
+    tracks = pd.DataFrame(
+        {
+            "id": track_ids,
+            "name": _names(rng, n_tracks, 2),
+            "popularity": popularity,
+            "duration_ms": np.round(duration_s * 1000).astype(int),
+            "explicit": explicit.astype(int),
+            "id_artist": artists.ids[track_artist],
+            "release_date": release_date,
+            **{f: np.round(audio[:, i], 4) for i, f in enumerate(AUDIO_FEATURES)},
+            "key": rng.integers(0, 12, n_tracks),
+            "loudness": np.round(loudness, 3),
+            "tempo": np.round(tempo, 3),
+        }
+    )
     return _Tracks(tracks, track_ids, track_vec, quality, exposure_logit, duration_s)
 
 
@@ -343,8 +361,9 @@ def _favourite_genres(rng: np.random.Generator, genres: _Genres, taste: dict, n_
     return fav, n_fav
 
 
-def _users(rng: np.random.Generator, genres: _Genres, taste: dict, behaviour: dict,
-           n_users: int, d: int) -> _Users:
+def _users(
+    rng: np.random.Generator, genres: _Genres, taste: dict, behaviour: dict, n_users: int, d: int
+) -> _Users:
     """Users: favourite genres, a taste vector mixing them with a personal part, skip bias,
     activity, premium status and a made-up name and address."""
     fav, n_fav = _favourite_genres(rng, genres, taste, n_users)
@@ -357,21 +376,26 @@ def _users(rng: np.random.Generator, genres: _Genres, taste: dict, behaviour: di
     activity = rng.lognormal(0, behaviour["activity_spread"], n_users)
     premium = rng.random(n_users) < behaviour["premium_share"]
     user_ids = np.arange(101, 101 + n_users)
-    users = pd.DataFrame({
-        "user_id": user_ids,
-        "name": rng.choice(FIRST_NAMES, n_users).astype(object) + " "
-        + rng.choice(LAST_NAMES, n_users).astype(object),
-        "city": rng.choice(CITIES, n_users),
-        "street": rng.choice(STREETS, n_users).astype(object) + " "
-        + rng.integers(1, 120, n_users).astype(str).astype(object),
-        "favourite_genres": [list(dict.fromkeys(genres.names[row[row >= 0]])) for row in fav],
-        "premium_user": premium,
-    })
+    users = pd.DataFrame(
+        {
+            "user_id": user_ids,
+            "name": rng.choice(FIRST_NAMES, n_users).astype(object)
+            + " "
+            + rng.choice(LAST_NAMES, n_users).astype(object),
+            "city": rng.choice(CITIES, n_users),
+            "street": rng.choice(STREETS, n_users).astype(object)
+            + " "
+            + rng.integers(1, 120, n_users).astype(str).astype(object),
+            "favourite_genres": [list(dict.fromkeys(genres.names[row[row >= 0]])) for row in fav],
+            "premium_user": premium,
+        }
+    )
     return _Users(users, user_ids, user_vec, skip_bias, activity, premium)
 
 
-def _affinity_scale(rng: np.random.Generator, users: _Users, tracks: _Tracks,
-                    d: int) -> _AffinityScale:
+def _affinity_scale(
+    rng: np.random.Generator, users: _Users, tracks: _Tracks, d: int
+) -> _AffinityScale:
     """Standardise x.y/sqrt(d) + quality over random pairs."""
     probe_u = rng.integers(0, len(users.ids), 20_000)
     probe_t = rng.integers(0, len(tracks.ids), 20_000)
@@ -381,8 +405,9 @@ def _affinity_scale(rng: np.random.Generator, users: _Users, tracks: _Tracks,
     return _AffinityScale(dot_scale, float(probe.mean()), float(probe.std() or 1.0))
 
 
-def _sessions(rng: np.random.Generator, size: dict, behaviour: dict, time: dict,
-              activity: np.ndarray) -> _Sessions:
+def _sessions(
+    rng: np.random.Generator, size: dict, behaviour: dict, time: dict, activity: np.ndarray
+) -> _Sessions:
     """Sessions of geometric length, enough for the configured number of events, over time."""
     n_users = len(activity)
     skip_rate, like_rate = behaviour["skip_rate"], behaviour["like_rate"]
@@ -391,25 +416,43 @@ def _sessions(rng: np.random.Generator, size: dict, behaviour: dict, time: dict,
     n_plays_target = max(int(size["n_events"] / events_per_play), n_users)
     mean_len = behaviour["plays_per_session"]
     n_sessions = max(int(n_plays_target / mean_len), 1)
-    session_len = np.minimum(rng.geometric(1 / mean_len, n_sessions),
-                             behaviour["max_plays_per_session"])
+    session_len = np.minimum(
+        rng.geometric(1 / mean_len, n_sessions), behaviour["max_plays_per_session"]
+    )
     # Every user gets a session (if there are enough); the rest follow activity. Shuffled, as
     # sessions are numbered in time order.
-    session_user = rng.permutation(np.concatenate([
-        rng.permutation(n_users),
-        rng.choice(n_users, size=max(n_sessions - n_users, 0), p=activity / activity.sum()),
-    ])[:n_sessions])
+    session_user = rng.permutation(
+        np.concatenate(
+            [
+                rng.permutation(n_users),
+                rng.choice(n_users, size=max(n_sessions - n_users, 0), p=activity / activity.sum()),
+            ]
+        )[:n_sessions]
+    )
     start = pd.Timestamp(time["start"], tz="UTC").value  # ns
     span = int(time["days"] * 86_400e9)
     session_start = np.sort(rng.integers(start, start + span, n_sessions))
     session_ids = np.arange(1, n_sessions + 1) + 10_000  # ordered by start time, as logs are
     play_session = np.repeat(np.arange(n_sessions), session_len)
-    return _Sessions(session_ids, session_user, session_start, session_len, play_session,
-                     session_user[play_session])
+    return _Sessions(
+        session_ids,
+        session_user,
+        session_start,
+        session_len,
+        play_session,
+        session_user[play_session],
+    )
 
 
-def _choose_tracks(rng: np.random.Generator, taste: dict, users: _Users, tracks: _Tracks,
-                   scale: _AffinityScale, play_user: np.ndarray, d: int):
+def _choose_tracks(
+    rng: np.random.Generator,
+    taste: dict,
+    users: _Users,
+    tracks: _Tracks,
+    scale: _AffinityScale,
+    play_user: np.ndarray,
+    d: int,
+):
     """The track of each play, chosen among exposure-drawn candidates by affinity (Gumbel-max
     = softmax sampling), and its affinity."""
     n_plays = len(play_user)
@@ -436,8 +479,16 @@ def _choose_tracks(rng: np.random.Generator, taste: dict, users: _Users, tracks:
     return play_track, play_aff.astype(np.float64)
 
 
-def _plays(rng: np.random.Generator, taste: dict, behaviour: dict, users: _Users,
-           tracks: _Tracks, scale: _AffinityScale, play_user: np.ndarray, d: int) -> _Plays:
+def _plays(
+    rng: np.random.Generator,
+    taste: dict,
+    behaviour: dict,
+    users: _Users,
+    tracks: _Tracks,
+    scale: _AffinityScale,
+    play_user: np.ndarray,
+    d: int,
+) -> _Plays:
     """Choose each play's track, then skip or like it with calibrated intercepts."""
     n_plays = len(play_user)
     skip_rate, like_rate = behaviour["skip_rate"], behaviour["like_rate"]
@@ -452,8 +503,9 @@ def _plays(rng: np.random.Generator, taste: dict, behaviour: dict, users: _Users
     return _Plays(play_track, play_aff, skipped, liked, alpha_skip, alpha_like)
 
 
-def _premium_purchases(rng: np.random.Generator, premium: np.ndarray, share: float,
-                       sessions: _Sessions):
+def _premium_purchases(
+    rng: np.random.Generator, premium: np.ndarray, share: float, sessions: _Sessions
+):
     """Some non-premium users buy premium during the year, at the start of one of their sessions.
 
     Returns who buys, when (int64 max for nobody) and the session position of each purchase.
@@ -464,16 +516,26 @@ def _premium_purchases(rng: np.random.Generator, premium: np.ndarray, share: flo
     buy_time = np.full(n_users, np.iinfo(np.int64).max)
     buyer_sessions = np.flatnonzero(buyers[session_user])
     if len(buyer_sessions):
-        chosen = pd.Series(buyer_sessions).groupby(session_user[buyer_sessions]).sample(
-            1, random_state=int(rng.integers(2**31))).to_numpy()
+        chosen = (
+            pd.Series(buyer_sessions)
+            .groupby(session_user[buyer_sessions])
+            .sample(1, random_state=int(rng.integers(2**31)))
+            .to_numpy()
+        )
         buy_time[session_user[chosen]] = sessions.start[chosen] - 2_000_000_000
     else:
         chosen = np.empty(0, dtype=int)
     return buyers, buy_time, chosen
 
 
-def _event_times(rng: np.random.Generator, sessions: _Sessions, plays: _Plays,
-                 duration_s: np.ndarray, has_ads: np.ndarray, ad_rate: float):
+def _event_times(
+    rng: np.random.Generator,
+    sessions: _Sessions,
+    plays: _Plays,
+    duration_s: np.ndarray,
+    has_ads: np.ndarray,
+    ad_rate: float,
+):
     """Timestamps inside sessions: each play takes an optional ad slot, then the time listened
     and a short pause; the ad and the track's own events never overlap a neighbour's.
 
@@ -496,8 +558,13 @@ def _event_times(rng: np.random.Generator, sessions: _Sessions, plays: _Plays,
     return ad_ts, play_ts, skip_ts, like_ts, ad_slot
 
 
-def _events_frame(blocks: list[tuple], session_ids: np.ndarray, session_user: np.ndarray,
-                  user_ids: np.ndarray, track_ids: np.ndarray) -> pd.DataFrame:
+def _events_frame(
+    blocks: list[tuple],
+    session_ids: np.ndarray,
+    session_user: np.ndarray,
+    user_ids: np.ndarray,
+    track_ids: np.ndarray,
+) -> pd.DataFrame:
     """The event log from ``(session, timestamp ns, track, type name)`` blocks, in session then
     time order, at the export's millisecond precision."""
     ev_session = np.concatenate([b[0] for b in blocks])
@@ -507,27 +574,38 @@ def _events_frame(blocks: list[tuple], session_ids: np.ndarray, session_user: np
     ev_type = np.concatenate([np.full(len(b[0]), i, dtype=np.int8) for i, b in enumerate(blocks)])
     order = np.lexsort((ev_ts, ev_session))
     ev_ts_ms = ev_ts[order] // 1_000_000 * 1_000_000  # the export has millisecond precision
-    return pd.DataFrame({
-        "session_id": session_ids[ev_session[order]],
-        "timestamp": pd.DatetimeIndex(ev_ts_ms.view("datetime64[ns]")).tz_localize("UTC"),
-        "user_id": user_ids[session_user[ev_session[order]]],
-        "track_id": pd.Categorical.from_codes(ev_track[order], categories=track_ids),
-        "event_type": pd.Categorical.from_codes(ev_type[order], categories=type_names),
-    })
+    return pd.DataFrame(
+        {
+            "session_id": session_ids[ev_session[order]],
+            "timestamp": pd.DatetimeIndex(ev_ts_ms.view("datetime64[ns]")).tz_localize("UTC"),
+            "user_id": user_ids[session_user[ev_session[order]]],
+            "track_id": pd.Categorical.from_codes(ev_track[order], categories=track_ids),
+            "event_type": pd.Categorical.from_codes(ev_type[order], categories=type_names),
+        }
+    )
 
 
-def _events(rng_play: np.random.Generator, rng_session: np.random.Generator, behaviour: dict,
-            users: _Users, tracks: _Tracks, sessions: _Sessions, plays: _Plays) -> pd.DataFrame:
+def _events(
+    rng_play: np.random.Generator,
+    rng_session: np.random.Generator,
+    behaviour: dict,
+    users: _Users,
+    tracks: _Tracks,
+    sessions: _Sessions,
+    plays: _Plays,
+) -> pd.DataFrame:
     """Plays, skips, likes, ads and premium purchases as one event log.
 
     Sets ``premium_user`` of the users frame for those who buy premium.
     """
     premium = users.premium
     buyers, buy_time, chosen = _premium_purchases(
-        rng_session, premium, behaviour["buy_premium_share"], sessions)
+        rng_session, premium, behaviour["buy_premium_share"], sessions
+    )
     users.frame["premium_user"] = premium | buyers
     ad_ts, play_ts, skip_ts, like_ts, ad_slot = _event_times(
-        rng_play, sessions, plays, tracks.duration_s, ~premium | buyers, behaviour["ad_rate"])
+        rng_play, sessions, plays, tracks.duration_s, ~premium | buyers, behaviour["ad_rate"]
+    )
     ad = ad_slot & (ad_ts < buy_time[sessions.play_user])  # no ads once premium is bought
     play_session, play_track = sessions.play_session, plays.track
     skipped, liked = plays.skipped, plays.liked
@@ -541,8 +619,9 @@ def _events(rng_play: np.random.Generator, rng_session: np.random.Generator, beh
     return _events_frame(blocks, sessions.ids, sessions.user, users.ids, tracks.ids)
 
 
-def _truth(users: _Users, tracks: _Tracks, plays: _Plays, scale: _AffinityScale,
-           params: dict, d: int) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+def _truth(
+    users: _Users, tracks: _Tracks, plays: _Plays, scale: _AffinityScale, params: dict, d: int
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """The hidden truth: users' and tracks' latent factors and the constants of the formula."""
     taste = params["taste"]
     factor_cols = [f"f{i}" for i in range(d)]
@@ -591,9 +670,15 @@ def generate_catalogue(params: dict) -> SyntheticCatalogue:
     sessions = _sessions(rng_session, size, behaviour, params["time"], users.activity)
     plays = _plays(rng_play, taste, behaviour, users, tracks, scale, sessions.play_user, d)
     events = _events(rng_play, rng_session, behaviour, users, tracks, sessions, plays)
-    logger.info("Generated %d users, %d artists, %d tracks, %d sessions, %d events",
-                size["n_users"], size["n_artists"], size["n_tracks"], len(sessions.ids),
-                len(events))
+    logger.info(
+        "Generated %d users, %d artists, %d tracks, %d sessions, %d events",
+        size["n_users"],
+        size["n_artists"],
+        size["n_tracks"],
+        len(sessions.ids),
+        len(events),
+    )
     user_truth, track_truth, truth_params = _truth(users, tracks, plays, scale, params, d)
-    return SyntheticCatalogue(users.frame, artists.frame, tracks.frame, events,
-                              user_truth, track_truth, truth_params)
+    return SyntheticCatalogue(
+        users.frame, artists.frame, tracks.frame, events, user_truth, track_truth, truth_params
+    )

@@ -30,12 +30,19 @@ def iso_ms_strings(ns_since_epoch: np.ndarray) -> pa.Array:
     if len(days) == 0:
         return pa.array([], _STR)
     first = int(days.min())
-    dates = pa.array(np.datetime_as_string(
-        np.arange(first, int(days.max()) + 1).astype("datetime64[D]")).astype(object), _STR)
+    dates = pa.array(
+        np.datetime_as_string(np.arange(first, int(days.max()) + 1).astype("datetime64[D]")).astype(
+            object
+        ),
+        _STR,
+    )
     return pc.binary_join_element_wise(
-        pc.take(dates, pa.array(days - first)), _lit("T"),
-        pc.take(_HMS, pa.array(rem // 1000)), _lit("."),
-        pc.take(_MILLIS, pa.array(rem % 1000)), _lit(""),
+        pc.take(dates, pa.array(days - first)),
+        _lit("T"),
+        pc.take(_HMS, pa.array(rem // 1000)),
+        _lit("."),
+        pc.take(_MILLIS, pa.array(rem % 1000)),
+        _lit(""),
     )
 
 
@@ -48,8 +55,9 @@ def _json_string(values: pd.Series | pa.Array) -> pa.Array:
     fixed junk words) never need JSON escaping."""
     arr = values if isinstance(values, pa.Array) else pa.array(values, from_pandas=True)
     arr = pc.cast(arr, _STR)
-    return pc.fill_null(pc.binary_join_element_wise(_lit('"'), arr, _lit('"'), _lit("")),
-                        _lit("null"))
+    return pc.fill_null(
+        pc.binary_join_element_wise(_lit('"'), arr, _lit('"'), _lit("")), _lit("null")
+    )
 
 
 def _contiguous(arr: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -63,14 +71,22 @@ def event_lines(events: pd.DataFrame) -> pa.Array:
     """
     if events.empty:
         return pa.array([], _STR)
-    return _contiguous(pc.binary_join_element_wise(
-        _lit('{"session_id":'), _json_number(events["session_id"]),
-        _lit(',"timestamp":'), _json_string(events["timestamp"]),
-        _lit(',"user_id":'), _json_number(events["user_id"]),
-        _lit(',"track_id":'), _json_string(events["track_id"]),
-        _lit(',"event_type":'), _json_string(events["event_type"]),
-        _lit("}\n"), _lit(""),
-    ))
+    return _contiguous(
+        pc.binary_join_element_wise(
+            _lit('{"session_id":'),
+            _json_number(events["session_id"]),
+            _lit(',"timestamp":'),
+            _json_string(events["timestamp"]),
+            _lit(',"user_id":'),
+            _json_number(events["user_id"]),
+            _lit(',"track_id":'),
+            _json_string(events["track_id"]),
+            _lit(',"event_type":'),
+            _json_string(events["event_type"]),
+            _lit("}\n"),
+            _lit(""),
+        )
+    )
 
 
 def frame_lines(df: pd.DataFrame) -> pa.Array:
@@ -86,7 +102,8 @@ def join_lines(lines: pa.Array) -> str:
     lines = _contiguous(lines).cast(_STR)
     if len(lines) == 0:
         return ""
-    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int64,
-                            count=len(lines) + 1, offset=lines.offset * 8)
-    data = memoryview(lines.buffers()[2])[offsets[0]:offsets[-1]]
+    offsets = np.frombuffer(
+        lines.buffers()[1], dtype=np.int64, count=len(lines) + 1, offset=lines.offset * 8
+    )
+    data = memoryview(lines.buffers()[2])[offsets[0] : offsets[-1]]
     return str(data, "utf-8")

@@ -10,8 +10,9 @@ def _factors(frame: pd.DataFrame, n_factors: int) -> np.ndarray:
     return frame[[f"f{i}" for i in range(n_factors)]].to_numpy(dtype=np.float64)
 
 
-def affinity(user_truth: pd.DataFrame, track_truth: pd.DataFrame, params: dict,
-             user_ids, track_ids) -> np.ndarray:
+def affinity(
+    user_truth: pd.DataFrame, track_truth: pd.DataFrame, params: dict, user_ids, track_ids
+) -> np.ndarray:
     """Standardised true affinity of each (user_ids[i], track_ids[i]) pair."""
     u = user_truth.set_index("user_id").loc[np.asarray(user_ids)]
     t = track_truth.set_index("track_id").loc[np.asarray(track_ids)]
@@ -20,15 +21,17 @@ def affinity(user_truth: pd.DataFrame, track_truth: pd.DataFrame, params: dict,
     return (dots + t["quality"].to_numpy() - params["affinity_mean"]) / params["affinity_std"]
 
 
-def affinity_matrix(user_truth: pd.DataFrame, track_truth: pd.DataFrame, params: dict,
-                    user_ids, track_ids) -> np.ndarray:
+def affinity_matrix(
+    user_truth: pd.DataFrame, track_truth: pd.DataFrame, params: dict, user_ids, track_ids
+) -> np.ndarray:
     """True affinity of every listed user (rows) to every listed track (columns)."""
     u = user_truth.set_index("user_id").loc[np.asarray(user_ids)]
     t = track_truth.set_index("track_id").loc[np.asarray(track_ids)]
     d = params["n_factors"]
     dots = _factors(u, d) @ _factors(t, d).T / np.sqrt(d) / params["dot_scale"]
-    return (dots + t["quality"].to_numpy()[None, :] - params["affinity_mean"]) \
-        / params["affinity_std"]
+    return (dots + t["quality"].to_numpy()[None, :] - params["affinity_mean"]) / params[
+        "affinity_std"
+    ]
 
 
 def skip_probability(user_truth, track_truth, params, user_ids, track_ids) -> np.ndarray:
@@ -45,8 +48,9 @@ def like_probability(user_truth, track_truth, params, user_ids, track_ids) -> np
     return (1 - skip_probability(user_truth, track_truth, params, user_ids, track_ids)) * p_like
 
 
-def like_probability_from_affinity(user_truth: pd.DataFrame, params: dict, user_ids,
-                                   affinity_rows: np.ndarray) -> np.ndarray:
+def like_probability_from_affinity(
+    user_truth: pd.DataFrame, params: dict, user_ids, affinity_rows: np.ndarray
+) -> np.ndarray:
     """``like_probability`` for rows of an ``affinity_matrix`` (users x tracks)."""
     bias = user_truth.set_index("user_id").loc[np.asarray(user_ids), "skip_bias"].to_numpy()
     s = params["outcome_signal"]

@@ -41,30 +41,70 @@ def all_counts(quality: dict) -> dict[str, dict[str, int]]:
 
 
 def ev(sid=1, ts="2024-01-01T10:00:00.000", uid=1, tid=T1, et="play", **extra) -> dict:
-    return {"session_id": sid, "timestamp": ts, "user_id": uid, "track_id": tid,
-            "event_type": et, **extra}
+    return {
+        "session_id": sid,
+        "timestamp": ts,
+        "user_id": uid,
+        "track_id": tid,
+        "event_type": et,
+        **extra,
+    }
 
 
 def track(tid, **overrides):
-    base = {"id": tid, "name": "x", "popularity": 60, "duration_ms": 200000, "explicit": 0,
-            "id_artist": A1, "release_date": "2001-05-04", "danceability": 0.5, "energy": 0.5,
-            "speechiness": 0.1, "acousticness": 0.2, "instrumentalness": 0.0, "liveness": 0.1,
-            "valence": 0.4, "key": 5, "loudness": -7.0, "tempo": 120.0}
+    base = {
+        "id": tid,
+        "name": "x",
+        "popularity": 60,
+        "duration_ms": 200000,
+        "explicit": 0,
+        "id_artist": A1,
+        "release_date": "2001-05-04",
+        "danceability": 0.5,
+        "energy": 0.5,
+        "speechiness": 0.1,
+        "acousticness": 0.2,
+        "instrumentalness": 0.0,
+        "liveness": 0.1,
+        "valence": 0.4,
+        "key": 5,
+        "loudness": -7.0,
+        "tempo": 120.0,
+    }
     return {**base, **overrides}
 
 
 @pytest.fixture
 def users():
-    return clean_users(jsonl({"user_id": 1, "name": "Ann", "city": "Łódź", "street": "x",
-                              "favourite_genres": ["rock"], "premium_user": False},
-                             {"user_id": 2, "name": "Bob", "city": "Gdańsk", "street": "y",
-                              "favourite_genres": ["jazz"], "premium_user": True}))[0]
+    return clean_users(
+        jsonl(
+            {
+                "user_id": 1,
+                "name": "Ann",
+                "city": "Łódź",
+                "street": "x",
+                "favourite_genres": ["rock"],
+                "premium_user": False,
+            },
+            {
+                "user_id": 2,
+                "name": "Bob",
+                "city": "Gdańsk",
+                "street": "y",
+                "favourite_genres": ["jazz"],
+                "premium_user": True,
+            },
+        )
+    )[0]
 
 
 @pytest.fixture
 def artists():
-    return clean_artists(jsonl({"id": A1, "name": "a", "genres": ["rock"]},
-                               {"id": A2, "name": "b", "genres": ["jazz"]}))[0]
+    return clean_artists(
+        jsonl(
+            {"id": A1, "name": "a", "genres": ["rock"]}, {"id": A2, "name": "b", "genres": ["jazz"]}
+        )
+    )[0]
 
 
 @pytest.fixture
@@ -73,8 +113,11 @@ def tracks(artists):
 
 
 def test_parse_counts_malformed_lines_and_skips_blank_ones():
-    df, rejects = parse_jsonl('{"user_id": 1, "favourite_genres": [], "premium_user": true}\n'
-                              '\n{"user_id": 2, "favou\n[1, 2]\n', "users")
+    df, rejects = parse_jsonl(
+        '{"user_id": 1, "favourite_genres": [], "premium_user": true}\n'
+        '\n{"user_id": 2, "favou\n[1, 2]\n',
+        "users",
+    )
     assert list(df["user_id"]) == [1]
     assert list(rejects["line"]) == [3, 4]
     assert set(rejects["reason"]) == {"malformed_line"}
@@ -82,28 +125,53 @@ def test_parse_counts_malformed_lines_and_skips_blank_ones():
 
 
 def test_fast_and_line_by_line_parsing_agree():
-    good = jsonl(*[{"session_id": i, "timestamp": "2024-01-01T00:00:00.000", "user_id": 1,
-                    "track_id": None if i % 2 else T1, "event_type": "play"} for i in range(5)])
+    good = jsonl(
+        *[
+            {
+                "session_id": i,
+                "timestamp": "2024-01-01T00:00:00.000",
+                "user_id": 1,
+                "track_id": None if i % 2 else T1,
+                "event_type": "play",
+            }
+            for i in range(5)
+        ]
+    )
     fast, _ = parse_jsonl(good, "sessions")
     # A line that looks like an object but is not JSON sends the parser line by line.
     slow, rejects = parse_jsonl(good + '{"session_id": }\n', "sessions")
     assert rejects["line"].tolist() == [6]
     cols = ["session_id", "timestamp", "user_id", "track_id", "event_type", "_line"]
-    assert fast[cols].astype(object).where(fast[cols].notna(), None).values.tolist() == \
-        slow[cols].astype(object).where(slow[cols].notna(), None).values.tolist()
+    assert (
+        fast[cols].astype(object).where(fast[cols].notna(), None).values.tolist()
+        == slow[cols].astype(object).where(slow[cols].notna(), None).values.tolist()
+    )
 
 
 def test_a_file_without_a_contract_field_is_refused():
     with pytest.raises(RawSchemaError, match="event_type"):
-        parse_jsonl(jsonl({"session_id": 1, "timestamp": "2024-01-01T00:00:00.000",
-                           "user_id": 1, "track_id": None}), "sessions")
+        parse_jsonl(
+            jsonl(
+                {
+                    "session_id": 1,
+                    "timestamp": "2024-01-01T00:00:00.000",
+                    "user_id": 1,
+                    "track_id": None,
+                }
+            ),
+            "sessions",
+        )
 
 
 def test_users_coercions_and_drops():
     text = jsonl(
         {"user_id": 1, "name": "Ann", "favourite_genres": ["Rock"], "premium_user": False},
-        {"user_id": 2, "name": "Bob", "favourite_genres": "jazz, polish hip hop",
-         "premium_user": "true"},
+        {
+            "user_id": 2,
+            "name": "Bob",
+            "favourite_genres": "jazz, polish hip hop",
+            "premium_user": "true",
+        },
         {"user_id": None, "name": "Nobody", "favourite_genres": [], "premium_user": False},
         {"user_id": 1, "name": "Ann again", "favourite_genres": [], "premium_user": True},
         {"user_id": 3, "name": "Cy", "favourite_genres": None, "premium_user": "maybe"},
@@ -116,15 +184,21 @@ def test_users_coercions_and_drops():
     assert out.loc[0, "name"] == "Ann"  # the first record of a reused id wins
     assert all_counts(quality) == {
         "dropped": {"conflicting_duplicate_id": 1, "duplicate_line": 1, "null_id": 1},
-        "repaired": {"type_coerced": 2, "missing_favourite_genres": 1,
-                     "invalid_premium_flag": 1},
-        "normalised": {}}
-    assert quality["repaired"]["type_coerced"]["detail"] == {"favourite_genres": 1,
-                                                             "premium_user": 1}
+        "repaired": {"type_coerced": 2, "missing_favourite_genres": 1, "invalid_premium_flag": 1},
+        "normalised": {},
+    }
+    assert quality["repaired"]["type_coerced"]["detail"] == {
+        "favourite_genres": 1,
+        "premium_user": 1,
+    }
     assert quality["repaired"]["type_coerced"]["example_lines"] == [2]
     assert quality["dropped"]["duplicate_line"]["example_lines"] == [6]
-    assert (quality["rows_read"], quality["rows_kept"], quality["rows_dropped"],
-            quality["rows_repaired"]) == (6, 3, 3, 2)
+    assert (
+        quality["rows_read"],
+        quality["rows_kept"],
+        quality["rows_dropped"],
+        quality["rows_repaired"],
+    ) == (6, 3, 3, 2)
     assert len(rejected) == 3
 
 
@@ -145,9 +219,14 @@ def test_tracks_out_of_range_values_become_null_and_are_counted(artists):
     assert t3["release_year"] == 1999 and out.iloc[0]["release_year"] == 2001
     assert all_counts(quality) == {
         "dropped": {"null_id": 1, "malformed_line": 1},
-        "repaired": {"out_of_range": 2, "type_coerced": 1, "unknown_artist_id": 1,
-                     "invalid_release_date": 1},
-        "normalised": {}}
+        "repaired": {
+            "out_of_range": 2,
+            "type_coerced": 1,
+            "unknown_artist_id": 1,
+            "invalid_release_date": 1,
+        },
+        "normalised": {},
+    }
     assert quality["repaired"]["out_of_range"]["detail"] == {"danceability": 1, "popularity": 1}
     assert quality["repaired"]["out_of_range"]["example_lines"] == [2]
     assert quality["repaired"]["unknown_artist_id"]["example_lines"] == [3]
@@ -157,56 +236,100 @@ def test_tracks_out_of_range_values_become_null_and_are_counted(artists):
 
 
 def test_sessions_every_defect_kind(users, tracks):
-    good = [ev(), ev(ts="2024-01-01T10:01:00.000", et="skip"),
-            ev(ts="2024-01-01T10:02:00.000", tid=T2),
-            ev(ts="2024-01-01T10:03:00.000", tid=None, et="advertisement"),
-            ev(sid=2, uid=2, ts="2024-01-01 11:00:00.500", tid=T2, et="PLAY"),
-            ev(sid=2, uid=2, ts="2024-01-01T11:01:00Z", tid=T2, et=" like"),
-            ev(sid=2, uid=2, ts="2024-01-01T11:02:00.000+00:00", tid=T1,
-               et="advertisement")]
-    junk = [ev(uid=None, sid=3), ev(tid=None), ev(uid=999), ev(tid="9" * 22), ev(et="pause"),
-            ev(ts="yesterday"), ev(sid=None), "{broken", json.dumps(good[0])]
+    good = [
+        ev(),
+        ev(ts="2024-01-01T10:01:00.000", et="skip"),
+        ev(ts="2024-01-01T10:02:00.000", tid=T2),
+        ev(ts="2024-01-01T10:03:00.000", tid=None, et="advertisement"),
+        ev(sid=2, uid=2, ts="2024-01-01 11:00:00.500", tid=T2, et="PLAY"),
+        ev(sid=2, uid=2, ts="2024-01-01T11:01:00Z", tid=T2, et=" like"),
+        ev(sid=2, uid=2, ts="2024-01-01T11:02:00.000+00:00", tid=T1, et="advertisement"),
+    ]
+    junk = [
+        ev(uid=None, sid=3),
+        ev(tid=None),
+        ev(uid=999),
+        ev(tid="9" * 22),
+        ev(et="pause"),
+        ev(ts="yesterday"),
+        ev(sid=None),
+        "{broken",
+        json.dumps(good[0]),
+    ]
     out, quality, rejected = clean_sessions(jsonl(*good, *junk), users, tracks)
     assert len(out) == len(good)
-    assert out["event_type"].tolist() == ["play", "skip", "play", "advertisement", "play",
-                                          "like", "advertisement"]
+    assert out["event_type"].tolist() == [
+        "play",
+        "skip",
+        "play",
+        "advertisement",
+        "play",
+        "like",
+        "advertisement",
+    ]
     assert out["track_id"].isna().tolist() == [False, False, False, True, False, False, True]
     assert out.loc[4, "timestamp"] == pd.Timestamp("2024-01-01 11:00:00.500", tz="UTC")
     assert all_counts(quality) == {
-        "dropped": {"null_user_id": 1, "null_track_id": 1, "unknown_user_id": 1,
-                    "unknown_track_id": 1, "unknown_event_type": 1, "invalid_timestamp": 1,
-                    "null_session_id": 1, "malformed_line": 1, "duplicate_line": 1},
+        "dropped": {
+            "null_user_id": 1,
+            "null_track_id": 1,
+            "unknown_user_id": 1,
+            "unknown_track_id": 1,
+            "unknown_event_type": 1,
+            "invalid_timestamp": 1,
+            "null_session_id": 1,
+            "malformed_line": 1,
+            "duplicate_line": 1,
+        },
         "repaired": {"track_on_non_track_event": 1},
-        "normalised": {"event_type_spelling": 2, "timestamp_form": 3}}
+        "normalised": {"event_type_spelling": 2, "timestamp_form": 3},
+    }
     assert {k: v["example_lines"] for k, v in quality["dropped"].items() if v["count"]} == {
-        "null_user_id": [8], "null_track_id": [9], "unknown_user_id": [10],
-        "unknown_track_id": [11], "unknown_event_type": [12], "invalid_timestamp": [13],
-        "null_session_id": [14], "malformed_line": [15], "duplicate_line": [16]}
+        "null_user_id": [8],
+        "null_track_id": [9],
+        "unknown_user_id": [10],
+        "unknown_track_id": [11],
+        "unknown_event_type": [12],
+        "invalid_timestamp": [13],
+        "null_session_id": [14],
+        "malformed_line": [15],
+        "duplicate_line": [16],
+    }
     assert quality["rows_read"] == 16 and quality["rows_dropped"] == len(junk) == len(rejected)
     assert rejected["raw"].notna().all()
 
 
 def test_timestamps_in_any_iso_form_are_kept_and_only_normalised(users, tracks):
-    text = jsonl(ev(ts="2024-01-01T10:00:00.000"),  # the canonical form
-                 ev(ts="2024-01-01T10:00:01", tid=T2),
-                 ev(ts="2024-01-01T10:00:02.123456"),
-                 ev(ts="2024-01-01T10:00:03Z", tid=T2),
-                 ev(ts="2024-01-01T12:00:04+02:00"),
-                 ev(ts="2024-01-01 10:00:05.5", tid=T2),
-                 ev(ts="2024-01-01T10:00:06.000Z"),
-                 ev(ts="01/01/2024 10:00"),
-                 ev(ts="2024-01-01T25:00:00"))
+    text = jsonl(
+        ev(ts="2024-01-01T10:00:00.000"),  # the canonical form
+        ev(ts="2024-01-01T10:00:01", tid=T2),
+        ev(ts="2024-01-01T10:00:02.123456"),
+        ev(ts="2024-01-01T10:00:03Z", tid=T2),
+        ev(ts="2024-01-01T12:00:04+02:00"),
+        ev(ts="2024-01-01 10:00:05.5", tid=T2),
+        ev(ts="2024-01-01T10:00:06.000Z"),
+        ev(ts="01/01/2024 10:00"),
+        ev(ts="2024-01-01T25:00:00"),
+    )
     out, quality, rejected = clean_sessions(text, users, tracks)
     start = pd.Timestamp("2024-01-01 10:00", tz="UTC")
-    assert out["timestamp"].tolist() == [start + pd.Timedelta(seconds=s) for s in
-                                         [0, 1, 2.123456, 3, 4, 5.5, 6]]
-    assert all_counts(quality) == {"dropped": {"invalid_timestamp": 2}, "repaired": {},
-                                   "normalised": {"timestamp_form": 6}}
+    assert out["timestamp"].tolist() == [
+        start + pd.Timedelta(seconds=s) for s in [0, 1, 2.123456, 3, 4, 5.5, 6]
+    ]
+    assert all_counts(quality) == {
+        "dropped": {"invalid_timestamp": 2},
+        "repaired": {},
+        "normalised": {"timestamp_form": 6},
+    }
     assert quality["normalised"]["timestamp_form"]["example_lines"] == [2, 3, 4, 5, 6]
     assert quality["normalised"]["timestamp_form"]["detail"] == {
-        "dddd-dd-dd dd:dd:dd.d": 1, "dddd-dd-ddTdd:dd:dd": 1, "dddd-dd-ddTdd:dd:dd+dd:dd": 1,
-        "dddd-dd-ddTdd:dd:dd.dddZ": 1, "dddd-dd-ddTdd:dd:dd.dddddd": 1,
-        "dddd-dd-ddTdd:dd:ddZ": 1}
+        "dddd-dd-dd dd:dd:dd.d": 1,
+        "dddd-dd-ddTdd:dd:dd": 1,
+        "dddd-dd-ddTdd:dd:dd+dd:dd": 1,
+        "dddd-dd-ddTdd:dd:dd.dddZ": 1,
+        "dddd-dd-ddTdd:dd:dd.dddddd": 1,
+        "dddd-dd-ddTdd:dd:ddZ": 1,
+    }
     assert quality["dropped"]["invalid_timestamp"]["example_lines"] == [8, 9]
     assert rejected["reason"].tolist() == ["invalid_timestamp"] * 2
     assert (quality["rows_kept"], quality["rows_repaired"], quality["rows_normalised"]) == (7, 0, 6)
@@ -215,28 +338,65 @@ def test_timestamps_in_any_iso_form_are_kept_and_only_normalised(users, tracks):
 def test_release_dates_of_a_year_a_month_or_a_day_are_valid(artists):
     dates = ["1999", "2001-05", "2001-05-04", "2001-13", "2001-02-30", "05/2001", " 2003-07 "]
     ids = [T1, T2, T3, T4, T5, T6, T7]
-    out, quality, _ = clean_tracks(jsonl(*[track(t, release_date=d)
-                                           for t, d in zip(ids, dates, strict=True)]), artists)
-    assert out["release_date"].tolist() == ["1999", "2001-05", "2001-05-04", pd.NA, pd.NA,
-                                            pd.NA, "2003-07"]
+    out, quality, _ = clean_tracks(
+        jsonl(*[track(t, release_date=d) for t, d in zip(ids, dates, strict=True)]), artists
+    )
+    assert out["release_date"].tolist() == [
+        "1999",
+        "2001-05",
+        "2001-05-04",
+        pd.NA,
+        pd.NA,
+        pd.NA,
+        "2003-07",
+    ]
     assert out["release_year"].tolist() == [1999, 2001, 2001, pd.NA, pd.NA, pd.NA, 2003]
-    assert all_counts(quality) == {"dropped": {}, "repaired": {"invalid_release_date": 3},
-                                   "normalised": {}}
+    assert all_counts(quality) == {
+        "dropped": {},
+        "repaired": {"invalid_release_date": 3},
+        "normalised": {},
+    }
     assert quality["repaired"]["invalid_release_date"]["example_lines"] == [4, 5, 6]
 
 
 def test_event_type_spellings_are_normalised_and_unknown_ones_dropped(users, tracks):
-    spellings = ["advertisment", "ADVERTISEMENT", "PLAY", "SKIP", "LIKE", "BUY_PREMIUM",
-                 " like ", "play", "pause", "pause", "Share", None]
+    spellings = [
+        "advertisment",
+        "ADVERTISEMENT",
+        "PLAY",
+        "SKIP",
+        "LIKE",
+        "BUY_PREMIUM",
+        " like ",
+        "play",
+        "pause",
+        "pause",
+        "Share",
+        None,
+    ]
     track_of = {"advertisment": None, "ADVERTISEMENT": None, "BUY_PREMIUM": None}
-    text = jsonl(*[ev(ts=f"2024-01-01T10:00:{i:02d}.000", et=et, tid=track_of.get(et, T1))
-                   for i, et in enumerate(spellings)])
+    text = jsonl(
+        *[
+            ev(ts=f"2024-01-01T10:00:{i:02d}.000", et=et, tid=track_of.get(et, T1))
+            for i, et in enumerate(spellings)
+        ]
+    )
     out, quality, rejected = clean_sessions(text, users, tracks)
-    assert out["event_type"].tolist() == ["advertisement", "advertisement", "play", "skip",
-                                          "like", "buy_premium", "like", "play"]
+    assert out["event_type"].tolist() == [
+        "advertisement",
+        "advertisement",
+        "play",
+        "skip",
+        "like",
+        "buy_premium",
+        "like",
+        "play",
+    ]
     assert all_counts(quality) == {
-        "dropped": {"unknown_event_type": 3, "null_event_type": 1}, "repaired": {},
-        "normalised": {"event_type_spelling": 7}}
+        "dropped": {"unknown_event_type": 3, "null_event_type": 1},
+        "repaired": {},
+        "normalised": {"event_type_spelling": 7},
+    }
     spelling = quality["normalised"]["event_type_spelling"]
     assert spelling["example_lines"] == [1, 2, 3, 4, 5]
     assert spelling["detail"] == {s: 1 for s in sorted(spellings[:7])}
@@ -248,29 +408,47 @@ def test_event_type_spellings_are_normalised_and_unknown_ones_dropped(users, tra
 
 def test_a_null_user_id_is_recovered_from_its_session_only_when_unambiguous(users, tracks):
     text = jsonl(
-        ev(sid=1, uid=1), ev(sid=1, uid=None, ts="2024-01-01T10:01:00.000", et="skip"),
+        ev(sid=1, uid=1),
+        ev(sid=1, uid=None, ts="2024-01-01T10:01:00.000", et="skip"),
         ev(sid=2, uid=None),  # alone in its session: impossible
-        ev(sid=3, uid=1), ev(sid=3, uid=2, ts="2024-01-01T10:01:00.000", tid=T2),
+        ev(sid=3, uid=1),
+        ev(sid=3, uid=2, ts="2024-01-01T10:01:00.000", tid=T2),
         ev(sid=3, uid=None, ts="2024-01-01T10:02:00.000", et="skip"),  # two users: ambiguous
-        ev(sid=4, uid=999), ev(sid=4, uid=None, ts="2024-01-01T10:01:00.000"),  # 999 unknown
+        ev(sid=4, uid=999),
+        ev(sid=4, uid=None, ts="2024-01-01T10:01:00.000"),  # 999 unknown
         # An event dropped for another reason still says whose session it is.
-        ev(sid=5, uid=2, et="pause"), ev(sid=5, uid=None, ts="2024-01-01T10:01:00.000"),
+        ev(sid=5, uid=2, et="pause"),
+        ev(sid=5, uid=None, ts="2024-01-01T10:01:00.000"),
     )
     out, quality, rejected = clean_sessions(text, users, tracks)
-    assert out[["session_id", "user_id"]].values.tolist() == [[1, 1], [1, 1], [3, 1], [3, 2],
-                                                              [5, 2]]
+    assert out[["session_id", "user_id"]].values.tolist() == [
+        [1, 1],
+        [1, 1],
+        [3, 1],
+        [3, 2],
+        [5, 2],
+    ]
     assert all_counts(quality) == {
-        "dropped": {"null_user_id": 2, "null_user_id_ambiguous": 1, "unknown_user_id": 1,
-                    "unknown_event_type": 1},
+        "dropped": {
+            "null_user_id": 2,
+            "null_user_id_ambiguous": 1,
+            "unknown_user_id": 1,
+            "unknown_event_type": 1,
+        },
         "repaired": {"user_id_from_session": 2, "session_user_conflict": 1},
-        "normalised": {}}
+        "normalised": {},
+    }
     assert quality["repaired"]["user_id_from_session"]["example_lines"] == [2, 10]
     assert quality["repaired"]["session_user_conflict"]["example_lines"] == [5]
     assert quality["dropped"]["null_user_id"]["example_lines"] == [3, 8]
     assert quality["dropped"]["null_user_id_ambiguous"]["example_lines"] == [6]
     assert dict(zip(rejected["line"], rejected["reason"], strict=True)) == {
-        3: "null_user_id", 6: "null_user_id_ambiguous", 7: "unknown_user_id",
-        8: "null_user_id", 9: "unknown_event_type"}
+        3: "null_user_id",
+        6: "null_user_id_ambiguous",
+        7: "unknown_user_id",
+        8: "null_user_id",
+        9: "unknown_event_type",
+    }
 
 
 def test_extra_keys_are_ignored_and_counted_never_dropped(users, tracks, monkeypatch):
@@ -278,8 +456,13 @@ def test_extra_keys_are_ignored_and_counted_never_dropped(users, tracks, monkeyp
     # The same key with one type on every line: Arrow's fast reader takes the file...
     same_type = jsonl(*[ev(ts=t, id=-1) for t in times])
     # ... with types that change, a null-valued key and a key named like an internal column.
-    mixed = jsonl(ev(ts=times[0], id=-1), ev(ts=times[1], id="x"), ev(ts=times[2], note=None),
-                  ev(ts=times[3]), ev(ts=times[4], _line=99))
+    mixed = jsonl(
+        ev(ts=times[0], id=-1),
+        ev(ts=times[1], id="x"),
+        ev(ts=times[2], note=None),
+        ev(ts=times[3]),
+        ev(ts=times[4], _line=99),
+    )
     out_mixed, q_mixed, rej_mixed = clean_sessions(mixed, users, tracks)
 
     def no_slow_path(lines):
@@ -290,49 +473,74 @@ def test_extra_keys_are_ignored_and_counted_never_dropped(users, tracks, monkeyp
     pd.testing.assert_frame_equal(out_same, out_mixed)
     assert len(out_mixed) == 5 and rej_mixed.empty and rej_same.empty
     assert out_mixed["timestamp"].dt.second.tolist() == [0, 1, 2, 3, 4]
-    assert all_counts(q_same) == {"dropped": {}, "repaired": {},
-                                  "normalised": {"extra_field": 5}}
-    assert all_counts(q_mixed) == {"dropped": {}, "repaired": {},
-                                   "normalised": {"extra_field": 4}}
+    assert all_counts(q_same) == {"dropped": {}, "repaired": {}, "normalised": {"extra_field": 5}}
+    assert all_counts(q_mixed) == {"dropped": {}, "repaired": {}, "normalised": {"extra_field": 4}}
     assert q_mixed["normalised"]["extra_field"]["example_lines"] == [1, 2, 3, 5]
     assert q_mixed["normalised"]["extra_field"]["detail"] == {"id": 2, "_line": 1, "note": 1}
     assert q_same["normalised"]["extra_field"]["detail"] == {"id": 5}
     monkeypatch.undo()
-    users_out, q_users, _ = clean_users(jsonl(
-        {"user_id": 7, "id": -1, "favourite_genres": ["rock"], "premium_user": True}))
+    users_out, q_users, _ = clean_users(
+        jsonl({"user_id": 7, "id": -1, "favourite_genres": ["rock"], "premium_user": True})
+    )
     assert users_out["user_id"].tolist() == [7] and users_out["premium_user"].tolist() == [True]
-    assert all_counts(q_users) == {"dropped": {}, "repaired": {},
-                                   "normalised": {"extra_field": 1}}
+    assert all_counts(q_users) == {"dropped": {}, "repaired": {}, "normalised": {"extra_field": 1}}
 
 
 def test_invalid_artists_are_dropped_and_their_tracks_kept_with_the_artist_unknown():
-    artists, q_artists, _ = clean_artists(jsonl({"id": A1, "name": "a", "genres": ["rock"]},
-                                                {"id": "short", "name": "b", "genres": []},
-                                                {"id": None, "name": "c", "genres": []}))
+    artists, q_artists, _ = clean_artists(
+        jsonl(
+            {"id": A1, "name": "a", "genres": ["rock"]},
+            {"id": "short", "name": "b", "genres": []},
+            {"id": None, "name": "c", "genres": []},
+        )
+    )
     assert artists["artist_id"].tolist() == [A1]
-    assert all_counts(q_artists) == {"dropped": {"invalid_id": 1, "null_id": 1},
-                                     "repaired": {}, "normalised": {}}
+    assert all_counts(q_artists) == {
+        "dropped": {"invalid_id": 1, "null_id": 1},
+        "repaired": {},
+        "normalised": {},
+    }
     assert q_artists["dropped"]["invalid_id"]["example_lines"] == [2]
-    tracks, q_tracks, _ = clean_tracks(jsonl(track(T1), track(T2, id_artist="short"),
-                                             track(T3, id_artist=None)), artists)
+    tracks, q_tracks, _ = clean_tracks(
+        jsonl(track(T1), track(T2, id_artist="short"), track(T3, id_artist=None)), artists
+    )
     assert tracks["track_id"].tolist() == [T1, T2, T3]
     assert tracks["artist_id"].tolist() == [A1, pd.NA, pd.NA]
-    assert all_counts(q_tracks) == {"dropped": {},
-                                    "repaired": {"unknown_artist_id": 1, "null_artist_id": 1},
-                                    "normalised": {}}
+    assert all_counts(q_tracks) == {
+        "dropped": {},
+        "repaired": {"unknown_artist_id": 1, "null_artist_id": 1},
+        "normalised": {},
+    }
     assert q_tracks["repaired"]["unknown_artist_id"]["example_lines"] == [2]
 
 
 def real_style_export() -> tuple[str, str, str, str]:
     """A clean export written the way the service writes it: every form valid, nothing wrong."""
-    users = jsonl({"user_id": 1, "name": "Ann", "city": "Łódź", "street": "x",
-                   "favourite_genres": ["rock"], "premium_user": False, "id": -1},
-                  {"user_id": 2, "name": "Bob", "city": "Gdańsk", "street": "y",
-                   "favourite_genres": ["jazz"], "premium_user": True})
-    artists = jsonl({"id": A1, "name": "a", "genres": ["rock"]},
-                    {"id": A2, "name": "b", "genres": ["jazz"]})
-    tracks = jsonl(track(T1, release_date="2001-05"), track(T2, release_date="1999"),
-                   track(T3, id_artist=A2))
+    users = jsonl(
+        {
+            "user_id": 1,
+            "name": "Ann",
+            "city": "Łódź",
+            "street": "x",
+            "favourite_genres": ["rock"],
+            "premium_user": False,
+            "id": -1,
+        },
+        {
+            "user_id": 2,
+            "name": "Bob",
+            "city": "Gdańsk",
+            "street": "y",
+            "favourite_genres": ["jazz"],
+            "premium_user": True,
+        },
+    )
+    artists = jsonl(
+        {"id": A1, "name": "a", "genres": ["rock"]}, {"id": A2, "name": "b", "genres": ["jazz"]}
+    )
+    tracks = jsonl(
+        track(T1, release_date="2001-05"), track(T2, release_date="1999"), track(T3, id_artist=A2)
+    )
     sessions = jsonl(
         ev(ts="2024-01-01T10:00:00.123456", tid=None, et="advertisment", id=-1),
         ev(ts="2024-01-01T10:00:05Z", et="PLAY", id=-1),
@@ -341,7 +549,8 @@ def real_style_export() -> tuple[str, str, str, str]:
         ev(ts="2024-01-01T10:02:00", tid=T2, et="LIKE"),
         ev(sid=2, uid=2, ts="2024-01-02T08:00:00.000", tid=T3, et="play"),
         ev(sid=2, uid=2, ts="2024-01-02T08:03:00.000", tid=None, et="BUY_PREMIUM"),
-        ev(sid=2, uid=2, ts="2024-01-02T08:04:00.000", tid=None, et="ADVERTISEMENT"))
+        ev(sid=2, uid=2, ts="2024-01-02T08:04:00.000", tid=None, et="ADVERTISEMENT"),
+    )
     return users, artists, tracks, sessions
 
 
@@ -351,55 +560,94 @@ def clean_all(users_txt: str, artists_txt: str, tracks_txt: str, sessions_txt: s
     artists, aq, arej = clean_artists(artists_txt)
     tracks, tq, trej = clean_tracks(tracks_txt, artists)
     events, sq, srej = clean_sessions(sessions_txt, users, tracks)
-    return (users, artists, tracks, events), report_data_quality(uq, aq, tq, sq, urej, arej,
-                                                                 trej, srej)
+    return (users, artists, tracks, events), report_data_quality(
+        uq, aq, tq, sq, urej, arej, trej, srej
+    )
 
 
 def test_a_clean_export_in_the_services_own_style_reports_no_defect():
     (users, artists, tracks, events), (report, md, metrics, rejected) = clean_all(
-        *real_style_export())
+        *real_style_export()
+    )
     assert (len(users), len(artists), len(tracks), len(events)) == (2, 2, 3, 8)
-    assert events["event_type"].tolist() == ["advertisement", "play", "skip", "play", "like",
-                                             "play", "buy_premium", "advertisement"]
+    assert events["event_type"].tolist() == [
+        "advertisement",
+        "play",
+        "skip",
+        "play",
+        "like",
+        "play",
+        "buy_premium",
+        "advertisement",
+    ]
     assert tracks["release_year"].tolist() == [2001, 1999, 2001]
     assert set(report["defects"].values()) == {0} and rejected.empty
     for file, s in report["summary"].items():
-        assert (s["rows_dropped"], s["rows_repaired"], s["rows_kept"]) == (
-            0, 0, s["rows_read"]), file
-    assert {f: {k: e["count"] for k, e in kinds.items() if e["count"]}
-            for f, kinds in report["normalised"].items()} == {
-        "users": {"extra_field": 1}, "artists": {}, "tracks": {},
-        "sessions": {"event_type_spelling": 6, "timestamp_form": 4, "extra_field": 3}}
+        assert (s["rows_dropped"], s["rows_repaired"], s["rows_kept"]) == (0, 0, s["rows_read"]), (
+            file
+        )
+    assert {
+        f: {k: e["count"] for k, e in kinds.items() if e["count"]}
+        for f, kinds in report["normalised"].items()
+    } == {
+        "users": {"extra_field": 1},
+        "artists": {},
+        "tracks": {},
+        "sessions": {"event_type_spelling": 6, "timestamp_form": 4, "extra_field": 3},
+    }
     assert report["summary"]["sessions"]["rows_normalised"] == 6  # lines 4 and 6 are canonical
     assert "## Dropped\n\nUnusable records" in md and md.count("None.") == 2
     assert "| sessions | event_type_spelling | 6 | 1, 2, 3, 5, 7 |" in md
 
 
 def test_report_keeps_dropped_repaired_and_normalised_apart(users, artists, tracks):
-    sessions = jsonl(ev(uid=2, tid=T1), ev(uid=None, ts="2024-01-01T10:00:01.000", tid=T1,
-                                           et="SKIP"),
-                     ev(uid=2, ts="2024-01-01T10:00:02.000", et="pause"), "{x")
+    sessions = jsonl(
+        ev(uid=2, tid=T1),
+        ev(uid=None, ts="2024-01-01T10:00:01.000", tid=T1, et="SKIP"),
+        ev(uid=2, ts="2024-01-01T10:00:02.000", et="pause"),
+        "{x",
+    )
     (_, _, _, events), (report, md, metrics, rejected) = clean_all(
-        jsonl({"user_id": 1, "favourite_genres": ["rock"], "premium_user": False},
-              {"user_id": 2, "favourite_genres": "jazz", "premium_user": True}),
+        jsonl(
+            {"user_id": 1, "favourite_genres": ["rock"], "premium_user": False},
+            {"user_id": 2, "favourite_genres": "jazz", "premium_user": True},
+        ),
         jsonl({"id": A1, "name": "a", "genres": ["rock"]}),
         jsonl(track(T1), track(T2, tempo=-5.0)),
-        sessions)
-    assert set(report) == {"summary", "dropped", "repaired", "normalised",
-                           "unknown_event_types", "defects"}
-    assert report["summary"]["sessions"] == {"rows_read": 4, "rows_kept": 2, "rows_dropped": 2,
-                                             "rows_repaired": 1, "rows_normalised": 1}
+        sessions,
+    )
+    assert set(report) == {
+        "summary",
+        "dropped",
+        "repaired",
+        "normalised",
+        "unknown_event_types",
+        "defects",
+    }
+    assert report["summary"]["sessions"] == {
+        "rows_read": 4,
+        "rows_kept": 2,
+        "rows_dropped": 2,
+        "rows_repaired": 1,
+        "rows_normalised": 1,
+    }
     assert report["dropped"]["sessions"]["malformed_line"] == {"count": 1, "example_lines": [4]}
-    assert report["dropped"]["sessions"]["unknown_track_id"] == {"count": 0,
-                                                                 "example_lines": []}
+    assert report["dropped"]["sessions"]["unknown_track_id"] == {"count": 0, "example_lines": []}
     assert report["repaired"]["sessions"]["user_id_from_session"]["example_lines"] == [2]
     assert report["repaired"]["tracks"]["out_of_range"] == {
-        "count": 1, "example_lines": [2], "detail": {"tempo": 1}}
+        "count": 1,
+        "example_lines": [2],
+        "detail": {"tempo": 1},
+    }
     assert report["normalised"]["sessions"]["event_type_spelling"]["detail"] == {"SKIP": 1}
     assert report["unknown_event_types"] == {"pause": 1}
     assert {k: v for k, v in report["defects"].items() if v} == {
-        "malformed_line": 1, "unknown_event_type": 1, "user_id_from_session": 1,
-        "out_of_range": 1, "type_coerced": 1}
+        "malformed_line": 1,
+        "unknown_event_type": 1,
+        "user_id_from_session": 1,
+        "out_of_range": 1,
+        "type_coerced": 1,
+    }
     assert "event_type_spelling" not in report["defects"]  # a normalised form is no defect
     assert "| sessions | 4 | 2 | 2 | 1 | 1 |" in md
     assert "| sessions | unknown_event_type | 1 | 3 | pause: 1 |" in md
@@ -413,13 +661,18 @@ def test_report_keeps_dropped_repaired_and_normalised_apart(users, artists, trac
     assert metrics["dq.users.dropped.null_id"]["value"] == 0.0
     assert metrics["dq.sessions.rows_kept"]["value"] == 2.0
     assert rejected[["file", "line", "reason"]].values.tolist() == [
-        ["sessions", 4, "malformed_line"], ["sessions", 3, "unknown_event_type"]]
+        ["sessions", 4, "malformed_line"],
+        ["sessions", 3, "unknown_event_type"],
+    ]
     assert rejected["raw"].tolist() == ["{x", sessions.splitlines()[2]]
 
 
 def test_a_chunk_the_fast_reader_cannot_read_is_parsed_alone(users, tracks, monkeypatch):
-    text = jsonl(*[ev(ts=f"2024-01-01T10:00:0{i}.000") for i in range(5)], '{"session_id": }',
-                 ev(ts="2024-01-01T10:00:07.000", tid=T2))
+    text = jsonl(
+        *[ev(ts=f"2024-01-01T10:00:0{i}.000") for i in range(5)],
+        '{"session_id": }',
+        ev(ts="2024-01-01T10:00:07.000", tid=T2),
+    )
     whole = clean_sessions(text, users, tracks)
     slow_chunks = []
     python_records = nodes._python_records
@@ -444,10 +697,13 @@ def test_generated_exports_clean_back_to_the_generated_tables(tiny_catalogue):
     (g_users, g_artists, g_tracks, g_events, *_), dirty, _ = tiny_catalogue
     users_txt, artists_txt, tracks_txt, sessions_txt, manifest = dirty
     (users, artists, tracks, events), (report, _, _, rejected) = clean_all(
-        users_txt, artists_txt, tracks_txt, sessions_txt)
+        users_txt, artists_txt, tracks_txt, sessions_txt
+    )
     for file in ["users", "artists", "tracks", "sessions"]:
-        found = {category: {k: e["count"] for k, e in report[category][file].items()
-                            if e["count"]} for category in CATEGORIES}
+        found = {
+            category: {k: e["count"] for k, e in report[category][file].items() if e["count"]}
+            for category in CATEGORIES
+        }
         assert found == manifest[file], file
         s = report["summary"][file]
         assert s["rows_read"] == s["rows_kept"] + s["rows_dropped"], file
@@ -461,11 +717,15 @@ def test_generated_exports_clean_back_to_the_generated_tables(tiny_catalogue):
 
     def canonical(ev: pd.DataFrame) -> pd.DataFrame:
         # Some timestamp forms drop the milliseconds, so compare at second precision.
-        out = pd.DataFrame({"session_id": ev["session_id"].to_numpy(),
-                            "second": ev["timestamp"].dt.floor("s").to_numpy(),
-                            "event_type": ev["event_type"].astype(str).to_numpy(),
-                            "track_id": ev["track_id"].astype(object).fillna("-").to_numpy(),
-                            "user_id": ev["user_id"].to_numpy()})
+        out = pd.DataFrame(
+            {
+                "session_id": ev["session_id"].to_numpy(),
+                "second": ev["timestamp"].dt.floor("s").to_numpy(),
+                "event_type": ev["event_type"].astype(str).to_numpy(),
+                "track_id": ev["track_id"].astype(object).fillna("-").to_numpy(),
+                "user_id": ev["user_id"].to_numpy(),
+            }
+        )
         return out.sort_values(list(out.columns)).reset_index(drop=True)
 
     pd.testing.assert_frame_equal(canonical(events), canonical(g_events))
@@ -484,12 +744,14 @@ def test_generated_exports_clean_back_to_the_generated_tables(tiny_catalogue):
 def test_clean_exports_keep_every_value(tiny_catalogue):
     """With no dirt every file takes the fast parser; lists and flags must survive it."""
     (g_users, g_artists, g_tracks, g_events, *_), _, params = tiny_catalogue
-    texts = write_dirty_exports(g_users, g_artists, g_tracks, g_events,
-                                {**params, "dirt": {**params["dirt"], "scale": 0}})
+    texts = write_dirty_exports(
+        g_users, g_artists, g_tracks, g_events, {**params, "dirt": {**params["dirt"], "scale": 0}}
+    )
     (users, artists, tracks, events), (report, *_) = clean_all(*texts[:4])
     for category in CATEGORIES:
-        assert not any(e["count"] for kinds in report[category].values()
-                       for e in kinds.values()), category
+        assert not any(e["count"] for kinds in report[category].values() for e in kinds.values()), (
+            category
+        )
     assert users["favourite_genres"].tolist() == g_users["favourite_genres"].tolist()
     assert users["premium_user"].tolist() == g_users["premium_user"].tolist()
     assert artists["genres"].tolist() == g_artists["genres"].tolist()
@@ -499,37 +761,66 @@ def test_clean_exports_keep_every_value(tiny_catalogue):
 
 
 def test_ids_given_as_text_are_repaired_and_odd_lines_parse_alike(users, tracks):
-    rows = [{"session_id": "1", "timestamp": "2024-01-01T10:00:00.000", "user_id": 1,
-             "track_id": T1, "event_type": "play"},
-            {"session_id": 2, "timestamp": "2024-01-01T10:00:00.000", "user_id": True,
-             "track_id": T1, "event_type": "play"},
-            {"session_id": 3, "timestamp": "2024-01-01T10:00:00.000", "user_id": 2.0,
-             "track_id": T2, "event_type": "play"},
-            {"session_id": 3, "timestamp": "2024-01-01T10:01:00.000", "user_id": 1,
-             "track_id": T2, "event_type": "skip"}]
+    rows = [
+        {
+            "session_id": "1",
+            "timestamp": "2024-01-01T10:00:00.000",
+            "user_id": 1,
+            "track_id": T1,
+            "event_type": "play",
+        },
+        {
+            "session_id": 2,
+            "timestamp": "2024-01-01T10:00:00.000",
+            "user_id": True,
+            "track_id": T1,
+            "event_type": "play",
+        },
+        {
+            "session_id": 3,
+            "timestamp": "2024-01-01T10:00:00.000",
+            "user_id": 2.0,
+            "track_id": T2,
+            "event_type": "play",
+        },
+        {
+            "session_id": 3,
+            "timestamp": "2024-01-01T10:01:00.000",
+            "user_id": 1,
+            "track_id": T2,
+            "event_type": "skip",
+        },
+    ]
     text = "\ufeff" + "  " + jsonl(*rows).replace("\n", " \n", 1)
     out, quality, rejected = clean_sessions(text, users, tracks)
     assert out["session_id"].tolist() == [1, 3, 3]
     assert all_counts(quality) == {
         "dropped": {"invalid_user_id": 1},
-        "repaired": {"type_coerced": 1, "session_user_conflict": 1}, "normalised": {}}
+        "repaired": {"type_coerced": 1, "session_user_conflict": 1},
+        "normalised": {},
+    }
     assert quality["repaired"]["type_coerced"]["detail"] == {"session_id": 1}
     assert quality["repaired"]["session_user_conflict"]["example_lines"] == [4]
     assert rejected["line"].tolist() == [2]
 
 
 def test_merge_listening_events(users, artists, tracks):
-    events, _, _ = clean_sessions(jsonl(
-        ev(uid=2), ev(uid=2, ts="2024-01-01T10:00:01.000", tid=None, et="buy_premium")),
-        users, tracks)
+    events, _, _ = clean_sessions(
+        jsonl(ev(uid=2), ev(uid=2, ts="2024-01-01T10:00:01.000", tid=None, et="buy_premium")),
+        users,
+        tracks,
+    )
     merged = merge_listening_events(events, tracks, artists, users)
     assert len(merged) == 1
     assert merged.loc[0, "artist_name"] == "a" and bool(merged.loc[0, "premium_user"])
 
 
 def test_incoming_files_follow_the_export_in_name_order():
-    incoming = {"2026-11-23": lambda: '{"b": 2}\n', "2026-11-22": lambda: '{"a": 1}\n\n',
-                "2026-11-24": lambda: ""}
+    incoming = {
+        "2026-11-23": lambda: '{"b": 2}\n',
+        "2026-11-22": lambda: '{"a": 1}\n\n',
+        "2026-11-24": lambda: "",
+    }
     assert with_incoming('{"x": 0}\n', incoming) == '{"x": 0}\n{"a": 1}\n{"b": 2}\n'
     assert with_incoming("", incoming) == '{"a": 1}\n{"b": 2}\n'
     assert with_incoming('{"x": 0}', {}) == '{"x": 0}\n'

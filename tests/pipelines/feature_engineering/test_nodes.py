@@ -21,11 +21,13 @@ from pozytywka.pipelines.feature_engineering.nodes import (
 
 
 def events_frame(rows) -> pd.DataFrame:
-    df = pd.DataFrame(rows, columns=["session_id", "timestamp", "user_id", "track_id",
-                                     "event_type"])
+    df = pd.DataFrame(
+        rows, columns=["session_id", "timestamp", "user_id", "track_id", "event_type"]
+    )
     df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
-    df["event_type"] = pd.Categorical(df["event_type"], categories=[
-        "play", "skip", "like", "advertisement", "buy_premium"])
+    df["event_type"] = pd.Categorical(
+        df["event_type"], categories=["play", "skip", "like", "advertisement", "buy_premium"]
+    )
     return df
 
 
@@ -41,13 +43,18 @@ def rows_frame(rows) -> pd.DataFrame:
 
 
 def test_play_and_skip_make_one_skipped_row():
-    ev = events_frame([
-        (1, "2024-01-01 10:00", 7, "a", "play"), (1, "2024-01-01 10:01", 7, "a", "skip"),
-        (1, "2024-01-01 10:02", 7, "b", "play"), (1, "2024-01-01 10:03", 7, "b", "like"),
-        (1, "2024-01-01 10:04", 7, None, "advertisement"),
-        (2, "2024-01-02 10:00", 7, "a", "skip"),  # the play was lost upstream
-        (2, "2024-01-02 10:01", 7, "c", "play"), (2, "2024-01-02 10:05", 7, "c", "play"),
-    ])
+    ev = events_frame(
+        [
+            (1, "2024-01-01 10:00", 7, "a", "play"),
+            (1, "2024-01-01 10:01", 7, "a", "skip"),
+            (1, "2024-01-01 10:02", 7, "b", "play"),
+            (1, "2024-01-01 10:03", 7, "b", "like"),
+            (1, "2024-01-01 10:04", 7, None, "advertisement"),
+            (2, "2024-01-02 10:00", 7, "a", "skip"),  # the play was lost upstream
+            (2, "2024-01-02 10:01", 7, "c", "play"),
+            (2, "2024-01-02 10:05", 7, "c", "play"),
+        ]
+    )
     rows, stats = build_session_tracks(ev)
     got = rows.set_index(["session_id", "track_id"])[["plays", "skipped", "liked"]]
     assert got.to_dict("index") == {
@@ -62,9 +69,16 @@ def test_play_and_skip_make_one_skipped_row():
 
 
 def test_skip_rates_hand_case():
-    rows = rows_frame([(1, "a", True, "train"), (1, "b", False, "train"),
-                       (1, "c", True, "train"), (2, "a", False, "train"),
-                       (2, "a", True, "test"), (3, "c", True, "test")])
+    rows = rows_frame(
+        [
+            (1, "a", True, "train"),
+            (1, "b", False, "train"),
+            (1, "c", True, "train"),
+            (2, "a", False, "train"),
+            (2, "a", True, "test"),
+            (3, "c", True, "test"),
+        ]
+    )
     users, tracks, global_rate = fit_skip_rates(rows, smoothing=0.0)
     assert global_rate == pytest.approx(2 / 4)
     assert users.set_index("user_id")["skip_rate"].to_dict() == {1: pytest.approx(2 / 3), 2: 0.0}
@@ -73,9 +87,18 @@ def test_skip_rates_hand_case():
     # (skips + m * global) / (rows + m) = (2 + 2 * 0.5) / (3 + 2)
     assert users_m.set_index("user_id").loc[1, "skip_rate"] == pytest.approx(3 / 5)
     # Users and tracks seen only in test get the global rate, not their test outcome.
-    feats = build_user_features(pd.DataFrame({"user_id": [1, 3], "premium_user": [True, False],
-                                              "favourite_genres": [["rock"], ["jazz", "x"]]}),
-                                users, global_rate, ["jazz", "rock"])
+    feats = build_user_features(
+        pd.DataFrame(
+            {
+                "user_id": [1, 3],
+                "premium_user": [True, False],
+                "favourite_genres": [["rock"], ["jazz", "x"]],
+            }
+        ),
+        users,
+        global_rate,
+        ["jazz", "rock"],
+    )
     assert feats.set_index("user_id").loc[3, "skip_rate"] == 0.5
     assert feats[["fav_jazz", "fav_rock"]].values.tolist() == [[0, 1], [1, 0]]
 
@@ -102,10 +125,17 @@ def test_scaler_is_fit_on_training_tracks_only(tiny_tables, tiny_session_tracks)
     changed = tracks.copy()
     changed.loc[test_only.index, "tempo"] = 299.0
     again = fit_track_scaler(changed, rows)
-    assert np.allclose(scaler[-1].transformers_[0][1][-1].mean_,
-                       again[-1].transformers_[0][1][-1].mean_)
-    feats = build_track_features(tracks, artists, scaler, pd.DataFrame(
-        {"track_id": [], "skip_rate": [], "train_rows": []}), 0.3, ["rock"])
+    assert np.allclose(
+        scaler[-1].transformers_[0][1][-1].mean_, again[-1].transformers_[0][1][-1].mean_
+    )
+    feats = build_track_features(
+        tracks,
+        artists,
+        scaler,
+        pd.DataFrame({"track_id": [], "skip_rate": [], "train_rows": []}),
+        0.3,
+        ["rock"],
+    )
     z_train = feats[feats["track_id"].isin(train_ids)][[f"z_{c}" for c in NUMERIC_TRACK_FEATURES]]
     assert np.allclose(z_train.mean(), 0, atol=1e-6)
     assert not feats[[f"z_{c}" for c in NUMERIC_TRACK_FEATURES]].isna().any().any()
@@ -127,10 +157,13 @@ def test_random_split_keeps_pairs_whole_and_is_seeded(tiny_session_tracks_all, f
 
 
 def test_temporal_split_and_interactions_have_no_overlap(tiny_session_tracks_all, fe_params):
-    rows, summary = assign_split(tiny_session_tracks_all,
-                                 {**fe_params["split"], "strategy": "temporal"})
-    assert rows.loc[rows["split"] == "train", "timestamp"].max() < \
-        rows.loc[rows["split"] == "test", "timestamp"].min()
+    rows, summary = assign_split(
+        tiny_session_tracks_all, {**fe_params["split"], "strategy": "temporal"}
+    )
+    assert (
+        rows.loc[rows["split"] == "train", "timestamp"].max()
+        < rows.loc[rows["split"] == "test", "timestamp"].min()
+    )
     inter = build_interactions(rows, {**fe_params["interactions"], "non_like": "drop"})
     train = set(map(tuple, inter.loc[inter["split"] == "train", ["user_id", "track_id"]].values))
     test = set(map(tuple, inter.loc[inter["split"] == "test", ["user_id", "track_id"]].values))
@@ -139,17 +172,22 @@ def test_temporal_split_and_interactions_have_no_overlap(tiny_session_tracks_all
         assign_split(tiny_session_tracks_all, {**fe_params["split"], "strategy": "magic"})
 
 
-@pytest.mark.parametrize(("mode", "labels", "weights"), [
-    ("drop", [1, 0, 0], [1.0, 0.0, 0.0]),
-    ("weight", [1, 1, 1], [1.0, 0.05, 0.2]),
-    ("negative", [1, -1, -1], [1.0, 0.05, 0.2]),
-])
+@pytest.mark.parametrize(
+    ("mode", "labels", "weights"),
+    [
+        ("drop", [1, 0, 0], [1.0, 0.0, 0.0]),
+        ("weight", [1, 1, 1], [1.0, 0.05, 0.2]),
+        ("negative", [1, -1, -1], [1.0, 0.05, 0.2]),
+    ],
+)
 def test_interaction_modes(mode, labels, weights):
-    rows = rows_frame([(1, "liked", False, "train"), (1, "skipped", True, "train"),
-                       (1, "played", False, "train")])
+    rows = rows_frame(
+        [(1, "liked", False, "train"), (1, "skipped", True, "train"), (1, "played", False, "train")]
+    )
     rows.loc[0, "liked"] = True
-    inter = build_interactions(rows, {"non_like": mode, "like_weight": 1.0, "play_weight": 0.2,
-                                      "skip_weight": 0.05}).set_index("track_id")
+    inter = build_interactions(
+        rows, {"non_like": mode, "like_weight": 1.0, "play_weight": 0.2, "skip_weight": 0.05}
+    ).set_index("track_id")
     order = ["liked", "skipped", "played"]
     assert inter.loc[order, "label"].tolist() == labels
     assert inter.loc[order, "weight"].tolist() == pytest.approx(weights)
@@ -183,14 +221,20 @@ def test_lightfm_inputs_follow_dataset_mapping(tiny_tables, tiny_session_tracks,
     artist_genres = artists.set_index("artist_id")["genres"]
     for _, t in tracks.sample(20, random_state=0).iterrows():
         row = item_feats[item_map[t["track_id"]]]
-        on = {name.removeprefix("genre_") for name, j in item_feat_map.items()
-              if name.startswith("genre_") and row[0, j] != 0}
+        on = {
+            name.removeprefix("genre_")
+            for name, j in item_feat_map.items()
+            if name.startswith("genre_") and row[0, j] != 0
+        }
         expected = set(artist_genres.get(t["artist_id"], [])) if pd.notna(t["artist_id"]) else set()
         assert on == expected, t["track_id"]
         assert row[0, item_feat_map[t["track_id"]]] > 0  # its identity feature
     user_feats = out["user_features"].tocsr()
     for _, u in users.sample(10, random_state=0).iterrows():
         row = user_feats[user_map[u["user_id"]]]
-        on = {name.removeprefix("fav_") for name, j in user_feat_map.items()
-              if isinstance(name, str) and name.startswith("fav_") and row[0, j] != 0}
+        on = {
+            name.removeprefix("fav_")
+            for name, j in user_feat_map.items()
+            if isinstance(name, str) and name.startswith("fav_") and row[0, j] != 0
+        }
         assert on == set(u["favourite_genres"])

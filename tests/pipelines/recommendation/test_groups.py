@@ -20,11 +20,14 @@ from pozytywka.recsys.groups import (
 )
 
 # Three members rank five items (1 = best).
-RANKS = np.array([
-    [1, 2, 3, 4, 5],
-    [5, 1, 2, 3, 4],
-    [5, 4, 1, 2, 3],
-], dtype=float)
+RANKS = np.array(
+    [
+        [1, 2, 3, 4, 5],
+        [5, 1, 2, 3, 4],
+        [5, 4, 1, 2, 3],
+    ],
+    dtype=float,
+)
 
 
 def test_mean_rank():
@@ -45,11 +48,14 @@ def test_borda_on_top_lists():
 
 
 def test_gfar_serves_every_member():
-    ranks = np.array([
-        [1, 2, 3, 9, 9, 9],
-        [1, 2, 3, 9, 9, 9],
-        [9, 9, 9, 1, 2, 3],
-    ], dtype=float)
+    ranks = np.array(
+        [
+            [1, 2, 3, 9, 9, 9],
+            [1, 2, 3, 9, 9, 9],
+            [9, 9, 9, 1, 2, 3],
+        ],
+        dtype=float,
+    )
     # Mean rank picks items 0 and 1, both for the first two members. GFAR (top 2: relevance
     # 2/3 and 1/3) picks item 0 (gain 4/3), then item 3 (gain 2/3 for the unserved third
     # member beats 2 * 1/3 * 1/3 for item 1).
@@ -85,8 +91,7 @@ def test_clustering_score_hand_case():
 
 
 def test_member_satisfaction():
-    sat = member_satisfaction(np.array([4, 7, 9]), [np.array([7]), np.array([1, 2]),
-                                                     np.array([])])
+    sat = member_satisfaction(np.array([4, 7, 9]), [np.array([7]), np.array([1, 2]), np.array([])])
     assert sat["precision"].tolist() == pytest.approx([1 / 3, 0, 0])
     assert sat["recall"][:2].tolist() == [1.0, 0.0] and np.isnan(sat["recall"][2])
     assert sat["ndcg"][0] == pytest.approx((1 / np.log2(3)) / 1.0)
@@ -98,8 +103,11 @@ def test_candidate_playlist_equals_the_full_computation(strategy):
     correlated and uncorrelated members, with ties and exclusions."""
     rng = np.random.default_rng(3)
     for trial in range(60):
-        m, n_items, n = int(rng.integers(2, 11)), int(rng.integers(60, 2500)), int(
-            rng.integers(1, 40))
+        m, n_items, n = (
+            int(rng.integers(2, 11)),
+            int(rng.integers(60, 2500)),
+            int(rng.integers(1, 40)),
+        )
         taste = rng.normal(size=n_items)
         scores = (trial % 2) * taste + rng.normal(size=(m, n_items))
         if trial % 3 == 0:
@@ -107,15 +115,17 @@ def test_candidate_playlist_equals_the_full_computation(strategy):
         excluded = rng.random(n_items) < 0.1 if trial % 4 else None
         top = 20 if strategy == "gfar" else 100
         expected = group_playlist(scores, n, strategy, excluded, top)
-        got, _ = candidate_group_playlist(scores, n, strategy, excluded, top,
-                                          candidates=int(rng.integers(5, 300)))
+        got, _ = candidate_group_playlist(
+            scores, n, strategy, excluded, top, candidates=int(rng.integers(5, 300))
+        )
         assert np.array_equal(got, expected), trial
         # Heads precomputed from slightly different scores (another BLAS blocking) and of
         # any length give the same playlist.
         noisy = scores + rng.normal(scale=1e-6, size=scores.shape)
         size = int(rng.integers(1, n_items + 1))
-        heads = [np.argsort(-row, kind="stable")[:size] if i % 3 else None
-                 for i, row in enumerate(noisy)]
+        heads = [
+            np.argsort(-row, kind="stable")[:size] if i % 3 else None for i, row in enumerate(noisy)
+        ]
         got, _ = candidate_group_playlist(scores, n, strategy, excluded, top, 50, heads)
         assert np.array_equal(got, expected), ("precomputed", trial)
 

@@ -26,9 +26,12 @@ def rec_params(tmp_path_factory):
     params = load_params("recommendation")
     params["defaults"]["epochs"] = 3
     params["search"].update(
-        n_trials=3, timeout_seconds=60, group_objective_groups=10,
+        n_trials=3,
+        timeout_seconds=60,
+        group_objective_groups=10,
         storage=f"sqlite:///{tmp_path_factory.mktemp('optuna')}/study.db",
-        space={**params["search"]["space"], "epochs": [2, 4], "no_components": [8, 16]})
+        space={**params["search"]["space"], "epochs": [2, 4], "no_components": [8, 16]},
+    )
     return params
 
 
@@ -65,8 +68,9 @@ def test_short_search_and_final_model_reload(rec_data, tiny_features, rec_params
     model = train_final_model(rec_data, best, uf, itf, rec_params)
     reloaded = pickle.loads(pickle.dumps(model))
     users = np.arange(5)
-    np.testing.assert_allclose(EmbeddingScorer(model, uf, itf)(users),
-                               EmbeddingScorer(reloaded, uf, itf)(users))
+    np.testing.assert_allclose(
+        EmbeddingScorer(model, uf, itf)(users), EmbeddingScorer(reloaded, uf, itf)(users)
+    )
     recs = recommend_for_users(model, rec_data, inputs["dataset"], uf, itf, rec_params)
     user_map, _, item_map, _ = inputs["dataset"].mapping()
     known = rec_data["train_known"]
@@ -74,8 +78,9 @@ def test_short_search_and_final_model_reload(rec_data, tiny_features, rec_params
     assert not np.asarray(known[rows]).ravel().any()  # nothing the user already played
     assert recs.groupby("user_id").size().eq(rec_params["recommendations"]["k"]).all()
 
-    per_user, summary, groups = evaluate_recommenders(model, rec_data, inputs["dataset"], uf,
-                                                      itf, rec_params)
+    per_user, summary, groups = evaluate_recommenders(
+        model, rec_data, inputs["dataset"], uf, itf, rec_params
+    )
     assert set(per_user["scorer"]) == set(summary) == {"baseline", "popularity", "model"}
     test_users = np.flatnonzero(np.diff(rec_data["test"].indptr))
     for scorer, rows in per_user.groupby("scorer"):

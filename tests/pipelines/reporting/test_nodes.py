@@ -38,17 +38,30 @@ def _per_user(scorer: str, precision: np.ndarray, hits_at_10: np.ndarray) -> pd.
 
 def _recommendation_inputs(model_precision, popularity_precision):
     n = len(model_precision)
-    per_user = pd.concat([
-        _per_user("baseline", np.zeros(n), np.zeros(n)),
-        _per_user("popularity", popularity_precision, np.ones(n)),
-        _per_user("model", model_precision, np.r_[np.full(n // 2, 2), np.zeros(n - n // 2)]),
-    ], ignore_index=True)
-    evaluation = {s: {"coverage": 0.1, "evaluated_users": n, "test_interactions": 2 * n}
-                  for s in ("baseline", "popularity", "model")}
-    comparison = {"objective": "precision_at_10", "chosen": "likes",
-                  "variants": {"likes": {"precision_at_10": 0.1}}}
-    best = {"variant": "likes", "objective": "precision_at_10", "validation_value": 0.1,
-            "best_trial": 0, "improved_on_defaults": False}
+    per_user = pd.concat(
+        [
+            _per_user("baseline", np.zeros(n), np.zeros(n)),
+            _per_user("popularity", popularity_precision, np.ones(n)),
+            _per_user("model", model_precision, np.r_[np.full(n // 2, 2), np.zeros(n - n // 2)]),
+        ],
+        ignore_index=True,
+    )
+    evaluation = {
+        s: {"coverage": 0.1, "evaluated_users": n, "test_interactions": 2 * n}
+        for s in ("baseline", "popularity", "model")
+    }
+    comparison = {
+        "objective": "precision_at_10",
+        "chosen": "likes",
+        "variants": {"likes": {"precision_at_10": 0.1}},
+    }
+    best = {
+        "variant": "likes",
+        "objective": "precision_at_10",
+        "validation_value": 0.1,
+        "best_trial": 0,
+        "improved_on_defaults": False,
+    }
     trials = pd.DataFrame({"number": [0], "state": ["COMPLETE"]})
     return per_user, evaluation, comparison, best, trials
 
@@ -58,8 +71,9 @@ def test_recommendation_report_without_oracle_says_what_is_significant():
     model = rng.uniform(0.2, 0.4, 200)
     per_user, evaluation, comparison, best, trials = _recommendation_inputs(model, model - 0.1)
     groups = load_params("recommendation")["groups"]
-    report = recommendation_report(per_user, evaluation, pd.DataFrame(), pd.DataFrame(),
-                                   NO_ORACLE, pd.DataFrame(), BOOTSTRAP)
+    report = recommendation_report(
+        per_user, evaluation, pd.DataFrame(), pd.DataFrame(), NO_ORACLE, pd.DataFrame(), BOOTSTRAP
+    )
     markdown = recommendation_markdown(report, search_summary(comparison, best, trials), groups)
     mlflow = recommendation_mlflow(report)
     plots = plot_recommendation(trials, pd.DataFrame(), pd.DataFrame(), NO_ORACLE, groups)
@@ -77,8 +91,12 @@ def test_recommendation_report_without_oracle_says_what_is_significant():
     assert "**not significant**" in markdown and "auc" in markdown.split("not significant")[1]
     assert "| oracle" not in markdown and "No oracle" in markdown
     assert "nothing better than the default configuration" in markdown
-    assert report["sizes"] == {"test_users": 200, "test_interactions": 400, "groups": 0,
-                               "bootstrap_resamples": 300}
+    assert report["sizes"] == {
+        "test_users": 200,
+        "test_interactions": 400,
+        "groups": 0,
+        "bootstrap_resamples": 300,
+    }
     assert mlflow["rec.model.precision_at_10"]["value"] == pytest.approx(model.mean())
     for fig in plots:
         plt.close(fig)
@@ -89,12 +107,16 @@ def test_recommendation_report_with_oracle_shows_the_fraction():
     model = rng.uniform(0.2, 0.4, 50)
     per_user, evaluation, comparison, best, trials = _recommendation_inputs(model, model)
     oracle_rows = _per_user("oracle", model * 2, np.full(50, 2))
-    oracle = {"available": True, "oracle": {"coverage": 0.2, "evaluated_users": 50,
-                                            "test_interactions": 100}}
-    report = recommendation_report(per_user, evaluation, pd.DataFrame(), oracle_rows, oracle,
-                                   pd.DataFrame(), BOOTSTRAP)
-    markdown = recommendation_markdown(report, search_summary(comparison, best, trials),
-                                       load_params("recommendation")["groups"])
+    oracle = {
+        "available": True,
+        "oracle": {"coverage": 0.2, "evaluated_users": 50, "test_interactions": 100},
+    }
+    report = recommendation_report(
+        per_user, evaluation, pd.DataFrame(), oracle_rows, oracle, pd.DataFrame(), BOOTSTRAP
+    )
+    markdown = recommendation_markdown(
+        report, search_summary(comparison, best, trials), load_params("recommendation")["groups"]
+    )
     assert report["oracle"]["precision_at_10"] == pytest.approx(2 * model.mean())
     assert "| precision_at_10 |" in markdown and "| 50.0% |" in markdown
     assert not report["difference"]["model_vs_popularity"]["precision_at_10"]["significant"]
@@ -105,18 +127,29 @@ def _skip_predictions(n_users: int = 80, seed: int = 0) -> pd.DataFrame:
     users = np.repeat(np.arange(n_users), 10)
     y = rng.random(len(users)) < 0.3
     good = np.where(y, 0.7, 0.3) + rng.normal(0, 0.2, len(y))
-    return pd.DataFrame({"user_id": users, "track_id": "t", "skipped": y,
-                         "baseline_predicted": rng.random(len(y)) < 0.5,
-                         "linear_svc_score": good, "linear_svc_predicted": good > 0.5,
-                         "final_score": good, "final_predicted": good > 0.5})
+    return pd.DataFrame(
+        {
+            "user_id": users,
+            "track_id": "t",
+            "skipped": y,
+            "baseline_predicted": rng.random(len(y)) < 0.5,
+            "linear_svc_score": good,
+            "linear_svc_predicted": good > 0.5,
+            "final_score": good,
+            "final_predicted": good > 0.5,
+        }
+    )
 
 
 def test_skip_report_figures_and_differences():
     predictions = _skip_predictions()
-    selection = {"best_params": {"model": "x"}, "selection_metric": "roc_auc",
-                 "validation_value": 0.7, "linear_svc_validation_value": 0.7}
-    importance = pd.DataFrame({"feature": ["a"], "importance_mean": [0.1],
-                               "importance_std": [0.0]})
+    selection = {
+        "best_params": {"model": "x"},
+        "selection_metric": "roc_auc",
+        "validation_value": 0.7,
+        "linear_svc_validation_value": 0.7,
+    }
+    importance = pd.DataFrame({"feature": ["a"], "importance_mean": [0.1], "importance_std": [0.0]})
     report = skip_report(predictions, pd.DataFrame(), NO_ORACLE, BOOTSTRAP)
     markdown = skip_markdown(report, selection, importance)
     mlflow = skip_mlflow(report)
@@ -127,8 +160,16 @@ def test_skip_report_figures_and_differences():
     assert report["final"]["accuracy"] == pytest.approx((y == p).mean())
     assert report["final"]["tp"] == (y & p).sum()
     rule = report["difference"]["model_vs_rule"]
-    assert set(rule) == {"accuracy", "balanced_accuracy", "precision_skip", "recall_skip",
-                         "f1_skip", "precision_listen", "recall_listen", "f1_listen"}
+    assert set(rule) == {
+        "accuracy",
+        "balanced_accuracy",
+        "precision_skip",
+        "recall_skip",
+        "f1_skip",
+        "precision_listen",
+        "recall_listen",
+        "f1_listen",
+    }
     assert rule["balanced_accuracy"]["significant"]  # a random rule against a good model
     same = report["difference"]["final_vs_linear_svc"]["roc_auc"]
     assert same["estimate"] == 0 and not same["significant"]

@@ -30,22 +30,23 @@ def skip_params():
 def skip_data(tiny_session_tracks, tiny_tables, skip_params):
     users, artists, tracks = tiny_tables
     genres = genre_vocabulary(artists, users)
-    return build_skip_dataset(tiny_session_tracks, tracks, artists, users, genres,
-                              skip_params), genres
+    return build_skip_dataset(
+        tiny_session_tracks, tracks, artists, users, genres, skip_params
+    ), genres
 
 
 def test_training_rates_are_out_of_fold_and_test_rates_use_all_training(skip_data, skip_params):
     data, _ = skip_data
     m = skip_params["rate_smoothing"]
-    fold = np.random.default_rng(skip_params["seed"]).integers(0, skip_params["rate_folds"],
-                                                               len(data))
+    fold = np.random.default_rng(skip_params["seed"]).integers(
+        0, skip_params["rate_folds"], len(data)
+    )
     train_mask = (data["split"] == "train").to_numpy()
     train = data[train_mask]
     g = train["skipped"].mean()
     i = int(np.flatnonzero(train_mask)[0])
     row = data.iloc[i]
-    others = data[train_mask & (data["user_id"] == row["user_id"]).to_numpy()
-                  & (fold != fold[i])]
+    others = data[train_mask & (data["user_id"] == row["user_id"]).to_numpy() & (fold != fold[i])]
     expected = (others["skipped"].sum() + m * g) / (len(others) + m)
     assert row["user_skip_rate"] == pytest.approx(expected)
     # Within a fold a user's rows share one rate, whatever their labels (leave-one-out would
@@ -55,12 +56,14 @@ def test_training_rates_are_out_of_fold_and_test_rates_use_all_training(skip_dat
     test = data[data["split"] == "test"]
     trow = test.iloc[0]
     same = train[train["track_id"] == trow["track_id"]]
-    assert trow["track_skip_rate"] == pytest.approx((same["skipped"].sum() + m * g)
-                                                    / (len(same) + m))
+    assert trow["track_skip_rate"] == pytest.approx(
+        (same["skipped"].sum() + m * g) / (len(same) + m)
+    )
 
 
-def test_a_training_rows_own_label_never_moves_its_rates(tiny_session_tracks, tiny_tables,
-                                                         skip_params):
+def test_a_training_rows_own_label_never_moves_its_rates(
+    tiny_session_tracks, tiny_tables, skip_params
+):
     users, artists, tracks = tiny_tables
     genres = genre_vocabulary(artists, users)
     a = build_skip_dataset(tiny_session_tracks, tracks, artists, users, genres, skip_params)
@@ -69,8 +72,11 @@ def test_a_training_rows_own_label_never_moves_its_rates(tiny_session_tracks, ti
     first = train.index[0]
     a_row = train.loc[first]
     # Flip it, and one opposite row of another user and track so the global rate stays put.
-    partner = train[(train["skipped"] != a_row["skipped"]) & (train["user_id"] != a_row["user_id"])
-                    & (train["track_id"] != a_row["track_id"])].index[0]
+    partner = train[
+        (train["skipped"] != a_row["skipped"])
+        & (train["user_id"] != a_row["user_id"])
+        & (train["track_id"] != a_row["track_id"])
+    ].index[0]
     flipped.loc[[first, partner], "skipped"] = ~flipped.loc[[first, partner], "skipped"]
     b = build_skip_dataset(flipped, tracks, artists, users, genres, skip_params)
     assert a.loc[first, "user_skip_rate"] == b.loc[first, "user_skip_rate"]
@@ -97,9 +103,12 @@ def test_temporal_split_orders_train_validation_test(skip_data):
 
 
 def test_genre_match_and_baseline_rule():
-    match = genre_match(pd.Series([1, 1, 2]), pd.Series(["a", "b", "a"]),
-                        pd.Series([["rock", "pop"], ["jazz"], ["rock", "pop"]]),
-                        pd.Series([["pop"], ["pop"], []]))
+    match = genre_match(
+        pd.Series([1, 1, 2]),
+        pd.Series(["a", "b", "a"]),
+        pd.Series([["rock", "pop"], ["jazz"], ["rock", "pop"]]),
+        pd.Series([["pop"], ["pop"], []]),
+    )
     assert match.tolist() == [True, False, False]
     rows = pd.DataFrame({"genre_match": match})
     assert baseline_rule(rows).tolist() == [False, True, True]  # skip when no genre meets
@@ -116,12 +125,19 @@ def test_training_evaluation_and_batch_scorer(skip_data, skip_params, tiny_table
     assert predictions["baseline_predicted"].tolist() == (~test["genre_match"]).tolist()
     assert "baseline_score" not in predictions  # a rule has no score to rank by
     assert len(importance) == len(data.filter(like="fav_").columns) + 20
-    pairs = pd.concat([test[["user_id", "track_id"]].head(5),
-                       pd.DataFrame({"user_id": [-7, int(test["user_id"].iloc[0])],
-                                     "track_id": [test["track_id"].iloc[0], "Z" * 22]})],
-                      ignore_index=True)
-    scored, counts = score_pairs(pairs, final, data, tracks, artists, users, genres,
-                                 skip_params)
+    pairs = pd.concat(
+        [
+            test[["user_id", "track_id"]].head(5),
+            pd.DataFrame(
+                {
+                    "user_id": [-7, int(test["user_id"].iloc[0])],
+                    "track_id": [test["track_id"].iloc[0], "Z" * 22],
+                }
+            ),
+        ],
+        ignore_index=True,
+    )
+    scored, counts = score_pairs(pairs, final, data, tracks, artists, users, genres, skip_params)
     assert counts == {"pairs": 7, "scored": 5, "unknown_user": 1, "unknown_track": 1}
     prior = data.loc[data["split"] == "train", "skipped"].mean()
     assert scored["skip_probability"].iloc[5:].tolist() == pytest.approx([prior, prior])

@@ -17,9 +17,18 @@ from pozytywka.synthetic.truth import affinity, affinity_matrix, like_probabilit
 
 def _played_pairs(events: pd.DataFrame) -> pd.DataFrame:
     ev = events[events["track_id"].notna()]
-    return ev.assign(flag=1).pivot_table(index=["session_id", "track_id", "user_id"],
-                                         columns="event_type", values="flag", aggfunc="sum",
-                                         fill_value=0, observed=True).reset_index()
+    return (
+        ev.assign(flag=1)
+        .pivot_table(
+            index=["session_id", "track_id", "user_id"],
+            columns="event_type",
+            values="flag",
+            aggfunc="sum",
+            fill_value=0,
+            observed=True,
+        )
+        .reset_index()
+    )
 
 
 def test_same_seed_gives_identical_files_and_truth(synthetic_params):
@@ -28,8 +37,9 @@ def test_same_seed_gives_identical_files_and_truth(synthetic_params):
     for x, y in zip(a[:6], b[:6], strict=True):
         pd.testing.assert_frame_equal(x, y)
     assert a[6] == b[6]
-    assert write_dirty_exports(*a[:4], synthetic_params) == \
-        write_dirty_exports(*b[:4], synthetic_params)
+    assert write_dirty_exports(*a[:4], synthetic_params) == write_dirty_exports(
+        *b[:4], synthetic_params
+    )
     other = generate_clean_catalogue({**synthetic_params, "seed": 7})
     assert not other[3]["track_id"].equals(a[3]["track_id"])
 
@@ -37,8 +47,11 @@ def test_same_seed_gives_identical_files_and_truth(synthetic_params):
 def test_sizes_and_contract_fields(tiny_catalogue):
     (users, artists, tracks, events, *_), _, params = tiny_catalogue
     size = params["sizes"]["tiny"]
-    assert (len(users), len(artists), len(tracks)) == (size["n_users"], size["n_artists"],
-                                                      size["n_tracks"])
+    assert (len(users), len(artists), len(tracks)) == (
+        size["n_users"],
+        size["n_artists"],
+        size["n_tracks"],
+    )
     assert abs(len(events) - size["n_events"]) / size["n_events"] < 0.15
     assert set(events["event_type"]) <= {"play", "skip", "like", "advertisement", "buy_premium"}
     assert tracks["id"].str.fullmatch(r"[0-9A-Za-z]{22}").all()
@@ -63,8 +76,9 @@ def test_rates_meet_configured_bands(tiny_catalogue):
     one_play = pairs[pairs["play"] == 1]  # a single play is either skipped or liked, not both
     assert not (one_play["skip"].gt(0) & one_play["like"].gt(0)).any()
     plays = events[events["event_type"] == "play"]
-    assert plays.groupby("session_id").size().mean() == pytest.approx(b["plays_per_session"],
-                                                                      rel=0.15)
+    assert plays.groupby("session_id").size().mean() == pytest.approx(
+        b["plays_per_session"], rel=0.15
+    )
     assert plays.groupby("session_id").size().max() <= b["max_plays_per_session"]
 
 
@@ -88,25 +102,31 @@ def test_outcomes_and_choices_follow_hidden_affinity(tiny_catalogue):
     # Played tracks have higher affinity than random tracks for the same users.
     rng = np.random.default_rng(0)
     random_tracks = rng.choice(tracks["id"], len(pairs))
-    assert a.mean() > affinity(user_truth, track_truth, truth, pairs["user_id"],
-                               random_tracks).mean() + 0.2
+    assert (
+        a.mean()
+        > affinity(user_truth, track_truth, truth, pairs["user_id"], random_tracks).mean() + 0.2
+    )
     # The pairwise and the matrix forms agree.
     some_users, some_tracks = users["user_id"][:3], tracks["id"][:4]
     m = affinity_matrix(user_truth, track_truth, truth, some_users, some_tracks)
-    assert m[2, 3] == pytest.approx(affinity(user_truth, track_truth, truth,
-                                             [some_users[2]], [some_tracks[3]])[0])
+    assert m[2, 3] == pytest.approx(
+        affinity(user_truth, track_truth, truth, [some_users[2]], [some_tracks[3]])[0]
+    )
     p = like_probability(user_truth, track_truth, truth, pairs["user_id"], pairs["track_id"])
     assert p.mean() == pytest.approx(pairs["like"].gt(0).mean(), abs=0.03)
 
 
 def test_signal_strength_is_a_parameter(synthetic_params):
     def liked_minus_skipped(signal: float) -> float:
-        params = {**synthetic_params,
-                  "taste": {**synthetic_params["taste"], "outcome_signal": signal}}
+        params = {
+            **synthetic_params,
+            "taste": {**synthetic_params["taste"], "outcome_signal": signal},
+        }
         cat = generate_catalogue(params)
         pairs = _played_pairs(cat.events)
-        a = affinity(cat.user_truth, cat.track_truth, cat.truth_params, pairs["user_id"],
-                     pairs["track_id"])
+        a = affinity(
+            cat.user_truth, cat.track_truth, cat.truth_params, pairs["user_id"], pairs["track_id"]
+        )
         return a[pairs["like"].gt(0).to_numpy()].mean() - a[pairs["skip"].gt(0).to_numpy()].mean()
 
     assert liked_minus_skipped(0.0) == pytest.approx(0.0, abs=0.1)
@@ -117,22 +137,41 @@ def test_dirt_manifest_lists_every_kind_and_scale_zero_is_clean(tiny_catalogue, 
     clean, dirty, _ = tiny_catalogue
     manifest = dirty[4]
     assert set(manifest["sessions"]["dropped"]) == {
-        "malformed_line", "duplicate_line", "null_user_id", "null_track_id", "unknown_user_id",
-        "unknown_track_id", "unknown_event_type", "invalid_timestamp"}
+        "malformed_line",
+        "duplicate_line",
+        "null_user_id",
+        "null_track_id",
+        "unknown_user_id",
+        "unknown_track_id",
+        "unknown_event_type",
+        "invalid_timestamp",
+    }
     assert set(manifest["sessions"]["repaired"]) == {"user_id_from_session"}
     # Valid variants of the contract are listed as normalised, never as defects.
-    assert set(manifest["sessions"]["normalised"]) == {"timestamp_form", "event_type_spelling",
-                                                       "extra_field"}
-    assert set(manifest["tracks"]["repaired"]) == {"out_of_range", "type_coerced",
-                                                   "unknown_artist_id", "invalid_release_date"}
+    assert set(manifest["sessions"]["normalised"]) == {
+        "timestamp_form",
+        "event_type_spelling",
+        "extra_field",
+    }
+    assert set(manifest["tracks"]["repaired"]) == {
+        "out_of_range",
+        "type_coerced",
+        "unknown_artist_id",
+        "invalid_release_date",
+    }
     assert {"null_id", "conflicting_duplicate_id"} <= set(manifest["tracks"]["dropped"])
-    assert all(manifest[f]["normalised"] == {"extra_field": 1}
-               for f in ["users", "artists", "tracks"])
+    assert all(
+        manifest[f]["normalised"] == {"extra_field": 1} for f in ["users", "artists", "tracks"]
+    )
     params = {**synthetic_params, "dirt": {**synthetic_params["dirt"], "scale": 0}}
     texts = write_dirty_exports(*clean[:4], params)
     nothing = {"dropped": {}, "repaired": {}, "normalised": {}}
-    assert texts[4] == {"users": nothing, "artists": nothing, "tracks": nothing,
-                        "sessions": nothing}
+    assert texts[4] == {
+        "users": nothing,
+        "artists": nothing,
+        "tracks": nothing,
+        "sessions": nothing,
+    }
     assert len(texts[3].splitlines()) == len(clean[3])
 
 
@@ -142,26 +181,34 @@ def test_dirt_writes_the_forms_real_exports_use(tiny_catalogue):
     cleaning tests check the manifest's exact counts.)"""
     (_, _, _, events, *_), dirty, _ = tiny_catalogue
     users_txt, artists_txt, tracks_txt, sessions_txt, manifest = dirty
-    sessions = pd.DataFrame([json.loads(line) for line in sessions_txt.splitlines()
-                             if line.endswith("}")])  # truncated (malformed) lines left out
+    sessions = pd.DataFrame(
+        [json.loads(line) for line in sessions_txt.splitlines() if line.endswith("}")]
+    )  # truncated (malformed) lines left out
     normalised = manifest["sessions"]["normalised"]
     assert sessions_txt.count('{"id":-1,"session_id"') >= normalised["extra_field"] > 0
     types = sessions["event_type"].astype(str)
     assert {"advertisment", "ADVERTISEMENT", "PLAY"} <= set(types)
-    respelled = ~types.isin(["play", "skip", "like", "advertisement", "buy_premium", "pause",
-                             "seek", "share", ""])
+    respelled = ~types.isin(
+        ["play", "skip", "like", "advertisement", "buy_premium", "pause", "seek", "share", ""]
+    )
     assert respelled.sum() >= normalised["event_type_spelling"] > 0
     ts = sessions["timestamp"].astype(str)
-    forms = {"no fraction": r"T\d{2}:\d{2}:\d{2}(?:[+-]\d{2}:\d{2})?$",
-             "microseconds": r"\.\d{6}$", "Z": r"Z$", "offset": r"[+-]\d{2}:\d{2}$",
-             "space": r"^\S+ \S+$"}
+    forms = {
+        "no fraction": r"T\d{2}:\d{2}:\d{2}(?:[+-]\d{2}:\d{2})?$",
+        "microseconds": r"\.\d{6}$",
+        "Z": r"Z$",
+        "offset": r"[+-]\d{2}:\d{2}$",
+        "space": r"^\S+ \S+$",
+    }
     for form, pattern in forms.items():
         assert ts.str.contains(pattern).any(), form
     other_form = ~ts.str.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}")
     assert other_form.sum() >= normalised["timestamp_form"] > 0
     null_user = sessions["user_id"].isna()
-    assert null_user.sum() >= (manifest["sessions"]["repaired"]["user_id_from_session"]
-                               + manifest["sessions"]["dropped"]["null_user_id"])
+    assert null_user.sum() >= (
+        manifest["sessions"]["repaired"]["user_id_from_session"]
+        + manifest["sessions"]["dropped"]["null_user_id"]
+    )
     # Unrecoverable ones sit alone in a session of their own.
     orphans = sessions["session_id"] > events["session_id"].max()
     assert orphans.sum() == manifest["sessions"]["dropped"]["null_user_id"]
@@ -204,15 +251,21 @@ def test_ads_sit_before_their_play_and_events_keep_order(tiny_catalogue):
     assert (nxt[ads] == "play").all()
     # A skip or like comes after its own play, before the next play of the session.
     track_ev = ev[ev["track_id"].notna()]
-    prev_play = track_ev["track_id"].where(track_ev["event_type"] == "play").groupby(
-        track_ev["session_id"]).ffill()
+    prev_play = (
+        track_ev["track_id"]
+        .where(track_ev["event_type"] == "play")
+        .groupby(track_ev["session_id"])
+        .ffill()
+    )
     follow = track_ev["event_type"] != "play"
     assert (prev_play[follow] == track_ev.loc[follow, "track_id"]).all()
 
 
 def test_more_favourite_genres_than_a_family_has(synthetic_params):
-    params = {**synthetic_params,
-              "taste": {**synthetic_params["taste"], "favourite_genres": [6, 9]}}
+    params = {
+        **synthetic_params,
+        "taste": {**synthetic_params["taste"], "favourite_genres": [6, 9]},
+    }
     cat = generate_catalogue(params)
     counts = cat.users["favourite_genres"].map(len)
     assert counts.between(5, 9).all()  # the smallest family has 5 genres

@@ -83,11 +83,15 @@ def _arrow_records(lines: pa.Array, file: str) -> pd.DataFrame | None:
     # Arrow reads NaN/Infinity, which JSON (and the line-by-line parser) rejects.
     if pc.any(pc.match_substring_regex(lines, r"[:\[,]\s*-?(NaN|Infinity)\b")).as_py():
         return None
-    body = pc.binary_join(pa.LargeListArray.from_arrays(pa.array([0, len(lines)], pa.int64()),
-                                                        lines), pa.scalar("\n", pa.large_string()))
+    body = pc.binary_join(
+        pa.LargeListArray.from_arrays(pa.array([0, len(lines)], pa.int64()), lines),
+        pa.scalar("\n", pa.large_string()),
+    )
     text_fields = TEXT_FIELDS[file]
-    options = pa_json.ParseOptions(unexpected_field_behavior="infer", explicit_schema=pa.schema(
-        [pa.field(f, pa.large_string()) for f in text_fields]))
+    options = pa_json.ParseOptions(
+        unexpected_field_behavior="infer",
+        explicit_schema=pa.schema([pa.field(f, pa.large_string()) for f in text_fields]),
+    )
     try:
         table = pa_json.read_json(io.BytesIO(body[0].as_buffer()), parse_options=options)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -96,9 +100,13 @@ def _arrow_records(lines: pa.Array, file: str) -> pd.DataFrame | None:
         return None
     # Text fields absent from the lines come back as all-null columns: drop those (one whose
     # key occurs is kept, so a field that is present but always null stays).
-    present = [c for c in table.column_names
-               if c not in text_fields or pc.any(pc.is_valid(table[c])).as_py()
-               or pc.any(pc.match_substring(lines, f'"{c}"')).as_py()]
+    present = [
+        c
+        for c in table.column_names
+        if c not in text_fields
+        or pc.any(pc.is_valid(table[c])).as_py()
+        or pc.any(pc.match_substring(lines, f'"{c}"')).as_py()
+    ]
     return table.select(present).to_pandas()
 
 
@@ -142,7 +150,8 @@ def _extra_keys(df: pd.DataFrame, lines: pa.Array, file: str) -> pd.Series:
         if not present.all():
             try:
                 in_line = pc.match_substring_regex(
-                    lines, r'(^|[^\\])"' + _re2_escape(key) + r'"\s*:')
+                    lines, r'(^|[^\\])"' + _re2_escape(key) + r'"\s*:'
+                )
                 present |= in_line.to_numpy(zero_copy_only=False)
             except pa.ArrowInvalid:  # a key no regex can spell: its non-null values still count
                 pass
@@ -168,8 +177,9 @@ def parse_jsonl(text: str, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     numbers = np.arange(1, len(lines) + 1)
     stripped = pc.utf8_trim_whitespace(lines)
     blank = pc.equal(pc.utf8_length(stripped), 0).to_numpy(zero_copy_only=False)
-    looks_like_object = (pc.starts_with(stripped, "{").to_numpy(zero_copy_only=False)
-                         & pc.ends_with(stripped, "}").to_numpy(zero_copy_only=False))
+    looks_like_object = pc.starts_with(stripped, "{").to_numpy(zero_copy_only=False) & pc.ends_with(
+        stripped, "}"
+    ).to_numpy(zero_copy_only=False)
     at = np.flatnonzero(looks_like_object)
     candidates = stripped.take(pa.array(at, pa.int64()))
     df, parsed = _read_objects(candidates, file)
@@ -178,17 +188,29 @@ def parse_jsonl(text: str, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     extra = _extra_keys(df, candidates.filter(pa.array(parsed)), file)
     missing = [c for c in REQUIRED_FIELDS[file] if c not in df.columns]
     if len(df) and missing:
-        raise RawSchemaError(f"{file}.jsonl has no field {missing}: not a {file} export "
-                             f"(contract in docs/design.md §1)")
-    df = pd.DataFrame({c: df[c] if c in df.columns else pd.Series(None, index=df.index,
-                                                                  dtype=object)
-                       for c in CONTRACT_FIELDS[file]}, index=df.index)
+        raise RawSchemaError(
+            f"{file}.jsonl has no field {missing}: not a {file} export "
+            f"(contract in docs/design.md §1)"
+        )
+    df = pd.DataFrame(
+        {
+            c: df[c] if c in df.columns else pd.Series(None, index=df.index, dtype=object)
+            for c in CONTRACT_FIELDS[file]
+        },
+        index=df.index,
+    )
     df["_line"] = numbers[ok]
     df["_raw"] = lines.filter(pa.array(ok)).to_pandas()
     df["_extra_keys"] = extra
     bad = ~blank & ~ok
-    rejects = pd.DataFrame({"file": file, "line": numbers[bad], "reason": "malformed_line",
-                            "raw": lines.filter(pa.array(bad)).to_pandas()})
+    rejects = pd.DataFrame(
+        {
+            "file": file,
+            "line": numbers[bad],
+            "reason": "malformed_line",
+            "raw": lines.filter(pa.array(bad)).to_pandas(),
+        }
+    )
     return df, rejects
 
 
@@ -201,8 +223,9 @@ class _Quality:
         self._lines: dict[tuple[str, str], list[np.ndarray]] = defaultdict(list)
         self._detail: dict[tuple[str, str], Counter] = defaultdict(Counter)
 
-    def note(self, category: str, kind: str, rows: pd.DataFrame, mask,
-             detail: str | dict | None = None) -> None:
+    def note(
+        self, category: str, kind: str, rows: pd.DataFrame, mask, detail: str | dict | None = None
+    ) -> None:
         """Count ``kind`` on the kept ``rows`` where ``mask`` holds; ``detail`` is a field name
         (counted once per row) or ``{key: count}`` (values seen, keys found...)."""
         lines = rows["_line"].to_numpy()[_bool(mask)]
@@ -216,8 +239,10 @@ class _Quality:
 
     def _entry(self, category: str, kind: str) -> dict:
         lines = np.concatenate([np.zeros(0, np.int64), *self._lines.get((category, kind), [])])
-        entry = {"count": len(lines),
-                 "example_lines": [int(n) for n in np.unique(lines)[:EXAMPLE_LINES]]}
+        entry = {
+            "count": len(lines),
+            "example_lines": [int(n) for n in np.unique(lines)[:EXAMPLE_LINES]],
+        }
         if detail := self._detail.get((category, kind)):
             entry["detail"] = dict(sorted(detail.items(), key=lambda kv: (-kv[1], kv[0])))
         return entry
@@ -231,19 +256,32 @@ class _Quality:
         first example lines and detail; dropped kinds come from the rejected records."""
         for reason, lines in rejected.groupby("reason")["line"]:
             self._lines[("dropped", str(reason))].append(lines.to_numpy())
-        unlisted = sorted(f"{cat}.{kind}" for cat, kind in [*self._lines, *self._detail]
-                          if kind not in QUALITY_KINDS[self.file][cat])
+        unlisted = sorted(
+            f"{cat}.{kind}"
+            for cat, kind in [*self._lines, *self._detail]
+            if kind not in QUALITY_KINDS[self.file][cat]
+        )
         if unlisted:
             raise ValueError(f"{self.file}: kinds missing from schemas.QUALITY_KINDS: {unlisted}")
         if self.rows_read != rows_kept + len(rejected):
-            raise ValueError(f"{self.file}: {self.rows_read} rows read but {rows_kept} kept and "
-                             f"{len(rejected)} dropped")
-        counts = {"rows_read": self.rows_read, "rows_kept": rows_kept,
-                  "rows_dropped": len(rejected), "rows_repaired": self._rows("repaired"),
-                  "rows_normalised": self._rows("normalised")}
-        return {**counts, **{cat: {kind: self._entry(cat, kind)
-                                   for kind in QUALITY_KINDS[self.file][cat]}
-                             for cat in CATEGORIES}}
+            raise ValueError(
+                f"{self.file}: {self.rows_read} rows read but {rows_kept} kept and "
+                f"{len(rejected)} dropped"
+            )
+        counts = {
+            "rows_read": self.rows_read,
+            "rows_kept": rows_kept,
+            "rows_dropped": len(rejected),
+            "rows_repaired": self._rows("repaired"),
+            "rows_normalised": self._rows("normalised"),
+        }
+        return {
+            **counts,
+            **{
+                cat: {kind: self._entry(cat, kind) for kind in QUALITY_KINDS[self.file][cat]}
+                for cat in CATEGORIES
+            },
+        }
 
 
 def _note_extra_fields(quality: _Quality, rows: pd.DataFrame, kept=None) -> None:
@@ -260,8 +298,14 @@ def _note_extra_fields(quality: _Quality, rows: pd.DataFrame, kept=None) -> None
 def _rejected(df: pd.DataFrame, reasons: pd.Series, file: str) -> pd.DataFrame:
     """The rows of ``df`` with a reason (None = keep), with their line number and raw line."""
     bad = reasons.notna().to_numpy()
-    return pd.DataFrame({"file": file, "line": df["_line"].to_numpy()[bad],
-                         "reason": reasons.to_numpy()[bad], "raw": df["_raw"].to_numpy()[bad]})
+    return pd.DataFrame(
+        {
+            "file": file,
+            "line": df["_line"].to_numpy()[bad],
+            "reason": reasons.to_numpy()[bad],
+            "raw": df["_raw"].to_numpy()[bad],
+        }
+    )
 
 
 def _reject(df: pd.DataFrame, reasons: pd.Series, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -304,8 +348,9 @@ def _drop_duplicates(df: pd.DataFrame, key: str, file: str, rejects: list) -> pd
     """Exact duplicate lines, then other records reusing an id: the first record wins."""
     dup_line = df["_raw"].duplicated()
     conflict = ~dup_line & df[key].duplicated()
-    reasons = _first_reason([("duplicate_line", dup_line),
-                             ("conflicting_duplicate_id", conflict)], df.index)
+    reasons = _first_reason(
+        [("duplicate_line", dup_line), ("conflicting_duplicate_id", conflict)], df.index
+    )
     df, rej = _reject(df, reasons, file)
     rejects.append(rej)
     return df
@@ -366,26 +411,34 @@ def clean_users(text: str) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     quality = _Quality("users", rows_read=len(df) + len(malformed))
     rejects = [malformed]
     user_id, invalid_id, id_as_text = _int_ids(df["user_id"])
-    reasons = _first_reason([("null_id", df["user_id"].isna()), ("invalid_id", invalid_id)],
-                            df.index)
+    reasons = _first_reason(
+        [("null_id", df["user_id"].isna()), ("invalid_id", invalid_id)], df.index
+    )
     df, rej = _reject(df.assign(user_id=user_id, _id_as_text=id_as_text), reasons, "users")
     rejects.append(rej)
     df = _drop_duplicates(df, "user_id", "users", rejects)
     genres, genres_came = _as_list(df["favourite_genres"])
     premium = df["premium_user"].map(_as_bool)
     premium_is_bool = df["premium_user"].map(lambda v: isinstance(v, bool))
-    out = pd.DataFrame({
-        "user_id": df["user_id"].astype("int64"),
-        "name": _text(df["name"], df.index),
-        "city": _text(df["city"], df.index),
-        "street": _text(df["street"], df.index),
-        "favourite_genres": genres,
-        "premium_user": premium.fillna(False).astype(bool),
-    }).reset_index(drop=True)
+    out = pd.DataFrame(
+        {
+            "user_id": df["user_id"].astype("int64"),
+            "name": _text(df["name"], df.index),
+            "city": _text(df["city"], df.index),
+            "street": _text(df["street"], df.index),
+            "favourite_genres": genres,
+            "premium_user": premium.fillna(False).astype(bool),
+        }
+    ).reset_index(drop=True)
     quality.note("repaired", "type_coerced", df, df["_id_as_text"], "user_id")
     quality.note("repaired", "type_coerced", df, genres_came == "coerced", "favourite_genres")
-    quality.note("repaired", "type_coerced", df, ~_bool(premium_is_bool) & _bool(premium.notna()),
-                 "premium_user")
+    quality.note(
+        "repaired",
+        "type_coerced",
+        df,
+        ~_bool(premium_is_bool) & _bool(premium.notna()),
+        "premium_user",
+    )
     quality.note("repaired", "missing_favourite_genres", df, genres_came == "missing")
     quality.note("repaired", "invalid_premium_flag", df, premium.isna())
     _note_extra_fields(quality, df)
@@ -396,8 +449,9 @@ def clean_users(text: str) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
 def _base62_ids(df: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     """Ids of artists or tracks and why each is unusable (None when it is fine)."""
     ids = _text(df["id"], df.index)
-    reasons = _first_reason([("null_id", ids.isna()),
-                             ("invalid_id", ~_bool(ids.str.match(BASE62_ID)))], df.index)
+    reasons = _first_reason(
+        [("null_id", ids.isna()), ("invalid_id", ~_bool(ids.str.match(BASE62_ID)))], df.index
+    )
     return ids, reasons
 
 
@@ -416,9 +470,13 @@ def clean_artists(text: str) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Artists: base62 ids (others dropped), genres as lists of lower-case strings."""
     df, quality, rejects = _base62_records(text, "artists")
     genres, genres_came = _as_list(df["genres"])
-    out = pd.DataFrame({"artist_id": df["id"].astype("string"),
-                        "name": _text(df["name"], df.index),
-                        "genres": genres}).reset_index(drop=True)
+    out = pd.DataFrame(
+        {
+            "artist_id": df["id"].astype("string"),
+            "name": _text(df["name"], df.index),
+            "genres": genres,
+        }
+    ).reset_index(drop=True)
     quality.note("repaired", "type_coerced", df, genres_came == "coerced", "genres")
     quality.note("repaired", "missing_genres", df, genres_came == "missing")
     _note_extra_fields(quality, df)
@@ -448,8 +506,11 @@ def _track_numbers(df: pd.DataFrame, quality: _Quality) -> dict[str, pd.Series]:
     each counted per field."""
     numeric = {}
     for col, (lo, hi) in TRACK_RANGES.items():
-        raw = df[col].map(lambda v: int(v) if isinstance(v, bool) else v) \
-            if col == "explicit" else df[col]
+        raw = (
+            df[col].map(lambda v: int(v) if isinstance(v, bool) else v)
+            if col == "explicit"
+            else df[col]
+        )
         values = pd.to_numeric(raw, errors="coerce").astype("float64")
         bad_type = raw.notna() & values.isna()
         out_of_range = values.notna() & ~values.between(lo, hi)
@@ -476,15 +537,17 @@ def clean_tracks(text: str, artists: pd.DataFrame) -> tuple[pd.DataFrame, dict, 
     quality.note("repaired", "unknown_artist_id", df, unknown_artist)
     quality.note("repaired", "null_artist_id", df, artist_id.isna())
     _note_extra_fields(quality, df)
-    out = pd.DataFrame({
-        "track_id": df["id"].astype("string"),
-        "name": _text(df["name"], df.index),
-        "artist_id": artist_id.mask(unknown_artist),
-        "release_date": release_date.astype("string"),
-        "release_year": release_year,
-        **{c: v for c, v in numeric.items() if c != "explicit"},
-        "explicit": numeric["explicit"].astype("boolean"),
-    }).reset_index(drop=True)
+    out = pd.DataFrame(
+        {
+            "track_id": df["id"].astype("string"),
+            "name": _text(df["name"], df.index),
+            "artist_id": artist_id.mask(unknown_artist),
+            "release_date": release_date.astype("string"),
+            "release_year": release_year,
+            **{c: v for c, v in numeric.items() if c != "explicit"},
+            "explicit": numeric["explicit"].astype("boolean"),
+        }
+    ).reset_index(drop=True)
     rejected = pd.concat(rejects, ignore_index=True)
     return TRACKS.validate(out), quality.report(len(out), rejected), rejected
 
@@ -494,12 +557,14 @@ def _canonical_event_types(raw: pd.Series) -> pd.Series:
     return raw.str.strip().str.lower().map(EVENT_TYPE_SPELLINGS).astype("string")
 
 
-def _users_from_sessions(session_id: pd.Series, user_id: pd.Series, known_user: np.ndarray,
-                         null_user: np.ndarray) -> tuple[pd.Series, np.ndarray, np.ndarray]:
+def _users_from_sessions(
+    session_id: pd.Series, user_id: pd.Series, known_user: np.ndarray, null_user: np.ndarray
+) -> tuple[pd.Series, np.ndarray, np.ndarray]:
     """Null user ids taken from the other events of their session when these name exactly one
     known user: (user ids, recovered, ambiguous: the session names several users)."""
     donors = pd.DataFrame({"session_id": session_id, "user_id": user_id})[
-        known_user & _bool(session_id.notna())]
+        known_user & _bool(session_id.notna())
+    ]
     per_session = donors.groupby("session_id")["user_id"].agg(["nunique", "first"])
     n_users = session_id.map(per_session["nunique"]).where(null_user)
     recovered, ambiguous = _bool(n_users == 1), _bool(n_users > 1)
@@ -526,63 +591,92 @@ def _read_events(df: pd.DataFrame, users: pd.DataFrame) -> pd.DataFrame:
     user_id, invalid_user, user_as_text = _int_ids(df["user_id"])
     null_user = _bool(df["user_id"].isna())
     user_id, recovered, ambiguous = _users_from_sessions(
-        session_id, user_id, _bool(user_id.isin(users["user_id"])), null_user)
+        session_id, user_id, _bool(user_id.isin(users["user_id"])), null_user
+    )
     track_id = _text(df["track_id"], df.index)
     ts_text = _text(df["timestamp"], df.index)
-    return pd.DataFrame({
-        "session_id": session_id, "user_id": user_id, "track_id": track_id,
-        "event_type": event_type,
-        "timestamp": pd.to_datetime(ts_text, format="ISO8601", utc=True, errors="coerce"),
-        "raw_type": raw_type, "ts_text": ts_text, "is_track_event": _bool(event_type.isin(
-            TRACK_EVENTS)), "invalid_session": invalid_session, "invalid_user": invalid_user,
-        "session_as_text": session_as_text, "user_as_text": user_as_text,
-        "null_user": null_user, "recovered": recovered, "ambiguous": ambiguous,
-    }, index=df.index)
+    return pd.DataFrame(
+        {
+            "session_id": session_id,
+            "user_id": user_id,
+            "track_id": track_id,
+            "event_type": event_type,
+            "timestamp": pd.to_datetime(ts_text, format="ISO8601", utc=True, errors="coerce"),
+            "raw_type": raw_type,
+            "ts_text": ts_text,
+            "is_track_event": _bool(event_type.isin(TRACK_EVENTS)),
+            "invalid_session": invalid_session,
+            "invalid_user": invalid_user,
+            "session_as_text": session_as_text,
+            "user_as_text": user_as_text,
+            "null_user": null_user,
+            "recovered": recovered,
+            "ambiguous": ambiguous,
+        },
+        index=df.index,
+    )
 
 
-def _event_drop_reasons(df: pd.DataFrame, ev: pd.DataFrame, users: pd.DataFrame,
-                        tracks: pd.DataFrame) -> pd.Series:
+def _event_drop_reasons(
+    df: pd.DataFrame, ev: pd.DataFrame, users: pd.DataFrame, tracks: pd.DataFrame
+) -> pd.Series:
     """Why each event line is dropped (None: kept), the first check that fails, then
     ``duplicate_line`` for the same event again once normalised."""
     track_event = ev["is_track_event"]
-    reasons = _first_reason([
-        ("null_session_id", df["session_id"].isna()),
-        ("invalid_session_id", ev["invalid_session"]),
-        ("null_user_id_ambiguous", ev["ambiguous"]),
-        ("null_user_id", ev["null_user"] & ~ev["recovered"]),
-        ("invalid_user_id", ev["invalid_user"]),
-        ("null_event_type", ev["raw_type"].isna()),
-        ("unknown_event_type", ev["event_type"].isna()),
-        ("null_track_id", track_event & ev["track_id"].isna()),
-        ("invalid_timestamp", ev["timestamp"].isna()),
-        ("unknown_user_id", ~_bool(ev["user_id"].isin(users["user_id"]))),
-        ("unknown_track_id", track_event & ~_bool(ev["track_id"].isin(tracks["track_id"]))),
-    ], df.index)
+    reasons = _first_reason(
+        [
+            ("null_session_id", df["session_id"].isna()),
+            ("invalid_session_id", ev["invalid_session"]),
+            ("null_user_id_ambiguous", ev["ambiguous"]),
+            ("null_user_id", ev["null_user"] & ~ev["recovered"]),
+            ("invalid_user_id", ev["invalid_user"]),
+            ("null_event_type", ev["raw_type"].isna()),
+            ("unknown_event_type", ev["event_type"].isna()),
+            ("null_track_id", track_event & ev["track_id"].isna()),
+            ("invalid_timestamp", ev["timestamp"].isna()),
+            ("unknown_user_id", ~_bool(ev["user_id"].isin(users["user_id"]))),
+            ("unknown_track_id", track_event & ~_bool(ev["track_id"].isin(tracks["track_id"]))),
+        ],
+        df.index,
+    )
     event = ev.loc[reasons.isna(), ["session_id", "timestamp", "user_id", "event_type"]].assign(
-        track_id=ev["track_id"].where(track_event))
+        track_id=ev["track_id"].where(track_event)
+    )
     repeated = event.duplicated().reindex(df.index, fill_value=False)
     return reasons.mask(_bool(repeated), "duplicate_line")
 
 
-def _note_event_changes(quality: _Quality, df: pd.DataFrame, ev: pd.DataFrame,
-                        kept: np.ndarray) -> None:
+def _note_event_changes(
+    quality: _Quality, df: pd.DataFrame, ev: pd.DataFrame, kept: np.ndarray
+) -> None:
     """Repairs and normalisations of the kept event lines, and the unknown event types seen."""
     quality.note("repaired", "user_id_from_session", df, ev["recovered"] & kept)
     quality.note("repaired", "type_coerced", df, ev["session_as_text"] & kept, "session_id")
     quality.note("repaired", "type_coerced", df, ev["user_as_text"] & kept, "user_id")
-    quality.note("repaired", "track_on_non_track_event", df,
-                 ~ev["is_track_event"] & _bool(ev["track_id"].notna()) & kept)
+    quality.note(
+        "repaired",
+        "track_on_non_track_event",
+        df,
+        ~ev["is_track_event"] & _bool(ev["track_id"].notna()) & kept,
+    )
     respelled = kept & _bool(ev["raw_type"] != ev["event_type"])
-    quality.note("normalised", "event_type_spelling", df, respelled,
-                 ev["raw_type"][respelled].value_counts().to_dict())
+    quality.note(
+        "normalised",
+        "event_type_spelling",
+        df,
+        respelled,
+        ev["raw_type"][respelled].value_counts().to_dict(),
+    )
     reformed = kept & ~_bool(ev["ts_text"].str.match(CANONICAL_TIMESTAMP))
-    quality.note("normalised", "timestamp_form", df, reformed,
-                 _timestamp_forms(ev["ts_text"][reformed]))
+    quality.note(
+        "normalised", "timestamp_form", df, reformed, _timestamp_forms(ev["ts_text"][reformed])
+    )
     _note_extra_fields(quality, df, kept)
 
 
-def clean_sessions(text: str, users: pd.DataFrame, tracks: pd.DataFrame
-                   ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+def clean_sessions(
+    text: str, users: pd.DataFrame, tracks: pd.DataFrame
+) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Session events: ids, event types and ISO-8601 timestamps validated; duplicates dropped.
 
     Normalised (kept, not defects): known event-type spellings (``advertisment``, ``PLAY``,
@@ -600,35 +694,44 @@ def clean_sessions(text: str, users: pd.DataFrame, tracks: pd.DataFrame
     reasons = _event_drop_reasons(df, ev, users, tracks)
     kept = _bool(reasons.isna())
     rejected = pd.concat([malformed, _rejected(df, reasons, "sessions")], ignore_index=True)
-    quality.add_detail("dropped", "unknown_event_type", ev["raw_type"][_bool(
-        reasons == "unknown_event_type")].value_counts().to_dict())
+    quality.add_detail(
+        "dropped",
+        "unknown_event_type",
+        ev["raw_type"][_bool(reasons == "unknown_event_type")].value_counts().to_dict(),
+    )
     _note_event_changes(quality, df, ev, kept)
 
-    events = ev[kept].assign(_line=df["_line"]).sort_values(["session_id", "timestamp"],
-                                                            kind="stable")
+    events = (
+        ev[kept].assign(_line=df["_line"]).sort_values(["session_id", "timestamp"], kind="stable")
+    )
     quality.note("repaired", "session_user_conflict", events, _session_user_conflicts(events))
-    events = pd.DataFrame({
-        "session_id": events["session_id"].astype("int64"),
-        "timestamp": events["timestamp"].astype("datetime64[ns, UTC]"),
-        "user_id": events["user_id"].astype("int64"),
-        "track_id": events["track_id"].where(events["is_track_event"]),
-        "event_type": pd.Categorical(events["event_type"], categories=EVENT_TYPES),
-    }).reset_index(drop=True)
+    events = pd.DataFrame(
+        {
+            "session_id": events["session_id"].astype("int64"),
+            "timestamp": events["timestamp"].astype("datetime64[ns, UTC]"),
+            "user_id": events["user_id"].astype("int64"),
+            "track_id": events["track_id"].where(events["is_track_event"]),
+            "event_type": pd.Categorical(events["event_type"], categories=EVENT_TYPES),
+        }
+    ).reset_index(drop=True)
     return EVENTS.validate(events), quality.report(len(events), rejected), rejected
 
 
-def merge_listening_events(events: pd.DataFrame, tracks: pd.DataFrame, artists: pd.DataFrame,
-                           users: pd.DataFrame) -> pd.DataFrame:
+def merge_listening_events(
+    events: pd.DataFrame, tracks: pd.DataFrame, artists: pd.DataFrame, users: pd.DataFrame
+) -> pd.DataFrame:
     """Track events (play/skip/like) with their track, artist and user attributes."""
     track_events = events[events["event_type"].isin(TRACK_EVENTS)]
     track_cols = ["track_id", "artist_id", "popularity", "duration_ms", "explicit", "release_year"]
     merged = (
-        track_events
-        .merge(tracks[track_cols], on="track_id", how="left", validate="many_to_one")
-        .merge(artists.rename(columns={"name": "artist_name"})[["artist_id", "artist_name"]],
-               on="artist_id", how="left", validate="many_to_one")
-        .merge(users[["user_id", "premium_user"]], on="user_id", how="left",
-               validate="many_to_one")
+        track_events.merge(tracks[track_cols], on="track_id", how="left", validate="many_to_one")
+        .merge(
+            artists.rename(columns={"name": "artist_name"})[["artist_id", "artist_name"]],
+            on="artist_id",
+            how="left",
+            validate="many_to_one",
+        )
+        .merge(users[["user_id", "premium_user"]], on="user_id", how="left", validate="many_to_one")
     )
     merged["event_type"] = merged["event_type"].cat.remove_unused_categories()
     return merged
@@ -636,10 +739,10 @@ def merge_listening_events(events: pd.DataFrame, tracks: pd.DataFrame, artists: 
 
 _SECTIONS = {
     "dropped": "Unusable records, removed. Each is in `rejected_records.parquet` with its file, "
-               "line, reason and raw text.",
+    "line, reason and raw text.",
     "repaired": "Defects fixed in place (or flagged); the record is kept.",
     "normalised": "Form differences that are not defects: valid variants of the contract "
-                  "(other spellings, timestamp forms, extra keys), kept in canonical form.",
+    "(other spellings, timestamp forms, extra keys), kept in canonical form.",
 }
 _MD_DETAIL_ITEMS = 10  # detail entries shown per Markdown row (the JSON has them all)
 
@@ -659,22 +762,37 @@ def _md_detail(detail: dict) -> str:
 
 
 def _md_section(report: dict, category: str) -> list[str]:
-    rows = [f"| {file} | {kind} | {e['count']} | {', '.join(map(str, e['example_lines']))} | "
-            f"{_md_detail(e.get('detail', {}))} |"
-            for file, kinds in report[category].items() for kind, e in kinds.items()
-            if e["count"]]
+    rows = [
+        f"| {file} | {kind} | {e['count']} | {', '.join(map(str, e['example_lines']))} | "
+        f"{_md_detail(e.get('detail', {}))} |"
+        for file, kinds in report[category].items()
+        for kind, e in kinds.items()
+        if e["count"]
+    ]
     table = ["| file | kind | count | example lines | detail |", "|---|---|---:|---|---|", *rows]
-    return [f"## {category.capitalize()}", "", _SECTIONS[category], "",
-            *(table if rows else ["None."]), ""]
+    return [
+        f"## {category.capitalize()}",
+        "",
+        _SECTIONS[category],
+        "",
+        *(table if rows else ["None."]),
+        "",
+    ]
 
 
 def _markdown(report: dict) -> str:
-    lines = ["# Data quality", "",
-             "Per file: read = kept + dropped; repaired and normalised rows are among the kept.",
-             "", "| file | read | kept | dropped | repaired | normalised |",
-             "|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {file} | " + " | ".join(str(s[k]) for k in ROW_COUNTS) + " |"
-              for file, s in report["summary"].items()]
+    lines = [
+        "# Data quality",
+        "",
+        "Per file: read = kept + dropped; repaired and normalised rows are among the kept.",
+        "",
+        "| file | read | kept | dropped | repaired | normalised |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {file} | " + " | ".join(str(s[k]) for k in ROW_COUNTS) + " |"
+        for file, s in report["summary"].items()
+    ]
     lines.append("")
     for category in CATEGORIES:
         lines += _md_section(report, category)
@@ -683,18 +801,28 @@ def _markdown(report: dict) -> str:
 
 def _metrics(report: dict) -> dict:
     """MLflow metrics: ``dq.<file>.<category>.<kind>`` and ``dq.<file>.rows_<...>``."""
-    metrics = {f"dq.{file}.{category}.{kind}": e["count"]
-               for category in CATEGORIES for file, kinds in report[category].items()
-               for kind, e in kinds.items()}
-    metrics.update({f"dq.{file}.{k}": n for file, s in report["summary"].items()
-                    for k, n in s.items()})
+    metrics = {
+        f"dq.{file}.{category}.{kind}": e["count"]
+        for category in CATEGORIES
+        for file, kinds in report[category].items()
+        for kind, e in kinds.items()
+    }
+    metrics.update(
+        {f"dq.{file}.{k}": n for file, s in report["summary"].items() for k, n in s.items()}
+    )
     return mlflow_metrics(metrics)
 
 
-def report_data_quality(users_q: dict, artists_q: dict, tracks_q: dict, sessions_q: dict,
-                        users_rej: pd.DataFrame, artists_rej: pd.DataFrame,
-                        tracks_rej: pd.DataFrame, sessions_rej: pd.DataFrame
-                        ) -> tuple[dict, str, dict, pd.DataFrame]:
+def report_data_quality(
+    users_q: dict,
+    artists_q: dict,
+    tracks_q: dict,
+    sessions_q: dict,
+    users_rej: pd.DataFrame,
+    artists_rej: pd.DataFrame,
+    tracks_rej: pd.DataFrame,
+    sessions_rej: pd.DataFrame,
+) -> tuple[dict, str, dict, pd.DataFrame]:
     """The data-quality report (JSON and Markdown), its MLflow metrics and all rejected records.
 
     The JSON: ``summary`` (row counts per file), ``dropped``, ``repaired`` and ``normalised``

@@ -57,8 +57,11 @@ EVENTS = pa.DataFrameSchema(
         "track_id": pa.Column("string", nullable=True),
         "event_type": pa.Column("category", pa.Check.isin(EVENT_TYPES)),
     },
-    checks=pa.Check(lambda df: df["track_id"].notna() == df["event_type"].isin(TRACK_EVENTS),
-                    element_wise=False, error="track events carry a track, others none"),
+    checks=pa.Check(
+        lambda df: df["track_id"].notna() == df["event_type"].isin(TRACK_EVENTS),
+        element_wise=False,
+        error="track events carry a track, others none",
+    ),
     strict=True,
 )
 
@@ -68,27 +71,61 @@ EVENTS = pa.DataFrameSchema(
 # - normalised: a valid variant of the contract written in canonical form, not a defect.
 # Every kind is listed here, so reports and MLflow list zeros too; a kind names one category.
 CATEGORIES = ("dropped", "repaired", "normalised")
-_ENTITY_DROPS = ["malformed_line", "duplicate_line", "null_id", "invalid_id",
-                 "conflicting_duplicate_id"]
+_ENTITY_DROPS = [
+    "malformed_line",
+    "duplicate_line",
+    "null_id",
+    "invalid_id",
+    "conflicting_duplicate_id",
+]
 QUALITY_KINDS: dict[str, dict[str, list[str]]] = {
-    "users": {"dropped": _ENTITY_DROPS,
-              "repaired": ["type_coerced", "missing_favourite_genres", "invalid_premium_flag"],
-              "normalised": ["extra_field"]},
-    "artists": {"dropped": _ENTITY_DROPS,
-                "repaired": ["type_coerced", "missing_genres"],
-                "normalised": ["extra_field"]},
-    "tracks": {"dropped": _ENTITY_DROPS,
-               "repaired": ["type_coerced", "out_of_range", "invalid_value", "missing_value",
-                            "invalid_release_date", "unknown_artist_id", "null_artist_id"],
-               "normalised": ["extra_field"]},
-    "sessions": {"dropped": ["malformed_line", "duplicate_line", "null_session_id",
-                             "invalid_session_id", "null_user_id", "null_user_id_ambiguous",
-                             "invalid_user_id", "null_event_type", "unknown_event_type",
-                             "null_track_id", "invalid_timestamp", "unknown_user_id",
-                             "unknown_track_id"],
-                 "repaired": ["user_id_from_session", "type_coerced", "track_on_non_track_event",
-                              "session_user_conflict"],
-                 "normalised": ["event_type_spelling", "timestamp_form", "extra_field"]},
+    "users": {
+        "dropped": _ENTITY_DROPS,
+        "repaired": ["type_coerced", "missing_favourite_genres", "invalid_premium_flag"],
+        "normalised": ["extra_field"],
+    },
+    "artists": {
+        "dropped": _ENTITY_DROPS,
+        "repaired": ["type_coerced", "missing_genres"],
+        "normalised": ["extra_field"],
+    },
+    "tracks": {
+        "dropped": _ENTITY_DROPS,
+        "repaired": [
+            "type_coerced",
+            "out_of_range",
+            "invalid_value",
+            "missing_value",
+            "invalid_release_date",
+            "unknown_artist_id",
+            "null_artist_id",
+        ],
+        "normalised": ["extra_field"],
+    },
+    "sessions": {
+        "dropped": [
+            "malformed_line",
+            "duplicate_line",
+            "null_session_id",
+            "invalid_session_id",
+            "null_user_id",
+            "null_user_id_ambiguous",
+            "invalid_user_id",
+            "null_event_type",
+            "unknown_event_type",
+            "null_track_id",
+            "invalid_timestamp",
+            "unknown_user_id",
+            "unknown_track_id",
+        ],
+        "repaired": [
+            "user_id_from_session",
+            "type_coerced",
+            "track_on_non_track_event",
+            "session_user_conflict",
+        ],
+        "normalised": ["event_type_spelling", "timestamp_form", "extra_field"],
+    },
 }
 # Defects (dropped or repaired) per file, and the kinds whose records are dropped.
 DEFECT_KINDS = {f: [*k["dropped"], *k["repaired"]] for f, k in QUALITY_KINDS.items()}

@@ -24,7 +24,6 @@ from pozytywka.tracking import mlflow_metrics
 logger = logging.getLogger(__name__)
 
 
-
 def build_session_tracks(events: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """One row per (session, track): played / skipped / liked, first-event time, plays.
 
@@ -32,20 +31,28 @@ def build_session_tracks(events: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     kept as a played row (the play was lost upstream) and counted.
     """
     ev = events[events["track_id"].notna()]
-    flags = pd.DataFrame({
-        "session_id": ev["session_id"].to_numpy(),
-        "track_id": ev["track_id"].to_numpy(),
-        "user_id": ev["user_id"].to_numpy(),
-        "timestamp": ev["timestamp"].array,  # stays tz-aware datetime64, no object boxing
-        "plays": (ev["event_type"] == "play").to_numpy(),
-        "skipped": (ev["event_type"] == "skip").to_numpy(),
-        "liked": (ev["event_type"] == "like").to_numpy(),
-    })
+    flags = pd.DataFrame(
+        {
+            "session_id": ev["session_id"].to_numpy(),
+            "track_id": ev["track_id"].to_numpy(),
+            "user_id": ev["user_id"].to_numpy(),
+            "timestamp": ev["timestamp"].array,  # stays tz-aware datetime64, no object boxing
+            "plays": (ev["event_type"] == "play").to_numpy(),
+            "skipped": (ev["event_type"] == "skip").to_numpy(),
+            "liked": (ev["event_type"] == "like").to_numpy(),
+        }
+    )
     # Keyed by user too: a session id reused by two users (counted upstream) stays two rows.
-    rows = flags.groupby(["session_id", "user_id", "track_id"], sort=True, observed=True).agg(
-        timestamp=("timestamp", "min"), plays=("plays", "sum"),
-        skipped=("skipped", "any"), liked=("liked", "any"),
-    ).reset_index()
+    rows = (
+        flags.groupby(["session_id", "user_id", "track_id"], sort=True, observed=True)
+        .agg(
+            timestamp=("timestamp", "min"),
+            plays=("plays", "sum"),
+            skipped=("skipped", "any"),
+            liked=("liked", "any"),
+        )
+        .reset_index()
+    )
     no_play = rows["plays"] == 0
     stats = {
         "track_events": len(ev),
@@ -57,8 +64,7 @@ def build_session_tracks(events: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         "liked_share": float(rows["liked"].mean()) if len(rows) else 0.0,
     }
     rows["plays"] = rows["plays"].clip(lower=1).astype("int64")
-    logger.info("De-duplicated %d track events into %d (session, track) rows",
-                len(ev), len(rows))
+    logger.info("De-duplicated %d track events into %d (session, track) rows", len(ev), len(rows))
     return rows, stats
 
 
@@ -73,7 +79,8 @@ def assign_split(session_tracks: pd.DataFrame, params: dict) -> tuple[pd.DataFra
     rows = session_tracks.copy()
     if strategy == "random":
         pair_codes, pairs = pd.factorize(
-            pd.MultiIndex.from_arrays([rows["user_id"], rows["track_id"]]))
+            pd.MultiIndex.from_arrays([rows["user_id"], rows["track_id"]])
+        )
         rng = np.random.default_rng(params["seed"])
         test_pairs = rng.random(len(pairs)) < test_size
         is_test = test_pairs[pair_codes]
@@ -83,11 +90,14 @@ def assign_split(session_tracks: pd.DataFrame, params: dict) -> tuple[pd.DataFra
         is_test = (rows["timestamp"] >= cutoff).to_numpy()
     else:
         raise ValueError(f"split.strategy must be 'random' or 'temporal', not {strategy!r}")
-    rows["split"] = pd.Categorical(np.where(is_test, "test", "train"),
-                                   categories=["train", "test"])
-    summary = {"strategy": strategy, "test_size": test_size,
-               "train_rows": int((~is_test).sum()), "test_rows": int(is_test.sum()),
-               "cutoff": None if cutoff is None else str(cutoff)}
+    rows["split"] = pd.Categorical(np.where(is_test, "test", "train"), categories=["train", "test"])
+    summary = {
+        "strategy": strategy,
+        "test_size": test_size,
+        "train_rows": int((~is_test).sum()),
+        "test_rows": int(is_test.sum()),
+        "cutoff": None if cutoff is None else str(cutoff),
+    }
     return rows, summary
 
 
@@ -100,18 +110,25 @@ def build_interactions(session_tracks: pd.DataFrame, params: dict) -> pd.DataFra
     ``negative`` (non-liked pairs get ``label`` -1, for logistic loss). A test pair already
     seen in training is dropped from test (it can happen with the temporal split).
     """
-    agg = session_tracks.groupby(["split", "user_id", "track_id"], observed=True).agg(
-        plays=("plays", "sum"), skips=("skipped", "sum"), likes=("liked", "sum"),
-        first_seen=("timestamp", "min"),
-    ).reset_index()
+    agg = (
+        session_tracks.groupby(["split", "user_id", "track_id"], observed=True)
+        .agg(
+            plays=("plays", "sum"),
+            skips=("skipped", "sum"),
+            likes=("liked", "sum"),
+            first_seen=("timestamp", "min"),
+        )
+        .reset_index()
+    )
     train_pairs = agg.loc[agg["split"] == "train", ["user_id", "track_id"]]
     seen = agg.merge(train_pairs.assign(_seen=True), on=["user_id", "track_id"], how="left")
     agg = agg[(agg["split"] == "train") | seen["_seen"].isna().to_numpy()].reset_index(drop=True)
     return label_pairs(agg, params)
 
 
-def fit_skip_rates(session_tracks: pd.DataFrame, smoothing: float
-                   ) -> tuple[pd.DataFrame, pd.DataFrame, float]:
+def fit_skip_rates(
+    session_tracks: pd.DataFrame, smoothing: float
+) -> tuple[pd.DataFrame, pd.DataFrame, float]:
     """User and track skip rates from training rows, shrunk towards the global rate.
 
     ``rate = (skips + m * global) / (rows + m)`` with ``m = smoothing``; ``m = 0`` is the raw
@@ -123,20 +140,24 @@ def fit_skip_rates(session_tracks: pd.DataFrame, smoothing: float
     def rates(key: str) -> pd.DataFrame:
         g = train.groupby(key, observed=True)["skipped"].agg(["sum", "count"])
         rate = (g["sum"] + smoothing * global_rate) / (g["count"] + smoothing)
-        return pd.DataFrame({key: g.index, "skip_rate": rate.to_numpy(),
-                             "train_rows": g["count"].to_numpy()})
+        return pd.DataFrame(
+            {key: g.index, "skip_rate": rate.to_numpy(), "train_rows": g["count"].to_numpy()}
+        )
 
     return rates("user_id"), rates("track_id"), global_rate
 
 
 def genre_vocabulary(artists: pd.DataFrame, users: pd.DataFrame) -> list[str]:
     """Every genre an artist carries or a user names, sorted."""
-    return sorted(set(artists["genres"].explode().dropna())
-                  | set(users["favourite_genres"].explode().dropna()))
+    return sorted(
+        set(artists["genres"].explode().dropna())
+        | set(users["favourite_genres"].explode().dropna())
+    )
 
 
-def build_user_features(users: pd.DataFrame, user_rates: pd.DataFrame, global_rate: float,
-                        genres: list[str]) -> pd.DataFrame:
+def build_user_features(
+    users: pd.DataFrame, user_rates: pd.DataFrame, global_rate: float, genres: list[str]
+) -> pd.DataFrame:
     """Per user: premium flag, training skip rate, favourite-genre indicators ``fav_<genre>``."""
     out = users[["user_id", "premium_user"]].copy()
     out = out.merge(user_rates[["user_id", "skip_rate", "train_rows"]], on="user_id", how="left")
@@ -152,13 +173,16 @@ def fit_track_scaler(tracks: pd.DataFrame, session_tracks: pd.DataFrame) -> Pipe
     train_tracks = tracks[tracks["track_id"].isin(train_ids)]
     if train_tracks.empty:
         raise ValueError("no track has a training interaction: nothing to fit the scaler on")
-    scaler = Pipeline([
-        # A feature with no value in training is kept (as 0 after scaling), not dropped.
-        ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
-        ("scale", StandardScaler()),
-    ])
-    cols = ColumnTransformer([("numeric", scaler, NUMERIC_TRACK_FEATURES)],
-                             verbose_feature_names_out=False)
+    scaler = Pipeline(
+        [
+            # A feature with no value in training is kept (as 0 after scaling), not dropped.
+            ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+            ("scale", StandardScaler()),
+        ]
+    )
+    cols = ColumnTransformer(
+        [("numeric", scaler, NUMERIC_TRACK_FEATURES)], verbose_feature_names_out=False
+    )
     cols.set_output(transform="pandas")
     return Pipeline([("columns", cols)]).fit(_numeric(train_tracks))
 
@@ -167,25 +191,39 @@ def _numeric(tracks: pd.DataFrame) -> pd.DataFrame:
     return tracks[NUMERIC_TRACK_FEATURES].astype("float64")
 
 
-def build_track_features(tracks: pd.DataFrame, artists: pd.DataFrame, scaler: Pipeline,
-                         track_rates: pd.DataFrame, global_rate: float, genres: list[str]
-                         ) -> pd.DataFrame:
+def build_track_features(
+    tracks: pd.DataFrame,
+    artists: pd.DataFrame,
+    scaler: Pipeline,
+    track_rates: pd.DataFrame,
+    global_rate: float,
+    genres: list[str],
+) -> pd.DataFrame:
     """Per track: standardised numeric features ``z_<name>``, explicit, skip rate, genres."""
     z = scaler.transform(_numeric(tracks)).add_prefix("z_").reset_index(drop=True)
     base = tracks[["track_id", "artist_id"]].reset_index(drop=True)
     base["explicit"] = tracks["explicit"].fillna(False).astype("int8").to_numpy()
-    base = base.merge(track_rates[["track_id", "skip_rate", "train_rows"]], on="track_id",
-                      how="left")
+    base = base.merge(
+        track_rates[["track_id", "skip_rate", "train_rows"]], on="track_id", how="left"
+    )
     base["skip_rate"] = base["skip_rate"].fillna(global_rate)
     base["train_rows"] = base["train_rows"].fillna(0).astype("int64")
-    track_genres = base[["artist_id"]].merge(artists[["artist_id", "genres"]], on="artist_id",
-                                             how="left")["genres"]
+    track_genres = base[["artist_id"]].merge(
+        artists[["artist_id", "genres"]], on="artist_id", how="left"
+    )["genres"]
     track_genres = track_genres.map(lambda g: g if isinstance(g, list | np.ndarray) else [])
     return pd.concat([base, z, multi_hot(track_genres, "genre_", genres)], axis=1)
 
 
-def _feature_matrix(table: pd.DataFrame, id_col: str, columns: list[str], mapping: dict,
-                    feature_mapping: dict, identity: bool, normalize: bool) -> sp.csr_matrix:
+def _feature_matrix(
+    table: pd.DataFrame,
+    id_col: str,
+    columns: list[str],
+    mapping: dict,
+    feature_mapping: dict,
+    identity: bool,
+    normalize: bool,
+) -> sp.csr_matrix:
     """CSR features in ``lightfm.data.Dataset`` index order, built without a Python loop."""
     n, m = len(mapping), len(feature_mapping)
     ids = table[id_col]
@@ -203,8 +241,12 @@ def _feature_matrix(table: pd.DataFrame, id_col: str, columns: list[str], mappin
     return mat.astype(np.float32)
 
 
-def build_lightfm_inputs(interactions: pd.DataFrame, user_features: pd.DataFrame,
-                         track_features: pd.DataFrame, params: dict) -> dict:
+def build_lightfm_inputs(
+    interactions: pd.DataFrame,
+    user_features: pd.DataFrame,
+    track_features: pd.DataFrame,
+    params: dict,
+) -> dict:
     """LightFM ``Dataset`` (id and feature mappings) plus train/test matrices and features.
 
     Returned keys: ``dataset``, ``train_interactions`` and ``train_weights`` (COO, as
@@ -214,28 +256,46 @@ def build_lightfm_inputs(interactions: pd.DataFrame, user_features: pd.DataFrame
     user_cols = [c for c in user_features.columns if c.startswith("fav_")]
     if params["user_premium_feature"]:
         user_cols.append("premium_user")
-    item_cols = [c for c in track_features.columns
-                 if c.startswith("genre_") or (params["audio_features"] and c.startswith("z_"))]
+    item_cols = [
+        c
+        for c in track_features.columns
+        if c.startswith("genre_") or (params["audio_features"] and c.startswith("z_"))
+    ]
     item_frame = track_features.copy()
     if params["artist_feature"]:
-        artist_dummies = pd.get_dummies(item_frame["artist_id"].fillna("unknown"),
-                                        prefix="artist", dtype="int8")
+        artist_dummies = pd.get_dummies(
+            item_frame["artist_id"].fillna("unknown"), prefix="artist", dtype="int8"
+        )
         item_frame = pd.concat([item_frame, artist_dummies], axis=1)
         item_cols += list(artist_dummies.columns)
     users = user_features["user_id"]
     items = track_features["track_id"]
-    dataset = Dataset(user_identity_features=params["identity_features"],
-                      item_identity_features=params["identity_features"])
+    dataset = Dataset(
+        user_identity_features=params["identity_features"],
+        item_identity_features=params["identity_features"],
+    )
     dataset.fit(users=users, items=items, user_features=user_cols, item_features=item_cols)
     user_map, user_feat_map, item_map, item_feat_map = dataset.mapping()
     uf_frame = user_features.assign(premium_user=user_features["premium_user"].astype("int8"))
     matrices = {
-        "user_features": _feature_matrix(uf_frame, "user_id", user_cols, user_map,
-                                         user_feat_map, params["identity_features"],
-                                         params["normalize_features"]),
-        "item_features": _feature_matrix(item_frame, "track_id", item_cols, item_map,
-                                         item_feat_map, params["identity_features"],
-                                         params["normalize_features"]),
+        "user_features": _feature_matrix(
+            uf_frame,
+            "user_id",
+            user_cols,
+            user_map,
+            user_feat_map,
+            params["identity_features"],
+            params["normalize_features"],
+        ),
+        "item_features": _feature_matrix(
+            item_frame,
+            "track_id",
+            item_cols,
+            item_map,
+            item_feat_map,
+            params["identity_features"],
+            params["normalize_features"],
+        ),
     }
     train = interactions[(interactions["split"] == "train") & (interactions["label"] != 0)]
     test = interactions[(interactions["split"] == "test") & interactions["liked"]]
@@ -243,22 +303,36 @@ def build_lightfm_inputs(interactions: pd.DataFrame, user_features: pd.DataFrame
     matrices["train_weights"] = pairs_matrix(train, train["weight"], dataset)
     matrices["test_interactions"] = pairs_matrix(test, np.ones(len(test)), dataset)
     matrices["dataset"] = dataset
-    logger.info("LightFM inputs: %d users x %d tracks, %d train / %d test interactions, "
-                "%d user and %d item features", len(user_map), len(item_map), len(train), len(test),
-                matrices["user_features"].shape[1], matrices["item_features"].shape[1])
+    logger.info(
+        "LightFM inputs: %d users x %d tracks, %d train / %d test interactions, "
+        "%d user and %d item features",
+        len(user_map),
+        len(item_map),
+        len(train),
+        len(test),
+        matrices["user_features"].shape[1],
+        matrices["item_features"].shape[1],
+    )
     return matrices
 
 
-def summarise_features(dedup_stats: dict, split_summary: dict, interactions: pd.DataFrame
-                       ) -> tuple[dict, dict]:
+def summarise_features(
+    dedup_stats: dict, split_summary: dict, interactions: pd.DataFrame
+) -> tuple[dict, dict]:
     """What feature engineering produced, as a JSON report and MLflow metrics."""
     by_split = interactions.groupby("split", observed=True).agg(
-        pairs=("liked", "size"), liked_pairs=("liked", "sum"),
-        users=("user_id", "nunique"), tracks=("track_id", "nunique"))
-    summary = {"deduplication": dedup_stats, "split": split_summary,
-               "interactions": {s: {k: int(v) for k, v in row.items()}
-                                for s, row in by_split.iterrows()}}
+        pairs=("liked", "size"),
+        liked_pairs=("liked", "sum"),
+        users=("user_id", "nunique"),
+        tracks=("track_id", "nunique"),
+    )
+    summary = {
+        "deduplication": dedup_stats,
+        "split": split_summary,
+        "interactions": {s: {k: int(v) for k, v in row.items()} for s, row in by_split.iterrows()},
+    }
     metrics = {f"fe.{k}": v for k, v in dedup_stats.items()}
-    metrics.update({f"fe.{s}.{k}": v for s, d in summary["interactions"].items()
-                    for k, v in d.items()})
+    metrics.update(
+        {f"fe.{s}.{k}": v for s, d in summary["interactions"].items() for k, v in d.items()}
+    )
     return summary, mlflow_metrics(metrics)

@@ -39,6 +39,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # ---- data ------------------------------------------------------------------------------------
 
+
 def prepare_training_data(interactions: pd.DataFrame, dataset: Dataset, params: dict) -> dict:
     """Matrices for every training variant, a validation split carved from training pairs, and
     the held-out test likes.
@@ -59,8 +60,10 @@ def prepare_training_data(interactions: pd.DataFrame, dataset: Dataset, params: 
         for name, variant in params["variants"].items():
             labelled = label_pairs(pairs, variant)
             used = labelled[labelled["label"] != 0]
-            out[name] = (pairs_matrix(used, used["label"], dataset),
-                         pairs_matrix(used, used["weight"], dataset))
+            out[name] = (
+                pairs_matrix(used, used["label"], dataset),
+                pairs_matrix(used, used["weight"], dataset),
+            )
         return out
 
     def known(pairs: pd.DataFrame) -> sp.csr_matrix:
@@ -68,17 +71,26 @@ def prepare_training_data(interactions: pd.DataFrame, dataset: Dataset, params: 
 
     liked_validation = validation[validation["liked"]]
     data = {
-        "fit": variants(fit), "full": variants(train),
-        "validation": known(liked_validation), "test": known(test),
-        "fit_known": known(fit), "train_known": known(train),
+        "fit": variants(fit),
+        "full": variants(train),
+        "validation": known(liked_validation),
+        "test": known(test),
+        "fit_known": known(fit),
+        "train_known": known(train),
         "train_liked": known(train[train["liked"]]),
     }
-    logger.info("Training pairs: %d fit + %d validation (%d liked); %d test likes",
-                len(fit), len(validation), len(liked_validation), len(test))
+    logger.info(
+        "Training pairs: %d fit + %d validation (%d liked); %d test likes",
+        len(fit),
+        len(validation),
+        len(liked_validation),
+        len(test),
+    )
     return data
 
 
 # ---- scorers ---------------------------------------------------------------------------------
+
 
 def popularity_scorer(known: sp.csr_matrix, liked: sp.spmatrix) -> Scorer:
     """Every user gets the same ranking: training likes per track, plays breaking ties."""
@@ -90,34 +102,48 @@ def history_scorer(known: sp.csr_matrix, seed: int) -> Scorer:
     """Random-from-history baseline as a ranking: the user's own tracks in random order first,
     then everything else in random order. Evaluated with known tracks excluded (as every
     scorer is), it is a random ranking of the rest: the floor."""
+
     def scores(users: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng([seed, int(users[0])])
         return rng.random((len(users), known.shape[1])) + known[users].toarray()
+
     return scores
 
 
 # ---- comparison of training data and search --------------------------------------------------
 
-def _objective_value(name: str, scorer: Scorer, positives: sp.csr_matrix, known: sp.csr_matrix,
-                     groups: list[np.ndarray] | None = None) -> float:
+
+def _objective_value(
+    name: str,
+    scorer: Scorer,
+    positives: sp.csr_matrix,
+    known: sp.csr_matrix,
+    groups: list[np.ndarray] | None = None,
+) -> float:
     if name == "group_ndcg":
         return _group_ndcg(scorer, positives, known, groups or [])
     return evaluate_ranking(scorer, positives, known)[name]
 
 
-def _group_ndcg(scorer: Scorer, positives: sp.csr_matrix, known: sp.csr_matrix,
-                groups: list[np.ndarray], length: int = 20) -> float:
+def _group_ndcg(
+    scorer: Scorer,
+    positives: sp.csr_matrix,
+    known: sp.csr_matrix,
+    groups: list[np.ndarray],
+    length: int = 20,
+) -> float:
     values = []
     for members in groups:
         excluded = known_to_group(known, members, "all_members")
         playlist = group_playlist(scorer(members), length, "mean_rank", excluded)
-        liked = [positives.indices[positives.indptr[m]:positives.indptr[m + 1]] for m in members]
+        liked = [positives.indices[positives.indptr[m] : positives.indptr[m + 1]] for m in members]
         values.append(np.nanmean(member_satisfaction(playlist, liked)["ndcg"]))
     return float(np.nanmean(values)) if values else 0.0
 
 
-def compare_training_variants(data: dict, user_features: sp.csr_matrix,
-                              item_features: sp.csr_matrix, params: dict) -> dict:
+def compare_training_variants(
+    data: dict, user_features: sp.csr_matrix, item_features: sp.csr_matrix, params: dict
+) -> dict:
     """Train each training-data variant with the default hyperparameters; score on validation.
 
     Returns ``{"chosen": name, "objective": metric, "variants": {name: {metric: value}}}``.
@@ -126,21 +152,36 @@ def compare_training_variants(data: dict, user_features: sp.csr_matrix,
     results = {}
     for name, (inter, weights) in data["fit"].items():
         t0 = time.perf_counter()
-        model = fit_epochs(new_model(hp, params["seed"]), inter, weights, user_features,
-                           item_features, hp["epochs"], params["num_threads"])
+        model = fit_epochs(
+            new_model(hp, params["seed"]),
+            inter,
+            weights,
+            user_features,
+            item_features,
+            hp["epochs"],
+            params["num_threads"],
+        )
         scorer = EmbeddingScorer(model, user_features, item_features)
         results[name] = evaluate_ranking(scorer, data["validation"], data["fit_known"])
         results[name]["train_seconds"] = time.perf_counter() - t0
-        logger.info("Variant %s: validation %s = %.4f", name, objective,
-                    results[name].get(objective, float("nan")))
+        logger.info(
+            "Variant %s: validation %s = %.4f",
+            name,
+            objective,
+            results[name].get(objective, float("nan")),
+        )
     metric = objective if objective != "group_ndcg" else "precision_at_10"
     chosen = max(results, key=lambda n: results[n][metric])
     return {"chosen": chosen, "objective": metric, "variants": results}
 
 
-def search_hyperparameters(data: dict, comparison: dict, user_features: sp.csr_matrix,
-                           item_features: sp.csr_matrix, params: dict
-                           ) -> tuple[dict, pd.DataFrame, optuna.Study]:
+def search_hyperparameters(
+    data: dict,
+    comparison: dict,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    params: dict,
+) -> tuple[dict, pd.DataFrame, optuna.Study]:
     """Optuna TPE search with epoch-wise median pruning on the validation split.
 
     The study lives in ``search.storage`` (SQLite by default; any Optuna storage URL), so a
@@ -148,41 +189,59 @@ def search_hyperparameters(data: dict, comparison: dict, user_features: sp.csr_m
     """
     search = params["search"]
     inter, weights = data["fit"][comparison["chosen"]]
-    groups = sample_groups(inter.shape[0], search["group_objective_groups"],
-                           params["groups"]["min_size"], params["groups"]["max_size"],
-                           params["seed"], _users_with(data["validation"]))
+    groups = sample_groups(
+        inter.shape[0],
+        search["group_objective_groups"],
+        params["groups"]["min_size"],
+        params["groups"]["max_size"],
+        params["seed"],
+        _users_with(data["validation"]),
+    )
     study = _open_study(search, params["seed"])
     if not study.trials:
         # The first trial is the default configuration: the search can only improve on it.
-        study.enqueue_trial({k: v for k, v in params["defaults"].items()
-                             if k in {*search["space"], "epochs"}})
+        study.enqueue_trial(
+            {k: v for k, v in params["defaults"].items() if k in {*search["space"], "epochs"}}
+        )
     n_trials = search["n_trials"]
     if data["validation"].nnz == 0:
-        logger.warning("The validation split holds no likes: no trial can be ranked, so only "
-                       "the default configuration is trained")
+        logger.warning(
+            "The validation split holds no likes: no trial can be ranked, so only "
+            "the default configuration is trained"
+        )
         n_trials = 1
-    objective = _lightfm_objective(data, inter, weights, user_features, item_features, groups,
-                                   params)
-    study.optimize(objective, n_trials=n_trials, timeout=search["timeout_seconds"],
-                   catch=(ValueError, FloatingPointError))
+    objective = _lightfm_objective(
+        data, inter, weights, user_features, item_features, groups, params
+    )
+    study.optimize(
+        objective,
+        n_trials=n_trials,
+        timeout=search["timeout_seconds"],
+        catch=(ValueError, FloatingPointError),
+    )
     return _search_result(study, search, comparison, data), _trials_table(study), study
 
 
 def _open_study(search: dict, seed: int) -> optuna.Study:
     """The study in ``search.storage``, emptied first unless ``search.resume``."""
     if search["storage"].startswith("sqlite:///"):
-        Path(search["storage"].removeprefix("sqlite:///")).parent.mkdir(parents=True,
-                                                                       exist_ok=True)
+        Path(search["storage"].removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if not search["resume"]:
         try:
             optuna.delete_study(study_name=search["study_name"], storage=search["storage"])
         except KeyError:
             pass
     return optuna.create_study(
-        study_name=search["study_name"], storage=search["storage"], direction="maximize",
-        load_if_exists=True, sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=search["pruner"]["startup_trials"],
-                                           n_warmup_steps=search["pruner"]["warmup_epochs"]))
+        study_name=search["study_name"],
+        storage=search["storage"],
+        direction="maximize",
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=search["pruner"]["startup_trials"],
+            n_warmup_steps=search["pruner"]["warmup_epochs"],
+        ),
+    )
 
 
 def _suggest(trial: optuna.Trial, space: dict) -> tuple[dict, int]:
@@ -197,8 +256,15 @@ def _suggest(trial: optuna.Trial, space: dict) -> tuple[dict, int]:
     return hp, trial.suggest_int("epochs", *space["epochs"])
 
 
-def _lightfm_objective(data: dict, inter, weights, user_features: sp.csr_matrix,
-                       item_features: sp.csr_matrix, groups: list[np.ndarray], params: dict):
+def _lightfm_objective(
+    data: dict,
+    inter,
+    weights,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    groups: list[np.ndarray],
+    params: dict,
+):
     """The trial function: train for the suggested epochs, report the validation objective
     every ``evaluate_every`` epochs (pruning checkpoints), record AUC, precision and group
     NDCG as trial attributes."""
@@ -212,23 +278,34 @@ def _lightfm_objective(data: dict, inter, weights, user_features: sp.csr_matrix,
             if epoch % search["evaluate_every"] and epoch != epochs:
                 return
             scorer = EmbeddingScorer(model, user_features, item_features)
-            value = _objective_value(search["objective"], scorer, data["validation"],
-                                     data["fit_known"], groups)
+            value = _objective_value(
+                search["objective"], scorer, data["validation"], data["fit_known"], groups
+            )
             value = value if np.isfinite(value) else 0.0
             last["value"] = value  # the value of the model as trained for `epochs`
             trial.report(value, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        model = fit_epochs(new_model(hp, params["seed"]), inter, weights, user_features,
-                           item_features, epochs, params["num_threads"], report)
+        model = fit_epochs(
+            new_model(hp, params["seed"]),
+            inter,
+            weights,
+            user_features,
+            item_features,
+            epochs,
+            params["num_threads"],
+            report,
+        )
         scorer = EmbeddingScorer(model, user_features, item_features)
         final = evaluate_ranking(scorer, data["validation"], data["fit_known"])
         trial.set_user_attr("auc", final["auc"])
         trial.set_user_attr("precision_at_10", final["precision_at_10"])
-        trial.set_user_attr("group_ndcg", _group_ndcg(scorer, data["validation"],
-                                                      data["fit_known"], groups))
+        trial.set_user_attr(
+            "group_ndcg", _group_ndcg(scorer, data["validation"], data["fit_known"], groups)
+        )
         return last["value"]
+
     return objective
 
 
@@ -240,20 +317,34 @@ def _search_result(study: optuna.Study, search: dict, comparison: dict, data: di
     defaults_trial = study.trials[0].number
     improved = study.best_trial.number != defaults_trial  # a tie keeps the earlier trial
     if not improved:
-        logger.warning("The search found nothing better than the default configuration "
-                       "(trial %d): the defaults are trained", defaults_trial)
-    logger.info("Optuna: %d trials (%d pruned), best %s = %.4f with %s", len(study.trials),
-                sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
-                search["objective"], study.best_value, study.best_params)
-    return {**study.best_params, "objective": search["objective"],
-            "validation_value": study.best_value, "variant": comparison["chosen"],
-            "best_trial": study.best_trial.number, "improved_on_defaults": bool(improved),
-            "validation_likes": int(data["validation"].nnz)}
+        logger.warning(
+            "The search found nothing better than the default configuration "
+            "(trial %d): the defaults are trained",
+            defaults_trial,
+        )
+    logger.info(
+        "Optuna: %d trials (%d pruned), best %s = %.4f with %s",
+        len(study.trials),
+        sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
+        search["objective"],
+        study.best_value,
+        study.best_params,
+    )
+    return {
+        **study.best_params,
+        "objective": search["objective"],
+        "validation_value": study.best_value,
+        "variant": comparison["chosen"],
+        "best_trial": study.best_trial.number,
+        "improved_on_defaults": bool(improved),
+        "validation_likes": int(data["validation"].nnz),
+    }
 
 
 def _trials_table(study: optuna.Study) -> pd.DataFrame:
-    trials = study.trials_dataframe(attrs=("number", "value", "params", "user_attrs", "state",
-                                           "duration"))
+    trials = study.trials_dataframe(
+        attrs=("number", "value", "params", "user_attrs", "state", "duration")
+    )
     trials["duration"] = trials["duration"].dt.total_seconds()
     return trials
 
@@ -273,8 +364,13 @@ def plot_search(study: optuna.Study) -> tuple[plt.Figure, plt.Figure, plt.Figure
         importance = ovm.plot_param_importances(study).figure
     else:
         importance, ax = plt.subplots()
-        ax.text(0.5, 0.5, "fewer than two completed trials: no importance to estimate",
-                ha="center", va="center")
+        ax.text(
+            0.5,
+            0.5,
+            "fewer than two completed trials: no importance to estimate",
+            ha="center",
+            va="center",
+        )
         ax.set_axis_off()
     for fig in (history, slices, importance):
         fig.set_size_inches(11, 5)
@@ -283,23 +379,41 @@ def plot_search(study: optuna.Study) -> tuple[plt.Figure, plt.Figure, plt.Figure
 
 # ---- final model -----------------------------------------------------------------------------
 
-def train_final_model(data: dict, best: dict, user_features: sp.csr_matrix,
-                      item_features: sp.csr_matrix, params: dict) -> LightFM:
+
+def train_final_model(
+    data: dict, best: dict, user_features: sp.csr_matrix, item_features: sp.csr_matrix, params: dict
+) -> LightFM:
     """The best hyperparameters, trained on every training pair of the chosen variant."""
     hp = {**params["defaults"], **{k: best[k] for k in best if k in params["defaults"]}}
     inter, weights = data["full"][best["variant"]]
     t0 = time.perf_counter()
-    model = fit_epochs(new_model(hp, params["seed"]), inter, weights, user_features,
-                       item_features, int(hp["epochs"]), params["num_threads"],
-                       lambda e, _: logger.info("final model: epoch %d/%d", e, hp["epochs"]))
-    logger.info("Final LightFM (%s) trained in %.1f s on %d interactions",
-                best["variant"], time.perf_counter() - t0, inter.nnz)
+    model = fit_epochs(
+        new_model(hp, params["seed"]),
+        inter,
+        weights,
+        user_features,
+        item_features,
+        int(hp["epochs"]),
+        params["num_threads"],
+        lambda e, _: logger.info("final model: epoch %d/%d", e, hp["epochs"]),
+    )
+    logger.info(
+        "Final LightFM (%s) trained in %.1f s on %d interactions",
+        best["variant"],
+        time.perf_counter() - t0,
+        inter.nnz,
+    )
     return model
 
 
-def recommend_for_users(model: LightFM, data: dict, dataset: Dataset,
-                        user_features: sp.csr_matrix, item_features: sp.csr_matrix,
-                        params: dict) -> pd.DataFrame:
+def recommend_for_users(
+    model: LightFM,
+    data: dict,
+    dataset: Dataset,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    params: dict,
+) -> pd.DataFrame:
     """Top-k tracks per user (tracks the user already played excluded if configured)."""
     k = params["recommendations"]["k"]
     scorer = EmbeddingScorer(model, user_features, item_features)
@@ -311,38 +425,58 @@ def recommend_for_users(model: LightFM, data: dict, dataset: Dataset,
         if params["recommendations"]["exclude_known"]:
             scores = np.where(data["train_known"][users].toarray() > 0, -np.inf, scores)
         top = top_k(scores, k)
-        rows.append(pd.DataFrame({
-            "user_id": np.repeat(user_ids[users], top.shape[1]),
-            "rank": np.tile(np.arange(1, top.shape[1] + 1), len(users)),
-            "track_id": track_ids[top.ravel()],
-            "score": np.take_along_axis(scores, top, axis=1).ravel(),
-        }))
+        rows.append(
+            pd.DataFrame(
+                {
+                    "user_id": np.repeat(user_ids[users], top.shape[1]),
+                    "rank": np.tile(np.arange(1, top.shape[1] + 1), len(users)),
+                    "track_id": track_ids[top.ravel()],
+                    "score": np.take_along_axis(scores, top, axis=1).ravel(),
+                }
+            )
+        )
     return pd.concat(rows, ignore_index=True)
 
 
-def package_model(model: LightFM, data: dict, dataset: Dataset, user_features: sp.csr_matrix,
-                  item_features: sp.csr_matrix, params: dict, feature_params: dict
-                  ) -> LightFMRecommender:
+def package_model(
+    model: LightFM,
+    data: dict,
+    dataset: Dataset,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    params: dict,
+    feature_params: dict,
+) -> LightFMRecommender:
     """The final model as an MLflow pyfunc model (logged to the run by the catalog); the
     serving API loads the same object."""
     user_ids, track_ids = ordered_ids(dataset)
     _, user_feature_index, _, _ = dataset.mapping()
     lightfm = feature_params["lightfm"]
     return LightFMRecommender(
-        EmbeddingScorer(model, user_features, item_features), user_ids, track_ids,
-        data["train_known"], params["recommendations"]["k"],
+        EmbeddingScorer(model, user_features, item_features),
+        user_ids,
+        track_ids,
+        data["train_known"],
+        params["recommendations"]["k"],
         user_feature_embeddings=model.user_embeddings.copy(),
         user_feature_biases=model.user_biases.copy(),
         user_feature_index=dict(user_feature_index),
         normalize=bool(lightfm["normalize_features"]),
-        identity_features=bool(lightfm["identity_features"]))
+        identity_features=bool(lightfm["identity_features"]),
+    )
 
 
 # ---- evaluation ------------------------------------------------------------------------------
 
-def evaluate_recommenders(model: LightFM, data: dict, dataset: Dataset,
-                          user_features: sp.csr_matrix, item_features: sp.csr_matrix,
-                          params: dict) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+
+def evaluate_recommenders(
+    model: LightFM,
+    data: dict,
+    dataset: Dataset,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    params: dict,
+) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Design §4 metrics on the held-out likes for the history baseline, popularity and the
     model, and the group protocol for every aggregation strategy.
 
@@ -359,7 +493,13 @@ def evaluate_recommenders(model: LightFM, data: dict, dataset: Dataset,
     }
     per_user, summary = rank_each(scorers, test, known)
     groups = protocol_groups(known.shape[0], params["groups"])
-    table = evaluate_groups({k: scorers[k] for k in ("popularity", "model")}, groups,
-                            model_scorer.item_emb, known, test, params["groups"],
-                            history_seed=params["groups"]["seed"])
+    table = evaluate_groups(
+        {k: scorers[k] for k in ("popularity", "model")},
+        groups,
+        model_scorer.item_emb,
+        known,
+        test,
+        params["groups"],
+        history_seed=params["groups"]["seed"],
+    )
     return per_user, summary, table

@@ -58,8 +58,11 @@ def _difference(names, estimates: dict, bounds: np.ndarray) -> dict[str, dict]:
     out = {}
     for m, (lo, hi) in zip(names, bounds, strict=True):
         significant = bool(np.isfinite(lo) and np.isfinite(hi) and (lo > 0 or hi < 0))
-        out[m] = {"estimate": _finite(estimates[m]), "interval": [_finite(lo), _finite(hi)],
-                  "significant": significant}
+        out[m] = {
+            "estimate": _finite(estimates[m]),
+            "interval": [_finite(lo), _finite(hi)],
+            "significant": significant,
+        }
     return out
 
 
@@ -77,13 +80,19 @@ def _fmt(value, interval=None) -> str:
 
 def _difference_lines(title: str, a: str, b: str, diff: dict) -> list[str]:
     """A table of paired differences and one sentence per metric saying whether it is real."""
-    lines = [f"### {title}", "", "| metric | difference | 95% interval | significant |",
-             "|---|---:|---|---|"]
+    lines = [
+        f"### {title}",
+        "",
+        "| metric | difference | 95% interval | significant |",
+        "|---|---:|---|---|",
+    ]
     for m, d in diff.items():
         lo, hi = d["interval"]
         interval = f"[{lo:+.4f}, {hi:+.4f}]" if lo is not None else "–"
-        lines.append(f"| {m} | {_fmt_signed(d['estimate'])} | {interval} | "
-                     f"{'yes' if d['significant'] else '**no**'} |")
+        lines.append(
+            f"| {m} | {_fmt_signed(d['estimate'])} | {interval} | "
+            f"{'yes' if d['significant'] else '**no**'} |"
+        )
     same = [m for m, d in diff.items() if not d["significant"]]
     better = [m for m, d in diff.items() if d["significant"] and d["estimate"] > 0]
     worse = [m for m, d in diff.items() if d["significant"] and d["estimate"] < 0]
@@ -94,9 +103,11 @@ def _difference_lines(title: str, a: str, b: str, diff: dict) -> list[str]:
     if worse:
         lines.append(f"{subject} is significantly **below** {b} on {', '.join(worse)}.")
     if same:
-        lines.append(f"The difference between {a} and {b} is **not significant** (the 95% "
-                     f"interval holds 0) on {', '.join(same)}: on this data {a} does not "
-                     f"demonstrably beat {b} there.")
+        lines.append(
+            f"The difference between {a} and {b} is **not significant** (the 95% "
+            f"interval holds 0) on {', '.join(same)}: on this data {a} does not "
+            f"demonstrably beat {b} there."
+        )
     return [*lines, ""]
 
 
@@ -107,14 +118,39 @@ def _fmt_signed(value) -> str:
 # ---- recommendation ----------------------------------------------------------------------------
 
 REC_SCORERS = ("baseline", "popularity", "model", "oracle")
-REC_HEADLINE = ("auc", "precision_at_10", "recall_at_10", "ndcg_at_10", "mrr", "coverage",
-                "hit_rate_at_10", "hit_rate_at_100")
+REC_HEADLINE = (
+    "auc",
+    "precision_at_10",
+    "recall_at_10",
+    "ndcg_at_10",
+    "mrr",
+    "coverage",
+    "hit_rate_at_10",
+    "hit_rate_at_100",
+)
 HIT_RATES = tuple(f"hit_rate_at_{k}" for k in HIT_RATE_KS)
 REC_INTERVAL_METRICS = (*USER_METRICS, *HIT_RATES)
-GROUP_METRICS = ("clustering", "precision_mean", "precision_min", "recall_mean", "recall_min",
-                 "ndcg_mean", "ndcg_min", "min_max_precision_ratio", "zero_recall_share")
-GROUP_HEADLINE = ("clustering", "precision_mean", "recall_mean", "recall_min", "ndcg_mean",
-                  "ndcg_min", "min_max_precision_ratio", "zero_recall_share")
+GROUP_METRICS = (
+    "clustering",
+    "precision_mean",
+    "precision_min",
+    "recall_mean",
+    "recall_min",
+    "ndcg_mean",
+    "ndcg_min",
+    "min_max_precision_ratio",
+    "zero_recall_share",
+)
+GROUP_HEADLINE = (
+    "clustering",
+    "precision_mean",
+    "recall_mean",
+    "recall_min",
+    "ndcg_mean",
+    "ndcg_min",
+    "min_max_precision_ratio",
+    "zero_recall_share",
+)
 
 
 def _ranking_statistic(per_user: pd.DataFrame, other: pd.DataFrame | None = None):
@@ -148,24 +184,30 @@ def _group_summary(table: pd.DataFrame, bootstrap: dict) -> tuple[dict, dict, di
             rows = unsorted.sort_values("group")
             values = rows[list(GROUP_METRICS)].to_numpy(dtype=float)
             summary.setdefault(strategy, {})[scorer] = {
-                m: _finite(np.nanmean(values[:, i])) if np.isfinite(values[:, i]).any()
-                else None for i, m in enumerate(GROUP_METRICS)}
+                m: _finite(np.nanmean(values[:, i])) if np.isfinite(values[:, i]).any() else None
+                for i, m in enumerate(GROUP_METRICS)
+            }
             intervals.setdefault(strategy, {})[scorer] = _interval_dict(
-                GROUP_METRICS, user_bootstrap(weighted_means(values), len(rows), **bootstrap))
+                GROUP_METRICS, user_bootstrap(weighted_means(values), len(rows), **bootstrap)
+            )
         model = summary[strategy].get("model")
         if model and summary[strategy]["baseline"]["clustering"]:
             base = summary[strategy]["baseline"]["clustering"]
             model["clustering_improvement_vs_baseline"] = (base - model["clustering"]) / base
-        pair = {s: part[part["scorer"] == s].sort_values("group") for s in ("model",
-                                                                          "popularity")}
+        pair = {s: part[part["scorer"] == s].sort_values("group") for s in ("model", "popularity")}
         if all(len(p) for p in pair.values()):
-            delta = (pair["model"][list(GROUP_METRICS)].to_numpy(dtype=float)
-                     - pair["popularity"][list(GROUP_METRICS)].to_numpy(dtype=float))
-            estimates = {m: np.nanmean(delta[:, i]) if np.isfinite(delta[:, i]).any()
-                         else np.nan for i, m in enumerate(GROUP_METRICS)}
+            delta = pair["model"][list(GROUP_METRICS)].to_numpy(dtype=float) - pair["popularity"][
+                list(GROUP_METRICS)
+            ].to_numpy(dtype=float)
+            estimates = {
+                m: np.nanmean(delta[:, i]) if np.isfinite(delta[:, i]).any() else np.nan
+                for i, m in enumerate(GROUP_METRICS)
+            }
             differences[strategy] = _difference(
-                GROUP_METRICS, estimates,
-                user_bootstrap(weighted_means(delta), len(delta), **bootstrap))
+                GROUP_METRICS,
+                estimates,
+                user_bootstrap(weighted_means(delta), len(delta), **bootstrap),
+            )
     return summary, intervals, differences
 
 
@@ -176,9 +218,15 @@ def _with_oracle(frame: pd.DataFrame, oracle_frame: pd.DataFrame, oracle: dict) 
     return pd.concat([frame, oracle_frame], ignore_index=True)
 
 
-def recommendation_report(per_user: pd.DataFrame, evaluation: dict, group_table: pd.DataFrame,
-                          oracle_per_user: pd.DataFrame, oracle_evaluation: dict,
-                          oracle_group_table: pd.DataFrame, bootstrap: dict) -> dict:
+def recommendation_report(
+    per_user: pd.DataFrame,
+    evaluation: dict,
+    group_table: pd.DataFrame,
+    oracle_per_user: pd.DataFrame,
+    oracle_evaluation: dict,
+    oracle_group_table: pd.DataFrame,
+    bootstrap: dict,
+) -> dict:
     """``recommendation_metrics.json``: every scorer's figures, their intervals over test users,
     paired differences of the model, group playlists (intervals over groups) and sizes."""
     has_oracle = bool(oracle_evaluation.get("available"))
@@ -192,61 +240,84 @@ def recommendation_report(per_user: pd.DataFrame, evaluation: dict, group_table:
     for s in scorers:
         rows = _by_user(per_user, s)
         report[s] = summarise_ranking(rows, evaluation[s]["coverage"])
-        intervals[s] = _interval_dict(REC_INTERVAL_METRICS, user_bootstrap(
-            _ranking_statistic(rows), len(rows), **bootstrap))
-    difference = {f"model_vs_{other}": _model_difference(per_user, report, other, bootstrap)
-                  for other in ("popularity", "baseline")}
+        intervals[s] = _interval_dict(
+            REC_INTERVAL_METRICS, user_bootstrap(_ranking_statistic(rows), len(rows), **bootstrap)
+        )
+    difference = {
+        f"model_vs_{other}": _model_difference(per_user, report, other, bootstrap)
+        for other in ("popularity", "baseline")
+    }
     groups, group_intervals, group_difference = _group_summary(group_table, bootstrap)
-    report.update({
-        "groups": groups, "intervals": intervals,
-        "difference": difference,
-        "group_intervals": group_intervals,
-        "group_difference": {f"model_vs_popularity_{k}": v for k, v in group_difference.items()},
-        "sizes": {"test_users": evaluation["model"]["evaluated_users"],
-                  "test_interactions": evaluation["model"]["test_interactions"],
-                  "groups": int(group_table["group"].nunique()) if len(group_table) else 0,
-                  "bootstrap_resamples": bootstrap["n_resamples"]},
-    })
+    report.update(
+        {
+            "groups": groups,
+            "intervals": intervals,
+            "difference": difference,
+            "group_intervals": group_intervals,
+            "group_difference": {
+                f"model_vs_popularity_{k}": v for k, v in group_difference.items()
+            },
+            "sizes": {
+                "test_users": evaluation["model"]["evaluated_users"],
+                "test_interactions": evaluation["model"]["test_interactions"],
+                "groups": int(group_table["group"].nunique()) if len(group_table) else 0,
+                "bootstrap_resamples": bootstrap["n_resamples"],
+            },
+        }
+    )
     if not has_oracle:
         report["oracle_absent_reason"] = oracle_evaluation.get("reason")
     return report
 
 
-def _model_difference(per_user: pd.DataFrame, report: dict, other: str, bootstrap: dict
-                      ) -> dict:
+def _model_difference(per_user: pd.DataFrame, report: dict, other: str, bootstrap: dict) -> dict:
     """The model minus ``other``, user by user, with its paired interval."""
     a, b = _by_user(per_user, "model"), _by_user(per_user, other)
     if not a["user"].equals(b["user"]):
         raise ValueError(f"model and {other} were evaluated on different test users")
     estimates = {m: report["model"][m] - report[other][m] for m in REC_INTERVAL_METRICS}
-    return _difference(REC_INTERVAL_METRICS, estimates,
-                       user_bootstrap(_ranking_statistic(a, b), len(a), **bootstrap))
+    return _difference(
+        REC_INTERVAL_METRICS,
+        estimates,
+        user_bootstrap(_ranking_statistic(a, b), len(a), **bootstrap),
+    )
 
 
 def search_summary(comparison: dict, best: dict, trials: pd.DataFrame) -> dict:
     """``recommendation_search.json``: the chosen variant, the winner and the trial counts."""
-    return {"best": best, "training_variants": comparison, "trials": int(len(trials)),
-            "pruned": int((trials["state"] == "PRUNED").sum()) if len(trials) else 0}
+    return {
+        "best": best,
+        "training_variants": comparison,
+        "trials": int(len(trials)),
+        "pruned": int((trials["state"] == "PRUNED").sum()) if len(trials) else 0,
+    }
 
 
-def plot_recommendation(trials: pd.DataFrame, group_table: pd.DataFrame,
-                        oracle_group_table: pd.DataFrame, oracle_evaluation: dict,
-                        groups: dict) -> tuple[plt.Figure, plt.Figure]:
+def plot_recommendation(
+    trials: pd.DataFrame,
+    group_table: pd.DataFrame,
+    oracle_group_table: pd.DataFrame,
+    oracle_evaluation: dict,
+    groups: dict,
+) -> tuple[plt.Figure, plt.Figure]:
     """Hyperparameter effects of the search, and group playlists by group size."""
     table = _with_oracle(group_table, oracle_group_table, oracle_evaluation)
-    return (_plot_hyperparameters(trials),
-            _plot_group_sizes(table, groups["reference_strategy"]))
+    return (_plot_hyperparameters(trials), _plot_group_sizes(table, groups["reference_strategy"]))
 
 
 def _search_sentence(search: dict) -> str:
     best = search["best"]
-    found = (f"Search: {search['trials']} trials ({search['pruned']} pruned); best trial "
-             f"#{best.get('best_trial', '?')}, validation {best['objective']} "
-             f"{best['validation_value']:.4f}")
+    found = (
+        f"Search: {search['trials']} trials ({search['pruned']} pruned); best trial "
+        f"#{best.get('best_trial', '?')}, validation {best['objective']} "
+        f"{best['validation_value']:.4f}"
+    )
     if best.get("improved_on_defaults", True):
         return found + "."
-    return found + (": **nothing better than the default configuration** (the first trial) "
-                    "was found, so the defaults are trained.")
+    return found + (
+        ": **nothing better than the default configuration** (the first trial) "
+        "was found, so the defaults are trained."
+    )
 
 
 def recommendation_markdown(report: dict, search: dict, groups: dict) -> str:
@@ -257,13 +328,16 @@ def recommendation_markdown(report: dict, search: dict, groups: dict) -> str:
     sizes, has_oracle = report["sizes"], "oracle" in scorers
     objective = comparison["objective"]
     lines = [
-        "# Recommendation", "",
+        "# Recommendation",
+        "",
         f"Test split: **{sizes['test_users']} users** with **{sizes['test_interactions']} "
         f"held-out likes**; 95% intervals from {sizes['bootstrap_resamples']} bootstrap "
         "resamples of test users (coverage is catalogue-wide: no interval). Training data: "
         f"**{search['best']['variant']}** (validation {objective}: "
         + ", ".join(f"{n} {v[objective]:.4f}" for n, v in comparison["variants"].items())
-        + "). " + _search_sentence(search), "",
+        + "). "
+        + _search_sentence(search),
+        "",
     ]
     if not has_oracle:
         lines += [f"No oracle: {report['oracle_absent_reason']}.", ""]
@@ -276,41 +350,80 @@ def recommendation_markdown(report: dict, search: dict, groups: dict) -> str:
             cells.append(f"{report['model'][m] / oracle:.1%}" if oracle else "–")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     lines += ["", "## Is the model better than its baselines?", ""]
-    lines += _difference_lines("model − popularity (paired over test users)", "the model",
-                               "popularity", _pick(report["difference"]["model_vs_popularity"]))
-    lines += _difference_lines("model − random-from-history baseline", "the model",
-                               "the history baseline",
-                               _pick(report["difference"]["model_vs_baseline"]))
+    lines += _difference_lines(
+        "model − popularity (paired over test users)",
+        "the model",
+        "popularity",
+        _pick(report["difference"]["model_vs_popularity"]),
+    )
+    lines += _difference_lines(
+        "model − random-from-history baseline",
+        "the model",
+        "the history baseline",
+        _pick(report["difference"]["model_vs_baseline"]),
+    )
     g = groups
-    lines += [f"## Group playlists ({sizes['groups']} groups of {g['min_size']}-"
-              f"{g['max_size']}, {g['length']} tracks; reference strategy: "
-              f"{g['reference_strategy']}; intervals over groups)", ""]
+    lines += [
+        f"## Group playlists ({sizes['groups']} groups of {g['min_size']}-"
+        f"{g['max_size']}, {g['length']} tracks; reference strategy: "
+        f"{g['reference_strategy']}; intervals over groups)",
+        "",
+    ]
     if not report["groups"]:
         lines += ["Not evaluated: too few users for a group.", ""]
     for strategy, by_scorer in report["groups"].items():
         present = [s for s in scorers if s in by_scorer]
-        lines += [f"### {strategy}", "", "| metric | " + " | ".join(present) + " |",
-                  "|---|" + "---:|" * len(present)]
-        lines += [f"| {m} | " + " | ".join(
-            _fmt(by_scorer[s][m], report["group_intervals"][strategy][s].get(m))
-            for s in present) + " |" for m in GROUP_HEADLINE]
+        lines += [
+            f"### {strategy}",
+            "",
+            "| metric | " + " | ".join(present) + " |",
+            "|---|" + "---:|" * len(present),
+        ]
+        lines += [
+            f"| {m} | "
+            + " | ".join(
+                _fmt(by_scorer[s][m], report["group_intervals"][strategy][s].get(m))
+                for s in present
+            )
+            + " |"
+            for m in GROUP_HEADLINE
+        ]
         improvement = by_scorer.get("model", {}).get("clustering_improvement_vs_baseline")
         if improvement is not None:
-            lines += ["", f"Clustering score of the model vs the baseline: {improvement:+.1%} "
-                      "(positive = more coherent)."]
+            lines += [
+                "",
+                f"Clustering score of the model vs the baseline: {improvement:+.1%} "
+                "(positive = more coherent).",
+            ]
         diff = report["group_difference"].get(f"model_vs_popularity_{strategy}")
         if diff:
-            lines += ["", *_difference_lines(
-                f"{strategy}: model − popularity (paired over groups)", "the model",
-                "popularity", {m: diff[m] for m in ("recall_mean", "ndcg_mean", "recall_min")})]
+            lines += [
+                "",
+                *_difference_lines(
+                    f"{strategy}: model − popularity (paired over groups)",
+                    "the model",
+                    "popularity",
+                    {m: diff[m] for m in ("recall_mean", "ndcg_mean", "recall_min")},
+                ),
+            ]
         else:
             lines.append("")
     return "\n".join(lines) + "\n"
 
 
 def _pick(diff: dict) -> dict:
-    return {m: diff[m] for m in ("auc", "precision_at_10", "recall_at_10", "ndcg_at_10", "mrr",
-                                 "hit_rate_at_10", "hit_rate_at_100")}
+    return {
+        m: diff[m]
+        for m in (
+            "auc",
+            "precision_at_10",
+            "recall_at_10",
+            "ndcg_at_10",
+            "mrr",
+            "hit_rate_at_10",
+            "hit_rate_at_100",
+        )
+    }
 
 
 def recommendation_mlflow(report: dict) -> dict:
@@ -323,10 +436,21 @@ def recommendation_mlflow(report: dict) -> dict:
     for pair, diff in report["difference"].items():
         metrics.update({f"rec.{pair}.{m}": d["estimate"] for m, d in diff.items()})
     if "oracle" in report:
-        metrics.update({f"rec.model_fraction_of_oracle.{m}": report["model"][m] / o
-                        for m, o in report["oracle"].items() if o})
-    metrics.update({f"rec.groups.{st}.{s}.{m}": v for st, by in report["groups"].items()
-                    for s, vals in by.items() for m, v in vals.items()})
+        metrics.update(
+            {
+                f"rec.model_fraction_of_oracle.{m}": report["model"][m] / o
+                for m, o in report["oracle"].items()
+                if o
+            }
+        )
+    metrics.update(
+        {
+            f"rec.groups.{st}.{s}.{m}": v
+            for st, by in report["groups"].items()
+            for s, vals in by.items()
+            for m, v in vals.items()
+        }
+    )
     return mlflow_metrics(metrics)
 
 
@@ -334,8 +458,9 @@ def _plot_hyperparameters(trials: pd.DataFrame) -> plt.Figure:
     """Each searched hyperparameter against validation AUC and group NDCG, one dot per trial."""
     params = [c for c in trials.columns if c.startswith("params_")]
     targets = [("user_attrs_auc", "validation AUC"), ("user_attrs_group_ndcg", "group NDCG")]
-    fig, axes = plt.subplots(len(targets), max(len(params), 1), squeeze=False,
-                             figsize=(3.2 * max(len(params), 1), 6))
+    fig, axes = plt.subplots(
+        len(targets), max(len(params), 1), squeeze=False, figsize=(3.2 * max(len(params), 1), 6)
+    )
     done = trials[trials["state"] == "COMPLETE"] if len(trials) else trials
     for i, (col, label) in enumerate(targets):
         for j, p in enumerate(params):
@@ -344,8 +469,12 @@ def _plot_hyperparameters(trials: pd.DataFrame) -> plt.Figure:
                 x = done[p]
                 numeric = pd.api.types.is_numeric_dtype(x)
                 ax.scatter(x if numeric else x.astype(str), done[col], s=18, alpha=0.8)
-                if numeric and p.split("_", 1)[1] in {"learning_rate", "item_alpha",
-                                                       "user_alpha", "no_components"}:
+                if numeric and p.split("_", 1)[1] in {
+                    "learning_rate",
+                    "item_alpha",
+                    "user_alpha",
+                    "no_components",
+                }:
                     ax.set_xscale("log")
             ax.set_xlabel(p.removeprefix("params_"))
             if j == 0:
@@ -381,15 +510,23 @@ SKIP_SCORERS = ("baseline", "linear_svc", "final", "oracle")
 SKIP_METRICS = (*CONFUSION_METRICS, *RANK_METRICS)
 
 
-def classification_metrics(y: np.ndarray, predicted: np.ndarray, score: np.ndarray | None
-                           ) -> dict[str, float]:
+def classification_metrics(
+    y: np.ndarray, predicted: np.ndarray, score: np.ndarray | None
+) -> dict[str, float]:
     """scikit-learn's figures for one scorer; rank metrics need a score and both classes."""
-    p, r, f, _ = precision_recall_fscore_support(y, predicted, labels=[False, True],
-                                                 zero_division=0)
-    out = {"accuracy": accuracy_score(y, predicted),
-           "balanced_accuracy": balanced_accuracy_score(y, predicted),
-           "precision_skip": p[1], "recall_skip": r[1], "f1_skip": f[1],
-           "precision_listen": p[0], "recall_listen": r[0], "f1_listen": f[0]}
+    p, r, f, _ = precision_recall_fscore_support(
+        y, predicted, labels=[False, True], zero_division=0
+    )
+    out = {
+        "accuracy": accuracy_score(y, predicted),
+        "balanced_accuracy": balanced_accuracy_score(y, predicted),
+        "precision_skip": p[1],
+        "recall_skip": r[1],
+        "f1_skip": f[1],
+        "precision_listen": p[0],
+        "recall_listen": r[0],
+        "f1_listen": f[0],
+    }
     if score is not None and len(np.unique(y)) == 2:
         out["roc_auc"] = roc_auc_score(y, score)
         out["pr_auc"] = average_precision_score(y, score)
@@ -404,12 +541,13 @@ def _skip_statistic(rows: BinaryRows, predicted: np.ndarray, score: np.ndarray |
     levels = rows.score_levels(score) if score is not None else None
 
     def statistic(counts: np.ndarray) -> np.ndarray:
-        tn, fp, fn, tp = (confusion.T @ counts.T)
+        tn, fp, fn, tp = confusion.T @ counts.T
         out = confusion_metrics(tn, fp, fn, tp)
         if levels is not None:
             pos, neg = ((m.T @ counts.T).T for m in levels)
             out.update(rank_metrics(pos, neg))
         return np.vstack([out[m] for m in SKIP_METRICS if m in out])
+
     return statistic
 
 
@@ -418,8 +556,9 @@ def _paired(stat_a, stat_b, n_metrics: int):
     return lambda counts: stat_a(counts)[:n_metrics] - stat_b(counts)[:n_metrics]
 
 
-def _skip_predictions(predictions: pd.DataFrame, oracle_predictions: pd.DataFrame,
-                      oracle: dict) -> pd.DataFrame:
+def _skip_predictions(
+    predictions: pd.DataFrame, oracle_predictions: pd.DataFrame, oracle: dict
+) -> pd.DataFrame:
     """The test plays' predictions, with the oracle's columns where there is an oracle."""
     if not oracle.get("available"):
         return predictions
@@ -432,8 +571,12 @@ def _skip_scorers(frame) -> list[str]:
     return [s for s in SKIP_SCORERS if f"{s}_predicted" in frame or s in frame]
 
 
-def skip_report(predictions: pd.DataFrame, oracle_predictions: pd.DataFrame,
-                oracle_evaluation: dict, bootstrap: dict) -> dict:
+def skip_report(
+    predictions: pd.DataFrame,
+    oracle_predictions: pd.DataFrame,
+    oracle_evaluation: dict,
+    bootstrap: dict,
+) -> dict:
     """``skip_prediction_metrics.json``: scikit-learn's figures per scorer, their intervals
     over test users, the final model's paired differences and the sizes."""
     predictions = _skip_predictions(predictions, oracle_predictions, oracle_evaluation)
@@ -450,22 +593,33 @@ def skip_report(predictions: pd.DataFrame, oracle_predictions: pd.DataFrame,
         report[s] = classification_metrics(y, predicted, score)
         statistics[s] = _skip_statistic(rows, predicted, score)
         names = [m for m in SKIP_METRICS if m in report[s]]
-        intervals[s] = _interval_dict(names, user_bootstrap(statistics[s], rows.n_users,
-                                                            **bootstrap))
+        intervals[s] = _interval_dict(
+            names, user_bootstrap(statistics[s], rows.n_users, **bootstrap)
+        )
     difference = {}
-    for a, b, key in (("final", "baseline", "model_vs_rule"),
-                      ("final", "linear_svc", "final_vs_linear_svc")):
+    for a, b, key in (
+        ("final", "baseline", "model_vs_rule"),
+        ("final", "linear_svc", "final_vs_linear_svc"),
+    ):
         names = [m for m in SKIP_METRICS if m in report[a] and m in report[b]]
-        bounds = user_bootstrap(_paired(statistics[a], statistics[b], len(names)),
-                                rows.n_users, **bootstrap)
-        difference[key] = _difference(names, {m: report[a][m] - report[b][m] for m in names},
-                                      bounds)
-    report.update({
-        "intervals": intervals, "difference": difference,
-        "sizes": {"test_plays": len(y), "test_users": rows.n_users,
-                  "skip_share": _finite(y.mean()) if len(y) else None,
-                  "bootstrap_resamples": bootstrap["n_resamples"]},
-    })
+        bounds = user_bootstrap(
+            _paired(statistics[a], statistics[b], len(names)), rows.n_users, **bootstrap
+        )
+        difference[key] = _difference(
+            names, {m: report[a][m] - report[b][m] for m in names}, bounds
+        )
+    report.update(
+        {
+            "intervals": intervals,
+            "difference": difference,
+            "sizes": {
+                "test_plays": len(y),
+                "test_users": rows.n_users,
+                "skip_share": _finite(y.mean()) if len(y) else None,
+                "bootstrap_resamples": bootstrap["n_resamples"],
+            },
+        }
+    )
     if not oracle_evaluation.get("available"):
         report["oracle_absent_reason"] = oracle_evaluation.get("reason")
     return report
@@ -474,20 +628,32 @@ def skip_report(predictions: pd.DataFrame, oracle_predictions: pd.DataFrame,
 def skip_mlflow(report: dict) -> dict:
     """MLflow metrics: each scorer's figures and the final model's differences."""
     metrics = {f"skip.{s}.{m}": v for s in _skip_scorers(report) for m, v in report[s].items()}
-    metrics.update({f"skip.{pair}.{m}": d["estimate"]
-                    for pair, diff in report["difference"].items() for m, d in diff.items()})
+    metrics.update(
+        {
+            f"skip.{pair}.{m}": d["estimate"]
+            for pair, diff in report["difference"].items()
+            for m, d in diff.items()
+        }
+    )
     return mlflow_metrics(metrics)
 
 
-def plot_skip(report: dict, predictions: pd.DataFrame, oracle_predictions: pd.DataFrame,
-              oracle_evaluation: dict, importance: pd.DataFrame
-              ) -> tuple[plt.Figure, plt.Figure, plt.Figure]:
+def plot_skip(
+    report: dict,
+    predictions: pd.DataFrame,
+    oracle_predictions: pd.DataFrame,
+    oracle_evaluation: dict,
+    importance: pd.DataFrame,
+) -> tuple[plt.Figure, plt.Figure, plt.Figure]:
     """Confusion matrices, ROC / precision-recall / calibration curves, permutation
     importance."""
     predictions = _skip_predictions(predictions, oracle_predictions, oracle_evaluation)
     scorers = _skip_scorers(report)
-    return (_plot_confusions(report, scorers), _plot_curves(predictions, scorers),
-            _plot_importance(importance))
+    return (
+        _plot_confusions(report, scorers),
+        _plot_curves(predictions, scorers),
+        _plot_importance(importance),
+    )
 
 
 def skip_markdown(report: dict, selection: dict, importance: pd.DataFrame) -> str:
@@ -496,13 +662,17 @@ def skip_markdown(report: dict, selection: dict, importance: pd.DataFrame) -> st
     scorers = _skip_scorers(report)
     sizes = report["sizes"]
     has_oracle = "oracle" in scorers
-    lines = ["# Skip prediction", "",
-             f"Test split: **{sizes['test_plays']} (session, track) plays** of **"
-             f"{sizes['test_users']} users**, skip share {_fmt(sizes['skip_share'])}; 95% "
-             f"intervals from {sizes['bootstrap_resamples']} bootstrap resamples of test "
-             f"users. Final model: {selection['best_params']} (validation "
-             f"{selection['selection_metric']} {selection['validation_value']:.4f}; LinearSVC "
-             f"{selection['linear_svc_validation_value']:.4f}).", ""]
+    lines = [
+        "# Skip prediction",
+        "",
+        f"Test split: **{sizes['test_plays']} (session, track) plays** of **"
+        f"{sizes['test_users']} users**, skip share {_fmt(sizes['skip_share'])}; 95% "
+        f"intervals from {sizes['bootstrap_resamples']} bootstrap resamples of test "
+        f"users. Final model: {selection['best_params']} (validation "
+        f"{selection['selection_metric']} {selection['validation_value']:.4f}; LinearSVC "
+        f"{selection['linear_svc_validation_value']:.4f}).",
+        "",
+    ]
     if not has_oracle:
         lines += [f"No oracle: {report['oracle_absent_reason']}.", ""]
     header = [*scorers, "final / oracle"] if has_oracle else scorers
@@ -511,22 +681,44 @@ def skip_markdown(report: dict, selection: dict, importance: pd.DataFrame) -> st
         cells = [_fmt(report[s].get(m), report["intervals"][s].get(m)) for s in scorers]
         if has_oracle:
             oracle = report["oracle"].get(m)
-            cells.append(f"{report['final'][m] / oracle:.1%}"
-                         if oracle and m in report["final"] else "–")
+            cells.append(
+                f"{report['final'][m] / oracle:.1%}" if oracle and m in report["final"] else "–"
+            )
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
-    lines += ["", "Confusion matrices (tn, fp, fn, tp): " + "; ".join(
-        f"{s} {int(report[s]['tn'])}, {int(report[s]['fp'])}, {int(report[s]['fn'])}, "
-        f"{int(report[s]['tp'])}" for s in scorers), "",
-        "## Is the model better than its baselines?", ""]
-    lines += _difference_lines("final model − genre rule (paired over test users)",
-                               "the final model", "the genre rule",
-                               report["difference"]["model_vs_rule"])
-    lines += _difference_lines("final model − LinearSVC", "the final model", "LinearSVC",
-                               report["difference"]["final_vs_linear_svc"])
-    lines += ["Permutation importance (ROC AUC drop), top 10:", "",
-              "| feature | mean | std |", "|---|---:|---:|"]
-    lines += [f"| {r.feature} | {r.importance_mean:.4f} | {r.importance_std:.4f} |"
-              for r in importance.head(10).itertuples()]
+    lines += [
+        "",
+        "Confusion matrices (tn, fp, fn, tp): "
+        + "; ".join(
+            f"{s} {int(report[s]['tn'])}, {int(report[s]['fp'])}, {int(report[s]['fn'])}, "
+            f"{int(report[s]['tp'])}"
+            for s in scorers
+        ),
+        "",
+        "## Is the model better than its baselines?",
+        "",
+    ]
+    lines += _difference_lines(
+        "final model − genre rule (paired over test users)",
+        "the final model",
+        "the genre rule",
+        report["difference"]["model_vs_rule"],
+    )
+    lines += _difference_lines(
+        "final model − LinearSVC",
+        "the final model",
+        "LinearSVC",
+        report["difference"]["final_vs_linear_svc"],
+    )
+    lines += [
+        "Permutation importance (ROC AUC drop), top 10:",
+        "",
+        "| feature | mean | std |",
+        "|---|---:|---:|",
+    ]
+    lines += [
+        f"| {r.feature} | {r.importance_mean:.4f} | {r.importance_std:.4f} |"
+        for r in importance.head(10).itertuples()
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -16,49 +16,88 @@ from .nodes import (
     skip_report,
 )
 
-ORACLE_RECOMMENDATION = ["oracle_recommendation_user_metrics", "oracle_recommendation_evaluation",
-                         "oracle_group_playlist_evaluation"]
+ORACLE_RECOMMENDATION = [
+    "oracle_recommendation_user_metrics",
+    "oracle_recommendation_evaluation",
+    "oracle_group_playlist_evaluation",
+]
 ORACLE_SKIP = ["oracle_skip_predictions", "oracle_skip_evaluation"]
 
 
 def _recommendation_nodes() -> list[Node]:
     return [
-        Node(recommendation_report,
-             ["recommendation_user_metrics", "recommendation_evaluation",
-              "group_playlist_evaluation", *ORACLE_RECOMMENDATION,
-              "params:reporting.bootstrap"],
-             "recommendation_metrics", name="report_recommendation"),
-        Node(search_summary,
-             ["training_variant_comparison", "best_hyperparameters", "optuna_trials"],
-             "recommendation_search", name="summarise_search"),
-        Node(recommendation_markdown,
-             ["recommendation_metrics", "recommendation_search", "params:recommendation.groups"],
-             "recommendation_markdown", name="write_recommendation_markdown"),
-        Node(recommendation_mlflow, "recommendation_metrics", "recommendation_mlflow_metrics",
-             name="log_recommendation_metrics"),
-        Node(plot_recommendation,
-             ["optuna_trials", "group_playlist_evaluation", "oracle_group_playlist_evaluation",
-              "oracle_recommendation_evaluation", "params:recommendation.groups"],
-             ["hyperparameter_effects_plot", "group_score_by_size_plot"],
-             name="plot_recommendation"),
+        Node(
+            recommendation_report,
+            [
+                "recommendation_user_metrics",
+                "recommendation_evaluation",
+                "group_playlist_evaluation",
+                *ORACLE_RECOMMENDATION,
+                "params:reporting.bootstrap",
+            ],
+            "recommendation_metrics",
+            name="report_recommendation",
+        ),
+        Node(
+            search_summary,
+            ["training_variant_comparison", "best_hyperparameters", "optuna_trials"],
+            "recommendation_search",
+            name="summarise_search",
+        ),
+        Node(
+            recommendation_markdown,
+            ["recommendation_metrics", "recommendation_search", "params:recommendation.groups"],
+            "recommendation_markdown",
+            name="write_recommendation_markdown",
+        ),
+        Node(
+            recommendation_mlflow,
+            "recommendation_metrics",
+            "recommendation_mlflow_metrics",
+            name="log_recommendation_metrics",
+        ),
+        Node(
+            plot_recommendation,
+            [
+                "optuna_trials",
+                "group_playlist_evaluation",
+                "oracle_group_playlist_evaluation",
+                "oracle_recommendation_evaluation",
+                "params:recommendation.groups",
+            ],
+            ["hyperparameter_effects_plot", "group_score_by_size_plot"],
+            name="plot_recommendation",
+        ),
     ]
 
 
 def _skip_nodes() -> list[Node]:
     return [
-        Node(skip_report,
-             ["skip_test_predictions", *ORACLE_SKIP, "params:reporting.bootstrap"],
-             "skip_prediction_metrics", name="report_skip_prediction"),
-        Node(skip_markdown,
-             ["skip_prediction_metrics", "skip_model_selection", "skip_importance"],
-             "skip_prediction_markdown", name="write_skip_markdown"),
-        Node(skip_mlflow, "skip_prediction_metrics", "skip_mlflow_metrics",
-             name="log_skip_metrics"),
-        Node(plot_skip,
-             ["skip_prediction_metrics", "skip_test_predictions", *ORACLE_SKIP,
-              "skip_importance"],
-             ["skip_confusion_matrices_plot", "skip_roc_pr_calibration_plot",
-              "skip_importance_plot"], name="plot_skip"),
+        Node(
+            skip_report,
+            ["skip_test_predictions", *ORACLE_SKIP, "params:reporting.bootstrap"],
+            "skip_prediction_metrics",
+            name="report_skip_prediction",
+        ),
+        Node(
+            skip_markdown,
+            ["skip_prediction_metrics", "skip_model_selection", "skip_importance"],
+            "skip_prediction_markdown",
+            name="write_skip_markdown",
+        ),
+        Node(
+            skip_mlflow, "skip_prediction_metrics", "skip_mlflow_metrics", name="log_skip_metrics"
+        ),
+        Node(
+            plot_skip,
+            ["skip_prediction_metrics", "skip_test_predictions", *ORACLE_SKIP, "skip_importance"],
+            [
+                "skip_confusion_matrices_plot",
+                "skip_roc_pr_calibration_plot",
+                "skip_importance_plot",
+            ],
+            name="plot_skip",
+        ),
     ]
 
 
@@ -66,7 +105,9 @@ def create_pipeline(**kwargs) -> Pipeline:
     # Each node also carries its model pipeline's tag, so `--pipeline recommendation` (or
     # skip_prediction) includes its reports.
     return Pipeline(
-        [*Pipeline(_recommendation_nodes(), tags=["recommendation"]).nodes,
-         *Pipeline(_skip_nodes(), tags=["skip_prediction"]).nodes],
+        [
+            *Pipeline(_recommendation_nodes(), tags=["recommendation"]).nodes,
+            *Pipeline(_skip_nodes(), tags=["skip_prediction"]).nodes,
+        ],
         tags=["reporting"],
     )

@@ -42,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 # ---- dataset ---------------------------------------------------------------------------------
 
+
 def split_by_time(rows: pd.DataFrame, params: dict) -> pd.Series:
     """``train`` / ``validation`` / ``test`` by time quantiles (default) or at random."""
     val, test = params["validation_size"], params["test_size"]
@@ -54,13 +55,19 @@ def split_by_time(rows: pd.DataFrame, params: dict) -> pd.Series:
         labels = np.where(u < test, "test", np.where(u < test + val, "validation", "train"))
     else:
         raise ValueError(f"split.strategy must be temporal or random, not {params['strategy']!r}")
-    return pd.Series(pd.Categorical(labels, categories=["train", "validation", "test"]),
-                     index=rows.index)
+    return pd.Series(
+        pd.Categorical(labels, categories=["train", "validation", "test"]), index=rows.index
+    )
 
 
-def build_skip_dataset(session_tracks: pd.DataFrame, tracks: pd.DataFrame,
-                       artists: pd.DataFrame, users: pd.DataFrame, genres: list[str],
-                       params: dict) -> pd.DataFrame:
+def build_skip_dataset(
+    session_tracks: pd.DataFrame,
+    tracks: pd.DataFrame,
+    artists: pd.DataFrame,
+    users: pd.DataFrame,
+    genres: list[str],
+    params: dict,
+) -> pd.DataFrame:
     """The modelling table: ids, split, label ``skipped`` and every feature column."""
     rows = session_tracks[["session_id", "user_id", "track_id", "timestamp", "skipped"]]
     rows = rows.reset_index(drop=True)
@@ -70,23 +77,31 @@ def build_skip_dataset(session_tracks: pd.DataFrame, tracks: pd.DataFrame,
     m = params["rate_smoothing"]
     fold = np.random.default_rng(params["seed"]).integers(0, params["rate_folds"], len(rows))
     rows["user_skip_rate"], rows["user_train_rows"] = out_of_fold_rates(
-        rows, "user_id", train, fold, m, global_rate)
+        rows, "user_id", train, fold, m, global_rate
+    )
     rows["track_skip_rate"], rows["track_train_rows"] = out_of_fold_rates(
-        rows, "track_id", train, fold, m, global_rate)
+        rows, "track_id", train, fold, m, global_rate
+    )
     rows = attach_features(rows, tracks, artists, users, genres)
-    logger.info("Skip dataset: %d rows (%s), skip share %.3f", len(rows),
-                rows["split"].value_counts().to_dict(), rows["skipped"].mean())
+    logger.info(
+        "Skip dataset: %d rows (%s), skip share %.3f",
+        len(rows),
+        rows["split"].value_counts().to_dict(),
+        rows["skipped"].mean(),
+    )
     return rows
 
 
 # ---- models ----------------------------------------------------------------------------------
 
+
 def _linear(estimator) -> Pipeline:
     return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), estimator)
 
 
-def train_models(dataset: pd.DataFrame, params: dict
-                 ) -> tuple[Pipeline, Pipeline, dict, pd.DataFrame]:
+def train_models(
+    dataset: pd.DataFrame, params: dict
+) -> tuple[Pipeline, Pipeline, dict, pd.DataFrame]:
     """Reference LinearSVC, then an Optuna search over logistic regression and gradient
     boosting on the validation split; the final model is refit on train + validation.
 
@@ -96,8 +111,9 @@ def train_models(dataset: pd.DataFrame, params: dict
     train = dataset[dataset["split"] == "train"]
     val = dataset[dataset["split"] == "validation"]
     seed, metric = params["seed"], params["selection_metric"]
-    svc = _linear(LinearSVC(class_weight="balanced", C=params["linear_svc"]["C"],
-                            random_state=seed)).fit(train[cols], train["skipped"])
+    svc = _linear(
+        LinearSVC(class_weight="balanced", C=params["linear_svc"]["C"], random_state=seed)
+    ).fit(train[cols], train["skipped"])
 
     def validation_value(model) -> float:
         if metric == "roc_auc":
@@ -112,78 +128,122 @@ def train_models(dataset: pd.DataFrame, params: dict
             c = trial.suggest_float("lr_C", *space["lr_C"], log=True)
             return _linear(LogisticRegression(C=c, class_weight="balanced", max_iter=500))
         return HistGradientBoostingClassifier(
-            learning_rate=trial.suggest_float("hgb_learning_rate", *space["hgb_learning_rate"],
-                                              log=True),
-            max_leaf_nodes=trial.suggest_int("hgb_max_leaf_nodes", *space["hgb_max_leaf_nodes"],
-                                             log=True),
-            min_samples_leaf=trial.suggest_int("hgb_min_samples_leaf",
-                                               *space["hgb_min_samples_leaf"], log=True),
+            learning_rate=trial.suggest_float(
+                "hgb_learning_rate", *space["hgb_learning_rate"], log=True
+            ),
+            max_leaf_nodes=trial.suggest_int(
+                "hgb_max_leaf_nodes", *space["hgb_max_leaf_nodes"], log=True
+            ),
+            min_samples_leaf=trial.suggest_int(
+                "hgb_min_samples_leaf", *space["hgb_min_samples_leaf"], log=True
+            ),
             l2_regularization=trial.suggest_float("hgb_l2", *space["hgb_l2"], log=True),
-            max_iter=params["search"]["hgb_max_iter"], early_stopping=True,
-            class_weight="balanced", random_state=seed)
+            max_iter=params["search"]["hgb_max_iter"],
+            early_stopping=True,
+            class_weight="balanced",
+            random_state=seed,
+        )
 
-    study = optuna.create_study(direction="maximize",
-                                sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(lambda t: validation_value(build(t).fit(train[cols], train["skipped"])),
-                   n_trials=params["search"]["n_trials"],
-                   timeout=params["search"]["timeout_seconds"])
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.optimize(
+        lambda t: validation_value(build(t).fit(train[cols], train["skipped"])),
+        n_trials=params["search"]["n_trials"],
+        timeout=params["search"]["timeout_seconds"],
+    )
     best = build(optuna.trial.FixedTrial(study.best_params))
     both = pd.concat([train, val])
     final = clone(best).fit(both[cols], both["skipped"])
-    summary = {"selection_metric": metric, "best_params": study.best_params,
-               "validation_value": study.best_value,
-               "linear_svc_validation_value": validation_value(svc)}
+    summary = {
+        "selection_metric": metric,
+        "best_params": study.best_params,
+        "validation_value": study.best_value,
+        "linear_svc_validation_value": validation_value(svc),
+    }
     trials = study.trials_dataframe(attrs=("number", "value", "params", "state", "duration"))
     trials["duration"] = trials["duration"].dt.total_seconds()
-    logger.info("Skip model search: best %s %.4f with %s (LinearSVC %.4f)", metric,
-                study.best_value, study.best_params, summary["linear_svc_validation_value"])
+    logger.info(
+        "Skip model search: best %s %.4f with %s (LinearSVC %.4f)",
+        metric,
+        study.best_value,
+        study.best_params,
+        summary["linear_svc_validation_value"],
+    )
     return svc, final, summary, trials
 
 
 # ---- evaluation ------------------------------------------------------------------------------
 
-def evaluate_skip_models(dataset: pd.DataFrame, svc: Pipeline, final: Pipeline, params: dict
-                         ) -> tuple[pd.DataFrame, pd.DataFrame]:
+
+def evaluate_skip_models(
+    dataset: pd.DataFrame, svc: Pipeline, final: Pipeline, params: dict
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predictions of the genre rule, LinearSVC and the final model on the test split (the
     reporting pipeline computes metrics and intervals from them), and the permutation
     importance of the final model."""
     cols = feature_columns(dataset)
     test = dataset[dataset["split"] == "test"]
-    predictions = pd.DataFrame({
-        "user_id": test["user_id"].to_numpy(), "track_id": test["track_id"].to_numpy(),
-        "skipped": test["skipped"].to_numpy(dtype=bool),
-        "baseline_predicted": baseline_rule(test),
-        "linear_svc_score": skip_score(svc, test[cols]),
-        "linear_svc_predicted": svc.predict(test[cols]).astype(bool),
-        "final_score": skip_score(final, test[cols]),
-        "final_predicted": final.predict(test[cols]).astype(bool),
-    })
+    predictions = pd.DataFrame(
+        {
+            "user_id": test["user_id"].to_numpy(),
+            "track_id": test["track_id"].to_numpy(),
+            "skipped": test["skipped"].to_numpy(dtype=bool),
+            "baseline_predicted": baseline_rule(test),
+            "linear_svc_score": skip_score(svc, test[cols]),
+            "linear_svc_predicted": svc.predict(test[cols]).astype(bool),
+            "final_score": skip_score(final, test[cols]),
+            "final_predicted": final.predict(test[cols]).astype(bool),
+        }
+    )
     return predictions, _permutation_importance(final, test, cols, params)
 
 
-def _permutation_importance(model, test: pd.DataFrame, cols: list[str], params: dict
-                            ) -> pd.DataFrame:
+def _permutation_importance(
+    model, test: pd.DataFrame, cols: list[str], params: dict
+) -> pd.DataFrame:
     """ROC AUC drop when each feature is shuffled (a sample of the test split); empty, with
     the reason logged, when the sample holds one class only."""
-    sample = test.sample(min(len(test), params["importance"]["max_rows"]),
-                         random_state=params["seed"])
+    sample = test.sample(
+        min(len(test), params["importance"]["max_rows"]), random_state=params["seed"]
+    )
     columns = ["feature", "importance_mean", "importance_std"]
     if sample["skipped"].nunique() < 2:
         logger.warning("Permutation importance skipped: the test sample holds one class only")
         return pd.DataFrame(columns=columns)
-    imp = permutation_importance(model, sample[cols], sample["skipped"], scoring="roc_auc",
-                                 n_repeats=params["importance"]["repeats"],
-                                 random_state=params["seed"], n_jobs=1)
-    return pd.DataFrame({"feature": cols, "importance_mean": imp.importances_mean,
-                         "importance_std": imp.importances_std}).sort_values(
-        "importance_mean", ascending=False).reset_index(drop=True)
+    imp = permutation_importance(
+        model,
+        sample[cols],
+        sample["skipped"],
+        scoring="roc_auc",
+        n_repeats=params["importance"]["repeats"],
+        random_state=params["seed"],
+        n_jobs=1,
+    )
+    return (
+        pd.DataFrame(
+            {
+                "feature": cols,
+                "importance_mean": imp.importances_mean,
+                "importance_std": imp.importances_std,
+            }
+        )
+        .sort_values("importance_mean", ascending=False)
+        .reset_index(drop=True)
+    )
 
 
 # ---- batch scoring ---------------------------------------------------------------------------
 
-def score_pairs(pairs: pd.DataFrame, model, dataset: pd.DataFrame, tracks: pd.DataFrame,
-                artists: pd.DataFrame, users: pd.DataFrame, genres: list[str], params: dict
-                ) -> tuple[pd.DataFrame, dict]:
+
+def score_pairs(
+    pairs: pd.DataFrame,
+    model,
+    dataset: pd.DataFrame,
+    tracks: pd.DataFrame,
+    artists: pd.DataFrame,
+    users: pd.DataFrame,
+    genres: list[str],
+    params: dict,
+) -> tuple[pd.DataFrame, dict]:
     """Skip probability for (user_id, track_id) pairs, reusing the training-period rates.
 
     Unknown users or tracks get the defined fallback: the training skip share as the
@@ -208,9 +268,12 @@ def score_pairs(pairs: pd.DataFrame, model, dataset: pd.DataFrame, tracks: pd.Da
         rows = attach_features(rows.reset_index(drop=True), tracks, artists, users, genres)
         cols = feature_columns(dataset)
         out.loc[ok, "skip_probability"] = skip_score(model, rows[cols]).astype(float)
-    counts = {"pairs": len(out), "scored": int(ok.sum()),
-              "unknown_user": int((~known_users).sum()),
-              "unknown_track": int((known_users & ~known_tracks).sum())}
+    counts = {
+        "pairs": len(out),
+        "scored": int(ok.sum()),
+        "unknown_user": int((~known_users).sum()),
+        "unknown_track": int((known_users & ~known_tracks).sum()),
+    }
     out["prediction"] = np.where(out["skip_probability"] >= params["threshold"], "SKIP", "PLAY")
     logger.info("Batch scoring: %s", counts)
     return out, counts
@@ -220,6 +283,10 @@ def sample_pairs_to_score(dataset: pd.DataFrame, params: dict) -> pd.DataFrame:
     """A demonstration batch: test pairs plus an unknown user and an unknown track."""
     test = dataset[dataset["split"] == "test"][["user_id", "track_id"]]
     batch = test.sample(min(len(test), params["batch"]["size"]), random_state=params["seed"])
-    extra = pd.DataFrame({"user_id": [-1, int(test["user_id"].iloc[0])],
-                          "track_id": [str(test["track_id"].iloc[0]), "0" * 22]})
+    extra = pd.DataFrame(
+        {
+            "user_id": [-1, int(test["user_id"].iloc[0])],
+            "track_id": [str(test["track_id"].iloc[0]), "0" * 22],
+        }
+    )
     return pd.concat([batch, extra], ignore_index=True)

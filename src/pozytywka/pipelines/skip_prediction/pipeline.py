@@ -21,22 +21,43 @@ def _identity(model):
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(build_skip_dataset, ["session_tracks", *TABLES, "params:skip_prediction"],
-                 "skip_dataset", name="build_skip_dataset"),
-            Node(train_models, ["skip_dataset", "params:skip_prediction"],
-                 ["skip_linear_svc", "skip_model", "skip_model_selection", "skip_trials"],
-                 name="train_skip_models"),
+            Node(
+                build_skip_dataset,
+                ["session_tracks", *TABLES, "params:skip_prediction"],
+                "skip_dataset",
+                name="build_skip_dataset",
+            ),
+            Node(
+                train_models,
+                ["skip_dataset", "params:skip_prediction"],
+                ["skip_linear_svc", "skip_model", "skip_model_selection", "skip_trials"],
+                name="train_skip_models",
+            ),
             Node(_identity, "skip_model", "skip_mlflow_model", name="log_skip_model"),
-            Node(evaluate_skip_models,
-                 ["skip_dataset", "skip_linear_svc", "skip_model", "params:skip_prediction"],
-                 ["skip_test_predictions", "skip_importance"],
-                 name="evaluate_skip_models"),
-            Node(sample_pairs_to_score, ["skip_dataset", "params:skip_prediction"],
-                 "skip_pairs_to_score", name="sample_pairs_to_score"),
-            Node(score_pairs,
-                 ["skip_pairs_to_score", "skip_model", "skip_dataset", *TABLES,
-                  "params:skip_prediction"],
-                 ["skip_batch_scores", "skip_batch_counts"], name="score_pairs"),
+            Node(
+                evaluate_skip_models,
+                ["skip_dataset", "skip_linear_svc", "skip_model", "params:skip_prediction"],
+                ["skip_test_predictions", "skip_importance"],
+                name="evaluate_skip_models",
+            ),
+            Node(
+                sample_pairs_to_score,
+                ["skip_dataset", "params:skip_prediction"],
+                "skip_pairs_to_score",
+                name="sample_pairs_to_score",
+            ),
+            Node(
+                score_pairs,
+                [
+                    "skip_pairs_to_score",
+                    "skip_model",
+                    "skip_dataset",
+                    *TABLES,
+                    "params:skip_prediction",
+                ],
+                ["skip_batch_scores", "skip_batch_counts"],
+                name="score_pairs",
+            ),
         ],
         tags=["skip_prediction"],
     )

@@ -3,5 +3,4 @@ them (the order of the OpenAPI document)."""
 
 from . import operations, personalisation, playlists, skip, writes
 
-ROUTERS = (operations.router, playlists.router, skip.router, personalisation.router,
-           writes.router)
+ROUTERS = (operations.router, playlists.router, skip.router, personalisation.router, writes.router)

@@ -18,17 +18,23 @@ router = APIRouter(tags=["operations"])
 # Model versions and sources, catalogue sizes, search kind, prediction-log records.
 @router.get("/health")
 async def health(state: State) -> dict:
-    return {"status": "ok", "models": state.versions, "sources": state.sources,
-            "tracks": state.recommender.n_tracks, "users": len(state.catalogue.users),
-            "similar_tracks_search": "hnsw" if state.recommender.index is not None
-            else "exact", "prediction_log_records": state.log.count()}
+    return {
+        "status": "ok",
+        "models": state.versions,
+        "sources": state.sources,
+        "tracks": state.recommender.n_tracks,
+        "users": len(state.catalogue.users),
+        "similar_tracks_search": "hnsw" if state.recommender.index is not None else "exact",
+        "prediction_log_records": state.log.count(),
+    }
 
 
 # The app's Prometheus registry in the text exposition format.
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry),
-                    media_type=CONTENT_TYPE_LATEST)
+    return Response(
+        generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST
+    )
 
 
 @router.get("/ab-summary")

@@ -26,19 +26,24 @@ async def genres(state: State) -> list[str]:
 
 
 @router.post("/recommendations", tags=["personalisation"])
-async def recommendations(request: Request, body: RecommendationRequest,
-                          state: State) -> RecommendationResponse:
+async def recommendations(
+    request: Request, body: RecommendationRequest, state: State
+) -> RecommendationResponse:
     """The user's top ``k`` tracks (cold start from favourite genres for users the model
     has not seen)."""
     cfg = state.config["recommendations"]
     limit("k", body.k, cfg["max_k"])
     exclude = cfg["exclude_known"] if body.exclude_known is None else body.exclude_known
     member, top, scores = state.recommender.recommend(
-        body.user_id, body.k, removed_tracks(state, body.filters), exclude)
+        body.user_id, body.k, removed_tracks(state, body.filters), exclude
+    )
     mark(request, model_version=state.versions["recommender"], user_id=body.user_id)
-    return RecommendationResponse(model_version=state.versions["recommender"],
-                                  user_id=body.user_id, cold_start=member.cold_start,
-                                  tracks=state.catalogue.describe_tracks(top, scores))
+    return RecommendationResponse(
+        model_version=state.versions["recommender"],
+        user_id=body.user_id,
+        cold_start=member.cold_start,
+        tracks=state.catalogue.describe_tracks(top, scores),
+    )
 
 
 @router.post("/similar-tracks", tags=["personalisation"])
@@ -47,12 +52,16 @@ async def similar_tracks(request: Request, body: SimilarRequest, state: State) -
     (exact search, or HNSW past the configured catalogue size)."""
     limit("k", body.k, state.config["recommendations"]["max_k"])
     position = int(state.catalogue.track_positions([body.track_id])[0])
-    top, sims, search = state.recommender.similar(position, body.k,
-                                                  removed_tracks(state, body.filters))
+    top, sims, search = state.recommender.similar(
+        position, body.k, removed_tracks(state, body.filters)
+    )
     mark(request, model_version=state.versions["recommender"])
-    return SimilarResponse(model_version=state.versions["recommender"],
-                           track_id=body.track_id, search=search,
-                           tracks=state.catalogue.describe_tracks(top, sims))
+    return SimilarResponse(
+        model_version=state.versions["recommender"],
+        track_id=body.track_id,
+        search=search,
+        tracks=state.catalogue.describe_tracks(top, sims),
+    )
 
 
 @router.post("/rerank", tags=["personalisation"])
@@ -64,13 +73,16 @@ async def rerank(request: Request, body: RerankRequest, state: State) -> RerankR
     known = [t for t in body.track_ids if t in index]
     positions = np.array([index[t] for t in known], dtype=np.int64)
     member, kept, scores, dropped = state.recommender.rerank(
-        body.user_id, positions, removed_tracks(state, body.filters))
-    not_ranked = ([{"track_id": t, "reason": "unknown_track"}
-                   for t in body.track_ids if t not in index]
-                  + [{"track_id": state.catalogue.track_ids[i], "reason": "filtered"}
-                     for i in dropped])
+        body.user_id, positions, removed_tracks(state, body.filters)
+    )
+    not_ranked = [
+        {"track_id": t, "reason": "unknown_track"} for t in body.track_ids if t not in index
+    ] + [{"track_id": state.catalogue.track_ids[i], "reason": "filtered"} for i in dropped]
     mark(request, model_version=state.versions["recommender"], user_id=body.user_id)
-    return RerankResponse(model_version=state.versions["recommender"],
-                          user_id=body.user_id, cold_start=member.cold_start,
-                          tracks=state.catalogue.describe_tracks(kept, scores),
-                          not_ranked=not_ranked)
+    return RerankResponse(
+        model_version=state.versions["recommender"],
+        user_id=body.user_id,
+        cold_start=member.cold_start,
+        tracks=state.catalogue.describe_tracks(kept, scores),
+        not_ranked=not_ranked,
+    )

@@ -12,8 +12,9 @@ from ..schemas import PlaylistRequest, PlaylistResponse
 router = APIRouter(tags=["group playlists"])
 
 
-def playlist(request: Request, state: ServiceState, body: PlaylistRequest, variant: str,
-             forced: bool) -> PlaylistResponse:
+def playlist(
+    request: Request, state: ServiceState, body: PlaylistRequest, variant: str, forced: bool
+) -> PlaylistResponse:
     """The group's playlist from ``variant``, marked for the prediction log."""
     cfg = state.config["playlists"]
     limit("playlist_length", body.playlist_length, cfg["max_length"])
@@ -27,15 +28,26 @@ def playlist(request: Request, state: ServiceState, body: PlaylistRequest, varia
         version = state.versions["recommender"]
     else:
         strategy, version = None, BASELINE_VERSIONS["playlists"]
-        positions = engine.baseline_playlist(members, body.playlist_length, removed,
-                                             np.random.default_rng())
-    mark(request, experiment="playlists", variant=variant, forced=forced,
-         model_version=version, user_id=body.user_id)
+        positions = engine.baseline_playlist(
+            members, body.playlist_length, removed, np.random.default_rng()
+        )
+    mark(
+        request,
+        experiment="playlists",
+        variant=variant,
+        forced=forced,
+        model_version=version,
+        user_id=body.user_id,
+    )
     return PlaylistResponse(
-        variant=variant, model_version=version, strategy=strategy, user_id=body.user_id,
+        variant=variant,
+        model_version=version,
+        strategy=strategy,
+        user_id=body.user_id,
         members=[m.user_id for m in members],
         cold_start_members=[m.user_id for m in members if m.cold_start],
-        tracks=state.catalogue.describe_tracks(positions))
+        tracks=state.catalogue.describe_tracks(positions),
+    )
 
 
 @router.post("/playlists")
@@ -47,14 +59,14 @@ async def playlists(request: Request, body: PlaylistRequest, state: State) -> Pl
 
 
 @router.post("/playlists/base")
-async def playlists_base(request: Request, body: PlaylistRequest,
-                         state: State) -> PlaylistResponse:
+async def playlists_base(request: Request, body: PlaylistRequest, state: State) -> PlaylistResponse:
     """Forced baseline: tracks drawn at random from the members' histories."""
     return playlist(request, state, body, "base", True)
 
 
 @router.post("/playlists/advanced")
-async def playlists_advanced(request: Request, body: PlaylistRequest,
-                             state: State) -> PlaylistResponse:
+async def playlists_advanced(
+    request: Request, body: PlaylistRequest, state: State
+) -> PlaylistResponse:
     """Forced model variant: LightFM scores aggregated across members by ``strategy``."""
     return playlist(request, state, body, "advanced", True)

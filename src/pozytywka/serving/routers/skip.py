@@ -11,18 +11,32 @@ from ..schemas import SkipRequest, SkipResponse
 router = APIRouter(tags=["skip prediction"])
 
 
-def skip(request: Request, state: ServiceState, body: SkipRequest, variant: str,
-         forced: bool) -> SkipResponse:
+def skip(
+    request: Request, state: ServiceState, body: SkipRequest, variant: str, forced: bool
+) -> SkipResponse:
     """PLAY or SKIP from ``variant``, marked for the prediction log."""
     answer = state.skip.predict(body.user_id, body.track_id, variant)
-    version = (state.versions["skip"] if variant == "advanced"
-               else BASELINE_VERSIONS["skip_predictions"])
-    mark(request, experiment="skip_predictions", variant=variant, forced=forced,
-         model_version=version, user_id=body.user_id)
-    return SkipResponse(variant=variant, model_version=version, user_id=body.user_id,
-                        track_id=body.track_id, prediction=answer.prediction,
-                        skip_probability=round(answer.skip_probability, 6),
-                        genre_match=answer.genre_match, cold_start=answer.cold_start)
+    version = (
+        state.versions["skip"] if variant == "advanced" else BASELINE_VERSIONS["skip_predictions"]
+    )
+    mark(
+        request,
+        experiment="skip_predictions",
+        variant=variant,
+        forced=forced,
+        model_version=version,
+        user_id=body.user_id,
+    )
+    return SkipResponse(
+        variant=variant,
+        model_version=version,
+        user_id=body.user_id,
+        track_id=body.track_id,
+        prediction=answer.prediction,
+        skip_probability=round(answer.skip_probability, 6),
+        genre_match=answer.genre_match,
+        cold_start=answer.cold_start,
+    )
 
 
 @router.post("/skip-predictions")

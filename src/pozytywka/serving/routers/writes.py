@@ -18,17 +18,26 @@ async def events(body: EventsRequest, state: State) -> EventsResponse:
     """Record play / skip / like (and ad, premium) events in the raw sessions format; the
     next `kedro run` reads them with the export (data/01_raw/incoming/sessions)."""
     limit("events", len(body.events), state.config["events"]["max_batch"])
-    records = [{"session_id": e.session_id,
-                "timestamp": e.timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-                "user_id": e.user_id, "track_id": e.track_id, "event_type": e.event_type}
-               for e in body.events]
+    records = [
+        {
+            "session_id": e.session_id,
+            "timestamp": e.timestamp.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "user_id": e.user_id,
+            "track_id": e.track_id,
+            "event_type": e.event_type,
+        }
+        for e in body.events
+    ]
     path = state.events.append(records)
     users, tracks = state.catalogue.users, state.catalogue.track_index
     return EventsResponse(
-        accepted=len(records), file=str(path),
+        accepted=len(records),
+        file=str(path),
         unknown_users=sum(e.user_id not in users for e in body.events),
-        unknown_tracks=sum(e.track_id is not None and e.track_id not in tracks
-                           for e in body.events))
+        unknown_tracks=sum(
+            e.track_id is not None and e.track_id not in tracks for e in body.events
+        ),
+    )
 
 
 @router.post("/users", status_code=201)
@@ -42,6 +51,8 @@ async def users(body: UserRequest, state: State) -> UserResponse:
     state.catalogue.register(record)
     genres = state.catalogue.genre_index
     return UserResponse(
-        user_id=body.user_id, file=str(path),
+        user_id=body.user_id,
+        file=str(path),
         favourite_genres_known=[g for g in body.favourite_genres if g in genres],
-        favourite_genres_unknown=[g for g in body.favourite_genres if g not in genres])
+        favourite_genres_unknown=[g for g in body.favourite_genres if g not in genres],
+    )
