@@ -292,8 +292,11 @@ def test_similar_tracks_exact_and_hnsw_agree(client, state, served_project, ids)
         exact, exact_sims, how = state.recommender.similar(position, 10, None)
         approx, approx_sims, how_ann = ann.similar(position, 10, None)
         assert (how, how_ann) == ("exact", "hnsw")
-        assert list(exact) == list(approx) and position not in exact
+        assert position not in approx and len(set(approx)) == 10
+        # The same neighbours up to near-ties, which an index may order either way.
         np.testing.assert_allclose(exact_sims, approx_sims, atol=1e-4)
+        all_sims = state.recommender.item_unit @ state.recommender.item_unit[position]
+        np.testing.assert_allclose(all_sims[approx], approx_sims, atol=1e-4)
     answer = post(
         client,
         "/similar-tracks",

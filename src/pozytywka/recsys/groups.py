@@ -62,7 +62,7 @@ def gfar(ranks: np.ndarray, n: int, excluded=None, top: int = 100, **_) -> np.nd
     unserved = np.ones(ranks.shape[0])
     available = np.ones(ranks.shape[1], dtype=bool) if excluded is None else ~excluded
     chosen: list[int] = []
-    for _ in range(min(n, int(available.sum()))):
+    for _step in range(min(n, int(available.sum()))):
         gain = unserved @ relevance
         # Ties (e.g. nothing relevant left) fall back to the best mean rank.
         gain = np.where(available, gain - 1e-12 * ranks.mean(axis=0), -np.inf)

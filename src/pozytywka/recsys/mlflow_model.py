@@ -6,16 +6,16 @@ URI), so it also carries what cold start needs: the embeddings of the user featu
 
 from __future__ import annotations
 
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from mlflow.pyfunc import PythonModel
 
 from pozytywka.recsys.metrics import top_k
 from pozytywka.recsys.model import EmbeddingScorer
 
 
-class LightFMRecommender(mlflow.pyfunc.PythonModel):
+class LightFMRecommender(PythonModel):
     """Holds LightFM's user and item representations with the id mappings.
 
     ``predict`` takes a frame with ``user_id`` (and optionally ``k``) and returns one row per
@@ -56,7 +56,7 @@ class LightFMRecommender(mlflow.pyfunc.PythonModel):
         Features are weighted as in a training row; a trained user's identity feature carries
         their own taste, which a new user does not have yet, so it contributes nothing.
         """
-        if self.user_feature_embeddings is None:
+        if self.user_feature_embeddings is None or self.user_feature_biases is None:
             raise ValueError("this model was packaged without user-feature embeddings")
         names = [f"fav_{g}" for g in favourite_genres]
         if premium:

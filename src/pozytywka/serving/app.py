@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 from contextlib import asynccontextmanager
+from typing import cast
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import ExceptionHandler
 
 from .catalogue import UnknownGenres, UnknownIds
 from .dependencies import BASELINE_VERSIONS, VARIANTS, assign_variant
@@ -70,8 +72,8 @@ def create_app(state: ServiceState, close_on_shutdown: bool = True) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.close_on_shutdown = close_on_shutdown
     app.add_middleware(ObserveMiddleware, max_body_bytes=state.config["limits"]["max_body_bytes"])
-    app.add_exception_handler(UnknownIds, unknown_ids)
-    app.add_exception_handler(UnknownGenres, unknown_genres)
+    app.add_exception_handler(UnknownIds, cast(ExceptionHandler, unknown_ids))
+    app.add_exception_handler(UnknownGenres, cast(ExceptionHandler, unknown_genres))
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -10,6 +10,8 @@ import scipy.sparse as sp
 
 from pozytywka.recsys.encoding import multi_hot
 
+from .schemas import TrackOut
+
 
 class UnknownIds(LookupError):
     """Ids the service cannot answer for (the API turns this into a 404)."""
@@ -140,10 +142,11 @@ class Catalogue:
 
     def describe_tracks(
         self, positions: np.ndarray, scores: np.ndarray | None = None
-    ) -> list[dict]:
+    ) -> list[TrackOut]:
+        """The tracks at ``positions`` as the API describes them (built, not re-validated)."""
         out = []
         for rank, i in enumerate(positions):
-            item = {
+            item: dict = {
                 "track_id": self.track_ids[i],
                 "name": self.track_names[i],
                 "artist_id": self.artist_ids[i],
@@ -152,5 +155,5 @@ class Catalogue:
             }
             if scores is not None:
                 item["score"] = round(float(scores[rank]), 6)
-            out.append(item)
+            out.append(TrackOut.model_construct(**item))
         return out

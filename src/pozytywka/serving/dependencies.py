@@ -12,9 +12,9 @@ import numpy as np
 from fastapi import Depends, HTTPException, Request
 
 from .loading import API_KEY_ENV, ServiceState
-from .schemas import Filters
+from .schemas import Filters, Variant
 
-VARIANTS = ("base", "advanced")
+VARIANTS: tuple[Variant, Variant] = ("base", "advanced")
 BASELINE_VERSIONS = {"playlists": "history-baseline", "skip_predictions": "genre-rule"}
 
 
@@ -40,7 +40,7 @@ async def require_key(request: Request, state: State) -> None:
         raise HTTPException(401, "missing or wrong X-API-Key header")
 
 
-def assign_variant(user_id: int, salt: str) -> str:
+def assign_variant(user_id: int, salt: str) -> Variant:
     """``base`` or ``advanced``: a stable hash of the experiment's salt and the user id, mod 2
     (not Python's ``hash``, which changes between processes)."""
     digest = hashlib.blake2b(f"{salt}:{user_id}".encode(), digest_size=8).digest()

@@ -9,6 +9,7 @@ import os
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 from kedro.config import MissingConfigException
 from kedro.framework.session import KedroSession
@@ -95,37 +96,18 @@ def load_service(
     project_path = Path(project_path).resolve()
     context = project_context(project_path, env)
     catalog, conf = context.catalog, context.config_loader
-    config = OmegaConf.to_container(OmegaConf.merge(conf["serving"], overrides or {}))
+    config = cast(
+        dict[str, Any], OmegaConf.to_container(OmegaConf.merge(conf["serving"], overrides or {}))
+    )
     params = context.params
-    try:
-        credentials = conf["credentials"] or {}
-    except MissingConfigException:
-        credentials = {}
-    api_key = os.environ.get(API_KEY_ENV) or credentials.get("serving_api_key")
-
-    models = config["models"]
-    if models.get("recommender_uri"):
-        recommender = _mlflow_recommender(models["recommender_uri"])
-        rec_source = models["recommender_uri"]
-    else:
-        recommender = _load(catalog, "recommender")
-        rec_source = "catalog: recommender (the packaged lightfm_model)"
-    if models.get("skip_uri"):
-        import mlflow.sklearn  # noqa: PLC0415
-
-        try:
-            skip_model = mlflow.sklearn.load_model(models["skip_uri"])
-        except Exception as exc:  # MLflow raises many kinds; all mean "cannot start"
-            raise StartupError(f"cannot load skip model {models['skip_uri']}: {exc}") from exc
-        skip_source = models["skip_uri"]
-    else:
-        skip_model = _load(catalog, "skip_model")
-        skip_source = "catalog: skip_model"
-
-    tracks, artists = _load(catalog, "tracks"), _load(catalog, "artists")
-    users = _load(catalog, "users")
+    recommender, skip_model, sources = _models(catalog, config["models"])
+    tracks = _load(catalog, "tracks")
     catalogue = Catalogue.build(
-        recommender.track_ids, tracks, artists, users, _load(catalog, "genre_vocabulary")
+        recommender.track_ids,
+        tracks,
+        _load(catalog, "artists"),
+        _load(catalog, "users"),
+        _load(catalog, "genre_vocabulary"),
     )
     users_writer = IncomingWriter(_incoming_path(conf, project_path, "users"))
     _register_incoming_users(catalogue, users_writer)
@@ -150,19 +132,51 @@ def load_service(
         users_writer,
         config,
         versions,
-        {"recommender": rec_source, "skip": skip_source},
-        api_key,
+        sources,
+        _api_key(conf),
     )
     for line in state.summary():
         logger.info("Serving: %s", line)
     return state
 
 
+def _api_key(conf) -> str | None:
+    """The write endpoints' key: the environment variable, else conf/local/credentials.yml."""
+    try:
+        credentials = conf["credentials"] or {}
+    except MissingConfigException:
+        credentials = {}
+    return os.environ.get(API_KEY_ENV) or credentials.get("serving_api_key")
+
+
+def _models(catalog, models: dict[str, Any]) -> tuple[Any, Any, dict[str, str]]:
+    """(packaged recommender, skip model, where each came from): MLflow model URIs where
+    conf serving.yml names them, else the project's catalog."""
+    if models.get("recommender_uri"):
+        recommender = _mlflow_recommender(models["recommender_uri"])
+        rec_source = models["recommender_uri"]
+    else:
+        recommender = _load(catalog, "recommender")
+        rec_source = "catalog: recommender (the packaged lightfm_model)"
+    if models.get("skip_uri"):
+        import mlflow.sklearn  # noqa: PLC0415
+
+        try:
+            skip_model = mlflow.sklearn.load_model(models["skip_uri"])
+        except Exception as exc:  # MLflow raises many kinds; all mean "cannot start"
+            raise StartupError(f"cannot load skip model {models['skip_uri']}: {exc}") from exc
+        skip_source = models["skip_uri"]
+    else:
+        skip_model = _load(catalog, "skip_model")
+        skip_source = "catalog: skip_model"
+    return recommender, skip_model, {"recommender": rec_source, "skip": skip_source}
+
+
 def project_context(project_path: Path, env: str | None):
     """The Kedro context (catalog, configuration, parameters) of the project."""
     bootstrap_project(project_path)
     with KedroSession.create(project_path=project_path, env=env) as session:
-        return session.load_context()
+        return cast(KedroSession, session).load_context()
 
 
 def in_project(project_path: Path, path: str) -> Path:

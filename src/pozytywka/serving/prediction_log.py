@@ -106,7 +106,7 @@ def ab_summary(log: pd.DataFrame) -> dict:
     tested = log[log["experiment"].notna()]
     for (experiment, variant), rows in tested.groupby(["experiment", "variant"], dropna=False):
         ok = rows[rows["status"] == 200]
-        entry = {
+        entry: dict[str, float] = {
             "answers": int(len(rows)),
             "users": int(rows["user_id"].nunique()),
             "assigned_by_hash": int((rows["forced"] == 0).sum()),

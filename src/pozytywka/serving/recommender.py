@@ -17,6 +17,7 @@ from pozytywka.recsys.metrics import top_k
 from pozytywka.recsys.mlflow_model import LightFMRecommender
 
 from .catalogue import Catalogue, UnknownIds
+from .schemas import Search
 
 logger = logging.getLogger(__name__)
 
@@ -190,26 +191,26 @@ class RecommenderEngine:
 
     def similar(
         self, position: int, k: int, removed: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray, str]:
+    ) -> tuple[np.ndarray, np.ndarray, Search]:
         """Tracks most similar to ``position`` by cosine of item embeddings (never itself)."""
         removed = np.zeros(self.n_tracks, bool) if removed is None else removed.copy()
         removed[position] = True
         if self.index is not None:
-            found = self._similar_ann(position, k, removed)
+            found = self._similar_ann(self.index, position, k, removed)
             if found is not None:
                 return (*found, "hnsw")
         sims = self.item_unit @ self.item_unit[position]
         top = _top(sims, k, removed)
         return top, sims[top], "exact"
 
-    def _similar_ann(self, position: int, k: int, removed: np.ndarray):
+    def _similar_ann(self, index, position: int, k: int, removed: np.ndarray):
         """HNSW neighbours, fetched in growing batches until ``k`` pass the filters; None if
         the filters leave too few for the index to find (the caller searches exactly)."""
         fetch = min(self.n_tracks, 2 * (k + 1))
         query = self.item_emb[position : position + 1]
         while True:
-            self.index.set_ef(max(self.config["similar_tracks"]["hnsw"]["ef_search"], fetch))
-            labels, distances = self.index.knn_query(query, k=fetch)
+            index.set_ef(max(self.config["similar_tracks"]["hnsw"]["ef_search"], fetch))
+            labels, distances = index.knn_query(query, k=fetch)
             labels, sims = labels[0].astype(np.int64), 1.0 - distances[0]
             keep = ~removed[labels]
             if keep.sum() >= k or fetch >= self.n_tracks:

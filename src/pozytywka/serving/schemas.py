@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -14,15 +15,24 @@ from pozytywka.recsys.groups import STRATEGIES
 TRACK_ID = BASE62_ID
 UserId = Field(ge=0, le=2**63 - 1, description="a user id (non-negative integer)")
 TrackIdField = Field(pattern=TRACK_ID, description="a track id (22 base62 characters)")
-Strategy = Literal[STRATEGIES]
+# Literals built from their one source (recsys.groups, the contract); plain text to mypy.
+if TYPE_CHECKING:
+    Strategy: TypeAlias = str
+    EventType: TypeAlias = str
+else:
+    Strategy = Literal[STRATEGIES]
+    EventType = Literal[tuple(EVENT_TYPES)]
+Variant = Literal["base", "advanced"]
+Search = Literal["exact", "hnsw"]
+Prediction = Literal["PLAY", "SKIP"]
 
 MAX_GENRES = 50
 
 
 def _repeated(values: list) -> list:
     """Values that occur more than once, sorted."""
-    seen: set = set()
-    return sorted({v for v in values if v in seen or seen.add(v)})
+    counts = Counter(values)
+    return sorted(v for v, n in counts.items() if n > 1)
 
 
 class Strict(BaseModel):
@@ -74,7 +84,7 @@ class TrackOut(BaseModel):
 
 
 class PlaylistResponse(BaseModel):
-    variant: Literal["base", "advanced"]
+    variant: Variant
     model_version: str
     strategy: str | None
     user_id: int
@@ -89,11 +99,11 @@ class SkipRequest(Strict):
 
 
 class SkipResponse(BaseModel):
-    variant: Literal["base", "advanced"]
+    variant: Variant
     model_version: str
     user_id: int
     track_id: str
-    prediction: Literal["PLAY", "SKIP"]
+    prediction: Prediction
     skip_probability: float
     genre_match: bool
     cold_start: bool
@@ -124,7 +134,7 @@ class SimilarRequest(Strict):
 class SimilarResponse(BaseModel):
     model_version: str
     track_id: str
-    search: Literal["exact", "hnsw"]
+    search: Search
     tracks: list[TrackOut]
 
 
@@ -156,9 +166,6 @@ class RerankResponse(BaseModel):
     cold_start: bool
     tracks: list[TrackOut]
     not_ranked: list[NotRanked]
-
-
-EventType = Literal[tuple(EVENT_TYPES)]
 
 
 class Event(Strict):

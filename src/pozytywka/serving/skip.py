@@ -15,13 +15,14 @@ from pozytywka.skip import TRACK_FEATURES, skip_score, smoothed_rate, training_c
 from .catalogue import Catalogue, UnknownIds
 from .fast_trees import CompiledTrees
 from .recommender import UNKNOWN_USER_HINT
+from .schemas import Prediction
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass
 class SkipAnswer:
-    prediction: str  # PLAY or SKIP
+    prediction: Prediction
     skip_probability: float
     genre_match: bool
     cold_start: bool  # the user has no training-period plays: rates are the prior

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 from .generator import base62_ids
 from .jsonl import event_lines, frame_lines, iso_ms_strings, join_lines
 
-OUT_OF_RANGE_VALUES = {
+OUT_OF_RANGE_VALUES: dict[str, list[float]] = {
     "popularity": [150, -5],
     "duration_ms": [-1000, 0],
     "danceability": [1.5, -0.2],

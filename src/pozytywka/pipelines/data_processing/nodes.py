@@ -289,7 +289,7 @@ def _note_extra_fields(quality: _Quality, rows: pd.DataFrame, kept=None) -> None
     has = _bool(rows["_extra_keys"] != "")
     if kept is not None:
         has &= _bool(kept)
-    detail = Counter()
+    detail: Counter[str] = Counter()
     for combo, n in rows["_extra_keys"][has].value_counts().items():  # per distinct key set
         detail.update({key: int(n) for key in combo.split(_KEY_SEP)})
     quality.note("normalised", "extra_field", rows, has, detail)

@@ -32,6 +32,7 @@ from pozytywka.recsys.model import EmbeddingScorer, fit_epochs, new_model, order
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 logger = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -353,15 +354,20 @@ def _users_with(matrix: sp.csr_matrix) -> np.ndarray:
     return np.flatnonzero(np.diff(matrix.indptr) > 0)
 
 
-def plot_search(study: optuna.Study) -> tuple[plt.Figure, plt.Figure, plt.Figure]:
+def _figure_of(axes) -> Figure:
+    """The figure of what Optuna's matplotlib plots return (one Axes or an array of them)."""
+    return np.ravel(np.asarray(axes, dtype=object))[0].figure
+
+
+def plot_search(study: optuna.Study) -> tuple[Figure, Figure, Figure]:
     """Optuna's own plots: optimisation history, parameter importances, slice plot."""
     from optuna.visualization import matplotlib as ovm  # noqa: PLC0415  (optional extra import)
 
-    history = ovm.plot_optimization_history(study).figure
-    slices = np.atleast_1d(ovm.plot_slice(study)).ravel()[0].figure
+    history = _figure_of(ovm.plot_optimization_history(study))
+    slices = _figure_of(ovm.plot_slice(study))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if len(complete) > 1:
-        importance = ovm.plot_param_importances(study).figure
+        importance = _figure_of(ovm.plot_param_importances(study))
     else:
         importance, ax = plt.subplots()
         ax.text(

@@ -122,7 +122,7 @@ def train_models(
 
     space = params["search"]["space"]  # every range on a log scale
 
-    def build(trial: optuna.Trial):
+    def build(trial: optuna.trial.BaseTrial):
         kind = trial.suggest_categorical("model", params["search"]["models"])
         if kind == "logistic_regression":
             c = trial.suggest_float("lr_C", *space["lr_C"], log=True)

@@ -7,13 +7,13 @@ from fastapi import APIRouter, Request
 
 from ..dependencies import BASELINE_VERSIONS, State, assign_variant, limit, mark, removed_tracks
 from ..loading import ServiceState
-from ..schemas import PlaylistRequest, PlaylistResponse
+from ..schemas import PlaylistRequest, PlaylistResponse, Variant
 
 router = APIRouter(tags=["group playlists"])
 
 
 def playlist(
-    request: Request, state: ServiceState, body: PlaylistRequest, variant: str, forced: bool
+    request: Request, state: ServiceState, body: PlaylistRequest, variant: Variant, forced: bool
 ) -> PlaylistResponse:
     """The group's playlist from ``variant``, marked for the prediction log."""
     cfg = state.config["playlists"]

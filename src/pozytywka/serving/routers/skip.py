@@ -6,13 +6,13 @@ from fastapi import APIRouter, Request
 
 from ..dependencies import BASELINE_VERSIONS, State, assign_variant, mark
 from ..loading import ServiceState
-from ..schemas import SkipRequest, SkipResponse
+from ..schemas import SkipRequest, SkipResponse, Variant
 
 router = APIRouter(tags=["skip prediction"])
 
 
 def skip(
-    request: Request, state: ServiceState, body: SkipRequest, variant: str, forced: bool
+    request: Request, state: ServiceState, body: SkipRequest, variant: Variant, forced: bool
 ) -> SkipResponse:
     """PLAY or SKIP from ``variant``, marked for the prediction log."""
     answer = state.skip.predict(body.user_id, body.track_id, variant)
