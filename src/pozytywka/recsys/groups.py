@@ -204,20 +204,7 @@ def candidate_group_playlist(
             for row, best in zip(scores, precomputed or [None] * n_members, strict=True)
         ]
         first = False
-        in_some_head = np.zeros(n_items, dtype=bool)
-        for items, _ in heads:
-            in_some_head[items] = True
-        pool = np.flatnonzero(in_some_head)
-        floor = np.array([len(items) + 1.0 for items, _ in heads])
-        ranks = np.empty((n_members, len(pool)))
-        exact = np.empty((n_members, len(pool)), dtype=bool)
-        for m, (items, head_ranks) in enumerate(heads):  # a handful of members
-            row = np.full(n_items, floor[m])
-            row[items] = head_ranks
-            ranks[m] = row[pool]
-            in_head = np.zeros(n_items, dtype=bool)
-            in_head[items] = True
-            exact[m] = in_head[pool]
+        pool, floor, ranks, exact = _pooled_ranks(heads, n_items)
         pool_excluded = None if excluded is None else excluded[pool]
         chosen = AGGREGATORS[strategy](ranks, n, excluded=pool_excluded, top=top)
         if _proved(
@@ -228,6 +215,28 @@ def candidate_group_playlist(
             break
         depth *= 4
     return group_playlist(scores, n, strategy, excluded, top), n_items
+
+
+def _pooled_ranks(
+    heads: list[tuple[np.ndarray, np.ndarray]], n_items: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Over the union of the members' heads: (pool items, each member's bound below their
+    head, members x pool ranks (the bound outside a head), which of those ranks are exact)."""
+    in_some_head = np.zeros(n_items, dtype=bool)
+    for items, _ in heads:
+        in_some_head[items] = True
+    pool = np.flatnonzero(in_some_head)
+    floor = np.array([len(items) + 1.0 for items, _ in heads])
+    ranks = np.empty((len(heads), len(pool)))
+    exact = np.empty((len(heads), len(pool)), dtype=bool)
+    for m, (items, head_ranks) in enumerate(heads):  # a handful of members
+        row = np.full(n_items, floor[m])
+        row[items] = head_ranks
+        ranks[m] = row[pool]
+        in_head = np.zeros(n_items, dtype=bool)
+        in_head[items] = True
+        exact[m] = in_head[pool]
+    return pool, floor, ranks, exact
 
 
 def _proved(

@@ -115,37 +115,60 @@ def per_user_ranking_metrics(
             excluded[has],
             n_pos[has],
         )
-        row = {"user": users[has], "positives": n_pos}
         relevant = np.zeros((len(top), max_k), dtype=bool)  # hit or not, by rank position
         relevant[:, : top.shape[1]] = np.take_along_axis(positive, top, axis=1)
-        for k in PRECISION_KS:
-            hits = relevant[:, :k].sum(axis=1)
-            row[f"precision_at_{k}"] = hits / k
-            row[f"recall_at_{k}"] = hits / n_pos
-            dcg = (relevant[:, :k] * discounts[:k]).sum(axis=1)
-            ideal = np.cumsum(discounts[:k])[np.minimum(n_pos, k) - 1]
-            row[f"ndcg_at_{k}"] = dcg / ideal
-        for k in HIT_RATE_KS:
-            row[f"hits_at_{k}"] = relevant[:, :k].sum(axis=1)
-        # Mid-ranks (1 = best, ties averaged); excluded items (-inf) rank after every candidate.
-        ranks = rankdata(-scores, method="average", axis=1)
-        n_negative = n_items - excluded.sum(axis=1) - n_pos
-        pos_rows, pos_items = np.nonzero(positive)
-        pos_rank = ranks[pos_rows, pos_items]
-        # AUC as Mann-Whitney U over the user's candidates: P(positive scored above negative).
-        n_candidates = n_negative + n_pos
-        ascending = np.bincount(
-            pos_rows, weights=n_candidates[pos_rows] + 1 - pos_rank, minlength=len(n_pos)
+        parts.append(
+            pd.DataFrame(
+                {
+                    "user": users[has],
+                    "positives": n_pos,
+                    **_top_k_metrics(relevant, n_pos, discounts),
+                    **_rank_metrics(scores, positive, excluded, n_pos),
+                }
+            )
         )
-        u_stat = ascending - n_pos * (n_pos + 1) / 2
-        row["auc"] = np.where(n_negative > 0, u_stat / (n_pos * np.maximum(n_negative, 1)), 0.5)
-        first = np.full(len(n_pos), np.inf)
-        np.minimum.at(first, pos_rows, pos_rank)
-        row["mrr"] = 1.0 / first
-        parts.append(pd.DataFrame(row))
     columns = ["user", "positives", *USER_METRICS, *(f"hits_at_{k}" for k in HIT_RATE_KS)]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     return table[columns], float(covered.mean())
+
+
+def _top_k_metrics(relevant: np.ndarray, n_pos: np.ndarray, discounts: np.ndarray) -> dict:
+    """Precision, recall and NDCG at each of PRECISION_KS and hits at each of HIT_RATE_KS,
+    per user, from ``relevant`` (users x rank position: a held-out positive or not)."""
+    row = {}
+    for k in PRECISION_KS:
+        hits = relevant[:, :k].sum(axis=1)
+        row[f"precision_at_{k}"] = hits / k
+        row[f"recall_at_{k}"] = hits / n_pos
+        dcg = (relevant[:, :k] * discounts[:k]).sum(axis=1)
+        ideal = np.cumsum(discounts[:k])[np.minimum(n_pos, k) - 1]
+        row[f"ndcg_at_{k}"] = dcg / ideal
+    for k in HIT_RATE_KS:
+        row[f"hits_at_{k}"] = relevant[:, :k].sum(axis=1)
+    return row
+
+
+def _rank_metrics(
+    scores: np.ndarray, positive: np.ndarray, excluded: np.ndarray, n_pos: np.ndarray
+) -> dict:
+    """AUC (Mann-Whitney U over each user's candidates: P(positive scored above negative))
+    and MRR, per user, from mid-ranks (1 = best, ties averaged; excluded items, at -inf,
+    rank after every candidate)."""
+    ranks = rankdata(-scores, method="average", axis=1)
+    n_negative = scores.shape[1] - excluded.sum(axis=1) - n_pos
+    pos_rows, pos_items = np.nonzero(positive)
+    pos_rank = ranks[pos_rows, pos_items]
+    n_candidates = n_negative + n_pos
+    ascending = np.bincount(
+        pos_rows, weights=n_candidates[pos_rows] + 1 - pos_rank, minlength=len(n_pos)
+    )
+    u_stat = ascending - n_pos * (n_pos + 1) / 2
+    first = np.full(len(n_pos), np.inf)
+    np.minimum.at(first, pos_rows, pos_rank)
+    return {
+        "auc": np.where(n_negative > 0, u_stat / (n_pos * np.maximum(n_negative, 1)), 0.5),
+        "mrr": 1.0 / first,
+    }
 
 
 def rank_each(

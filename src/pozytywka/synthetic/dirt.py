@@ -279,7 +279,33 @@ def _one_event_per_shared_session(df: pd.DataFrame, candidates: np.ndarray) -> n
 def dirty_sessions(
     events: pd.DataFrame, known_users: np.ndarray, rates: dict, rng
 ) -> tuple[str, dict]:
+    """The events as a sessions.jsonl with every kind of ``rates``: the valid forms real
+    exports use, repairable defects and junk copies; (text, what was injected)."""
     n = len(events)
+    df, ns = _sessions_as_text(events)
+    inj = _Injector(df, rng, to_lines=event_lines)
+    df = inj.df
+    df["timestamp"] = df["timestamp"].astype(object)
+    df["event_type"] = df["event_type"].astype(object)
+    on_track = np.flatnonzero(df["event_type"].isin(["play", "skip", "like"]).to_numpy())
+    ads = np.flatnonzero((df["event_type"] == "advertisement").to_numpy())
+    _session_variants(inj, df, ns, ads, rates, rng)
+
+    # A null user id that another event of its session names: repaired.
+    rows = inj.take(
+        "repaired",
+        "user_id_from_session",
+        _count(rates.get("recoverable_null_id", 0), n),
+        pool=_one_event_per_shared_session(df, inj.free),
+    )
+    df.iloc[rows, df.columns.get_loc("user_id")] = pd.NA
+    _session_junk(inj, df, n, on_track, known_users, rates, rng)
+    text = inj.render(_count(rates["malformed_line"], n), _count(rates["duplicate_line"], n))
+    return text, inj.counts
+
+
+def _sessions_as_text(events: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The events with text fields as the export writes them; (frame, timestamps in ns)."""
     df = events.copy()
     ns = df["timestamp"].dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[ns]")
     ns = ns.to_numpy().view(np.int64)
@@ -289,14 +315,15 @@ def dirty_sessions(
         df[col] = pd.Series(
             pd.array(pc.cast(pa.array(df[col]), pa.large_string()), dtype="str"), index=df.index
         )
-    inj = _Injector(df, rng, to_lines=event_lines)
-    df = inj.df
-    df["timestamp"] = df["timestamp"].astype(object)
-    df["event_type"] = df["event_type"].astype(object)
-    on_track = np.flatnonzero(df["event_type"].isin(["play", "skip", "like"]).to_numpy())
-    ads = np.flatnonzero((df["event_type"] == "advertisement").to_numpy())
+    return df, ns
 
-    # Valid variants, normalised by cleaning: timestamp forms, event-type spellings, extra keys.
+
+def _session_variants(
+    inj: _Injector, df: pd.DataFrame, ns: np.ndarray, ads: np.ndarray, rates: dict, rng
+) -> None:
+    """Valid variants, normalised by cleaning: timestamp forms, event-type spellings, extra
+    keys."""
+    n = len(ns)
     rows = inj.take("normalised", "timestamp_form", _count(rates["format_variant"], n) * 10)
     df.iloc[rows, df.columns.get_loc("timestamp")] = _timestamp_variants(ns[rows], rng)
     k_spelling = _count(rates["format_variant"], n)
@@ -309,16 +336,18 @@ def dirty_sessions(
     _respell_event_types(df, rows, rng)
     inj.add_extra_keys(_count(rates.get("extra_field", 0), n), EXTRA_KEYS["sessions"])
 
-    # A null user id that another event of its session names: repaired.
-    rows = inj.take(
-        "repaired",
-        "user_id_from_session",
-        _count(rates.get("recoverable_null_id", 0), n),
-        pool=_one_event_per_shared_session(df, inj.free),
-    )
-    df.iloc[rows, df.columns.get_loc("user_id")] = pd.NA
 
-    # Junk copies, dropped by cleaning. A null user alone in its session cannot be recovered.
+def _session_junk(
+    inj: _Injector,
+    df: pd.DataFrame,
+    n: int,
+    on_track: np.ndarray,
+    known_users: np.ndarray,
+    rates: dict,
+    rng,
+) -> None:
+    """Junk copies of ``n`` events, dropped by cleaning. A null user alone in its session
+    cannot be recovered."""
     k_null, k_unknown = _count(rates["null_id"], n), _count(rates["unknown_id"], n)
     first_new_session = int(df["session_id"].max()) + 1
 
@@ -355,5 +384,3 @@ def dirty_sessions(
             "timestamp", rng.choice(["yesterday", "2024-02-30T25:61:00", ""], len(c))
         ),
     )
-    text = inj.render(_count(rates["malformed_line"], n), _count(rates["duplicate_line"], n))
-    return text, inj.counts

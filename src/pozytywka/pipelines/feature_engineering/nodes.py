@@ -241,18 +241,10 @@ def _feature_matrix(
     return mat.astype(np.float32)
 
 
-def build_lightfm_inputs(
-    interactions: pd.DataFrame,
-    user_features: pd.DataFrame,
-    track_features: pd.DataFrame,
-    params: dict,
-) -> dict:
-    """LightFM ``Dataset`` (id and feature mappings) plus train/test matrices and features.
-
-    Returned keys: ``dataset``, ``train_interactions`` and ``train_weights`` (COO, as
-    ``Dataset.build_interactions`` gives them), ``test_interactions`` (held-out likes),
-    ``user_features``, ``item_features`` (CSR).
-    """
+def _lightfm_feature_columns(
+    user_features: pd.DataFrame, track_features: pd.DataFrame, params: dict
+) -> tuple[list[str], pd.DataFrame, list[str]]:
+    """(user feature columns, track table with artist indicators if asked, item columns)."""
     user_cols = [c for c in user_features.columns if c.startswith("fav_")]
     if params["user_premium_feature"]:
         user_cols.append("premium_user")
@@ -268,41 +260,42 @@ def build_lightfm_inputs(
         )
         item_frame = pd.concat([item_frame, artist_dummies], axis=1)
         item_cols += list(artist_dummies.columns)
-    users = user_features["user_id"]
-    items = track_features["track_id"]
-    dataset = Dataset(
-        user_identity_features=params["identity_features"],
-        item_identity_features=params["identity_features"],
+    return user_cols, item_frame, item_cols
+
+
+def build_lightfm_inputs(
+    interactions: pd.DataFrame,
+    user_features: pd.DataFrame,
+    track_features: pd.DataFrame,
+    params: dict,
+) -> dict:
+    """LightFM ``Dataset`` (id and feature mappings) plus train/test matrices and features.
+
+    Returned keys: ``dataset``, ``train_interactions`` and ``train_weights`` (COO, as
+    ``Dataset.build_interactions`` gives them), ``test_interactions`` (held-out likes),
+    ``user_features``, ``item_features`` (CSR).
+    """
+    user_cols, item_frame, item_cols = _lightfm_feature_columns(
+        user_features, track_features, params
     )
-    dataset.fit(users=users, items=items, user_features=user_cols, item_features=item_cols)
+    identity, normalize = params["identity_features"], params["normalize_features"]
+    dataset = Dataset(user_identity_features=identity, item_identity_features=identity)
+    dataset.fit(
+        users=user_features["user_id"],
+        items=track_features["track_id"],
+        user_features=user_cols,
+        item_features=item_cols,
+    )
     user_map, user_feat_map, item_map, item_feat_map = dataset.mapping()
     uf_frame = user_features.assign(premium_user=user_features["premium_user"].astype("int8"))
-    matrices = {
-        "user_features": _feature_matrix(
-            uf_frame,
-            "user_id",
-            user_cols,
-            user_map,
-            user_feat_map,
-            params["identity_features"],
-            params["normalize_features"],
-        ),
-        "item_features": _feature_matrix(
-            item_frame,
-            "track_id",
-            item_cols,
-            item_map,
-            item_feat_map,
-            params["identity_features"],
-            params["normalize_features"],
-        ),
-    }
+    user_matrix = _feature_matrix(
+        uf_frame, "user_id", user_cols, user_map, user_feat_map, identity, normalize
+    )
+    item_matrix = _feature_matrix(
+        item_frame, "track_id", item_cols, item_map, item_feat_map, identity, normalize
+    )
     train = interactions[(interactions["split"] == "train") & (interactions["label"] != 0)]
     test = interactions[(interactions["split"] == "test") & interactions["liked"]]
-    matrices["train_interactions"] = pairs_matrix(train, train["label"], dataset)
-    matrices["train_weights"] = pairs_matrix(train, train["weight"], dataset)
-    matrices["test_interactions"] = pairs_matrix(test, np.ones(len(test)), dataset)
-    matrices["dataset"] = dataset
     logger.info(
         "LightFM inputs: %d users x %d tracks, %d train / %d test interactions, "
         "%d user and %d item features",
@@ -310,10 +303,17 @@ def build_lightfm_inputs(
         len(item_map),
         len(train),
         len(test),
-        matrices["user_features"].shape[1],
-        matrices["item_features"].shape[1],
+        user_matrix.shape[1],
+        item_matrix.shape[1],
     )
-    return matrices
+    return {
+        "dataset": dataset,
+        "train_interactions": pairs_matrix(train, train["label"], dataset),
+        "train_weights": pairs_matrix(train, train["weight"], dataset),
+        "test_interactions": pairs_matrix(test, np.ones(len(test)), dataset),
+        "user_features": user_matrix,
+        "item_features": item_matrix,
+    }
 
 
 def summarise_features(

@@ -23,84 +23,100 @@ def _identity(model):
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
-        [
-            Node(
-                prepare_training_data,
-                ["interactions", "lightfm_dataset", "params:recommendation"],
-                "recommendation_data",
-                name="prepare_training_data",
-            ),
-            Node(
-                compare_training_variants,
-                ["recommendation_data", *FEATURES, "params:recommendation"],
-                "training_variant_comparison",
-                name="compare_training_variants",
-            ),
-            Node(
-                search_hyperparameters,
-                [
-                    "recommendation_data",
-                    "training_variant_comparison",
-                    *FEATURES,
-                    "params:recommendation",
-                ],
-                ["best_hyperparameters", "optuna_trials", "optuna_study"],
-                name="search_hyperparameters",
-            ),
-            Node(
-                plot_search,
-                "optuna_study",
-                ["optuna_history_plot", "optuna_importance_plot", "optuna_slice_plot"],
-                name="plot_search",
-            ),
-            Node(
-                train_final_model,
-                ["recommendation_data", "best_hyperparameters", *FEATURES, "params:recommendation"],
-                "lightfm_model",
-                name="train_final_model",
-            ),
-            Node(
-                recommend_for_users,
-                [
-                    "lightfm_model",
-                    "recommendation_data",
-                    "lightfm_dataset",
-                    *FEATURES,
-                    "params:recommendation",
-                ],
-                "user_recommendations",
-                name="recommend_for_users",
-            ),
-            Node(
-                package_model,
-                [
-                    "lightfm_model",
-                    "recommendation_data",
-                    "lightfm_dataset",
-                    *FEATURES,
-                    "params:recommendation",
-                    "params:feature_engineering",
-                ],
-                "recommender",
-                name="package_model",
-            ),
-            Node(_identity, "recommender", "recommender_mlflow_model", name="log_recommender"),
-            Node(
-                evaluate_recommenders,
-                [
-                    "lightfm_model",
-                    "recommendation_data",
-                    "lightfm_dataset",
-                    *FEATURES,
-                    "params:recommendation",
-                ],
-                [
-                    "recommendation_user_metrics",
-                    "recommendation_evaluation",
-                    "group_playlist_evaluation",
-                ],
-                name="evaluate_recommenders",
-            ),
-        ],
-        tags=["recommendation"],
+        [*_search_nodes(), *_training_nodes(), *_evaluation_nodes()], tags=["recommendation"]
     )
+
+
+def _search_nodes() -> list[Node]:
+    """Training data with its validation split, the variant comparison and the Optuna search."""
+    return [
+        Node(
+            prepare_training_data,
+            ["interactions", "lightfm_dataset", "params:recommendation"],
+            "recommendation_data",
+            name="prepare_training_data",
+        ),
+        Node(
+            compare_training_variants,
+            ["recommendation_data", *FEATURES, "params:recommendation"],
+            "training_variant_comparison",
+            name="compare_training_variants",
+        ),
+        Node(
+            search_hyperparameters,
+            [
+                "recommendation_data",
+                "training_variant_comparison",
+                *FEATURES,
+                "params:recommendation",
+            ],
+            ["best_hyperparameters", "optuna_trials", "optuna_study"],
+            name="search_hyperparameters",
+        ),
+        Node(
+            plot_search,
+            "optuna_study",
+            ["optuna_history_plot", "optuna_importance_plot", "optuna_slice_plot"],
+            name="plot_search",
+        ),
+    ]
+
+
+def _training_nodes() -> list[Node]:
+    """The winner trained on all training pairs, per-user top-k and the packaged model."""
+    return [
+        Node(
+            train_final_model,
+            ["recommendation_data", "best_hyperparameters", *FEATURES, "params:recommendation"],
+            "lightfm_model",
+            name="train_final_model",
+        ),
+        Node(
+            recommend_for_users,
+            [
+                "lightfm_model",
+                "recommendation_data",
+                "lightfm_dataset",
+                *FEATURES,
+                "params:recommendation",
+            ],
+            "user_recommendations",
+            name="recommend_for_users",
+        ),
+        Node(
+            package_model,
+            [
+                "lightfm_model",
+                "recommendation_data",
+                "lightfm_dataset",
+                *FEATURES,
+                "params:recommendation",
+                "params:feature_engineering",
+            ],
+            "recommender",
+            name="package_model",
+        ),
+        Node(_identity, "recommender", "recommender_mlflow_model", name="log_recommender"),
+    ]
+
+
+def _evaluation_nodes() -> list[Node]:
+    """Every scorer on the test split, for single users and group playlists."""
+    return [
+        Node(
+            evaluate_recommenders,
+            [
+                "lightfm_model",
+                "recommendation_data",
+                "lightfm_dataset",
+                *FEATURES,
+                "params:recommendation",
+            ],
+            [
+                "recommendation_user_metrics",
+                "recommendation_evaluation",
+                "group_playlist_evaluation",
+            ],
+            name="evaluate_recommenders",
+        ),
+    ]

@@ -9,6 +9,7 @@ Files are ``{scorer: {metric: value}}`` plus ``intervals`` ``{scorer: {metric: [
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import matplotlib
 import numpy as np
@@ -323,32 +324,11 @@ def _search_sentence(search: dict) -> str:
 def recommendation_markdown(report: dict, search: dict, groups: dict) -> str:
     """``recommendation_metrics.md``: the figures with intervals, and in words which
     differences from the baselines are significant."""
-    comparison = search["training_variants"]
     scorers = [s for s in REC_SCORERS if s in report]
-    sizes, has_oracle = report["sizes"], "oracle" in scorers
-    objective = comparison["objective"]
-    lines = [
-        "# Recommendation",
-        "",
-        f"Test split: **{sizes['test_users']} users** with **{sizes['test_interactions']} "
-        f"held-out likes**; 95% intervals from {sizes['bootstrap_resamples']} bootstrap "
-        "resamples of test users (coverage is catalogue-wide: no interval). Training data: "
-        f"**{search['best']['variant']}** (validation {objective}: "
-        + ", ".join(f"{n} {v[objective]:.4f}" for n, v in comparison["variants"].items())
-        + "). "
-        + _search_sentence(search),
-        "",
-    ]
-    if not has_oracle:
+    lines = _rec_header_lines(report, search)
+    if "oracle" not in scorers:
         lines += [f"No oracle: {report['oracle_absent_reason']}.", ""]
-    header = [*scorers, "model / oracle"] if has_oracle else scorers
-    lines += ["| metric | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
-    for m in REC_HEADLINE:
-        cells = [_fmt(report[s][m], report["intervals"][s].get(m)) for s in scorers]
-        if has_oracle:
-            oracle = report["oracle"][m]
-            cells.append(f"{report['model'][m] / oracle:.1%}" if oracle else "–")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += _metric_table(report, scorers, REC_HEADLINE, "model")
     lines += ["", "## Is the model better than its baselines?", ""]
     lines += _difference_lines(
         "model − popularity (paired over test users)",
@@ -362,9 +342,50 @@ def recommendation_markdown(report: dict, search: dict, groups: dict) -> str:
         "the history baseline",
         _pick(report["difference"]["model_vs_baseline"]),
     )
-    g = groups
-    lines += [
-        f"## Group playlists ({sizes['groups']} groups of {g['min_size']}-"
+    lines += _group_lines(report, scorers, groups)
+    return "\n".join(lines) + "\n"
+
+
+def _rec_header_lines(report: dict, search: dict) -> list[str]:
+    """Title, the test split's sizes, the training data chosen and what the search found."""
+    comparison = search["training_variants"]
+    sizes, objective = report["sizes"], comparison["objective"]
+    return [
+        "# Recommendation",
+        "",
+        f"Test split: **{sizes['test_users']} users** with **{sizes['test_interactions']} "
+        f"held-out likes**; 95% intervals from {sizes['bootstrap_resamples']} bootstrap "
+        "resamples of test users (coverage is catalogue-wide: no interval). Training data: "
+        f"**{search['best']['variant']}** (validation {objective}: "
+        + ", ".join(f"{n} {v[objective]:.4f}" for n, v in comparison["variants"].items())
+        + "). "
+        + _search_sentence(search),
+        "",
+    ]
+
+
+def _metric_table(
+    report: dict, scorers: list[str], metrics: Sequence[str], model: str
+) -> list[str]:
+    """Each metric of every scorer with its interval, and ``model``'s share of the oracle
+    where there is one."""
+    has_oracle = "oracle" in scorers
+    header = [*scorers, f"{model} / oracle"] if has_oracle else scorers
+    lines = ["| metric | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
+    for m in metrics:
+        cells = [_fmt(report[s].get(m), report["intervals"][s].get(m)) for s in scorers]
+        if has_oracle:
+            oracle, value = report["oracle"].get(m), report[model].get(m)
+            cells.append(f"{value / oracle:.1%}" if oracle and value is not None else "–")
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _group_lines(report: dict, scorers: list[str], g: dict) -> list[str]:
+    """Group playlists: one table per strategy, the clustering improvement and the paired
+    difference of the model from popularity."""
+    lines = [
+        f"## Group playlists ({report['sizes']['groups']} groups of {g['min_size']}-"
         f"{g['max_size']}, {g['length']} tracks; reference strategy: "
         f"{g['reference_strategy']}; intervals over groups)",
         "",
@@ -373,6 +394,7 @@ def recommendation_markdown(report: dict, search: dict, groups: dict) -> str:
         lines += ["Not evaluated: too few users for a group.", ""]
     for strategy, by_scorer in report["groups"].items():
         present = [s for s in scorers if s in by_scorer]
+        intervals = report["group_intervals"][strategy]
         lines += [
             f"### {strategy}",
             "",
@@ -381,10 +403,7 @@ def recommendation_markdown(report: dict, search: dict, groups: dict) -> str:
         ]
         lines += [
             f"| {m} | "
-            + " | ".join(
-                _fmt(by_scorer[s][m], report["group_intervals"][strategy][s].get(m))
-                for s in present
-            )
+            + " | ".join(_fmt(by_scorer[s][m], intervals[s].get(m)) for s in present)
             + " |"
             for m in GROUP_HEADLINE
         ]
@@ -408,7 +427,7 @@ def recommendation_markdown(report: dict, search: dict, groups: dict) -> str:
             ]
         else:
             lines.append("")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _pick(diff: dict) -> dict:
@@ -661,7 +680,6 @@ def skip_markdown(report: dict, selection: dict, importance: pd.DataFrame) -> st
     final model's choice and its permutation importance."""
     scorers = _skip_scorers(report)
     sizes = report["sizes"]
-    has_oracle = "oracle" in scorers
     lines = [
         "# Skip prediction",
         "",
@@ -673,18 +691,9 @@ def skip_markdown(report: dict, selection: dict, importance: pd.DataFrame) -> st
         f"{selection['linear_svc_validation_value']:.4f}).",
         "",
     ]
-    if not has_oracle:
+    if "oracle" not in scorers:
         lines += [f"No oracle: {report['oracle_absent_reason']}.", ""]
-    header = [*scorers, "final / oracle"] if has_oracle else scorers
-    lines += ["| metric | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
-    for m in SKIP_METRICS:
-        cells = [_fmt(report[s].get(m), report["intervals"][s].get(m)) for s in scorers]
-        if has_oracle:
-            oracle = report["oracle"].get(m)
-            cells.append(
-                f"{report['final'][m] / oracle:.1%}" if oracle and m in report["final"] else "–"
-            )
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += _metric_table(report, scorers, SKIP_METRICS, "final")
     lines += [
         "",
         "Confusion matrices (tn, fp, fn, tp): "

@@ -99,6 +99,32 @@ def _linear(estimator) -> Pipeline:
     return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), estimator)
 
 
+def _candidate(trial: optuna.trial.BaseTrial, search: dict, seed: int):
+    """The skip model a trial suggests: logistic regression or histogram gradient boosting,
+    from ``search.space`` (every range on a log scale)."""
+    space = search["space"]
+    kind = trial.suggest_categorical("model", search["models"])
+    if kind == "logistic_regression":
+        c = trial.suggest_float("lr_C", *space["lr_C"], log=True)
+        return _linear(LogisticRegression(C=c, class_weight="balanced", max_iter=500))
+    return HistGradientBoostingClassifier(
+        learning_rate=trial.suggest_float(
+            "hgb_learning_rate", *space["hgb_learning_rate"], log=True
+        ),
+        max_leaf_nodes=trial.suggest_int(
+            "hgb_max_leaf_nodes", *space["hgb_max_leaf_nodes"], log=True
+        ),
+        min_samples_leaf=trial.suggest_int(
+            "hgb_min_samples_leaf", *space["hgb_min_samples_leaf"], log=True
+        ),
+        l2_regularization=trial.suggest_float("hgb_l2", *space["hgb_l2"], log=True),
+        max_iter=search["hgb_max_iter"],
+        early_stopping=True,
+        class_weight="balanced",
+        random_state=seed,
+    )
+
+
 def train_models(
     dataset: pd.DataFrame, params: dict
 ) -> tuple[Pipeline, Pipeline, dict, pd.DataFrame]:
@@ -110,7 +136,7 @@ def train_models(
     cols = feature_columns(dataset)
     train = dataset[dataset["split"] == "train"]
     val = dataset[dataset["split"] == "validation"]
-    seed, metric = params["seed"], params["selection_metric"]
+    seed, metric, search = params["seed"], params["selection_metric"], params["search"]
     svc = _linear(
         LinearSVC(class_weight="balanced", C=params["linear_svc"]["C"], random_state=seed)
     ).fit(train[cols], train["skipped"])
@@ -120,37 +146,13 @@ def train_models(
             return roc_auc_score(val["skipped"], skip_score(model, val[cols]))
         return balanced_accuracy_score(val["skipped"], model.predict(val[cols]))
 
-    space = params["search"]["space"]  # every range on a log scale
-
-    def build(trial: optuna.trial.BaseTrial):
-        kind = trial.suggest_categorical("model", params["search"]["models"])
-        if kind == "logistic_regression":
-            c = trial.suggest_float("lr_C", *space["lr_C"], log=True)
-            return _linear(LogisticRegression(C=c, class_weight="balanced", max_iter=500))
-        return HistGradientBoostingClassifier(
-            learning_rate=trial.suggest_float(
-                "hgb_learning_rate", *space["hgb_learning_rate"], log=True
-            ),
-            max_leaf_nodes=trial.suggest_int(
-                "hgb_max_leaf_nodes", *space["hgb_max_leaf_nodes"], log=True
-            ),
-            min_samples_leaf=trial.suggest_int(
-                "hgb_min_samples_leaf", *space["hgb_min_samples_leaf"], log=True
-            ),
-            l2_regularization=trial.suggest_float("hgb_l2", *space["hgb_l2"], log=True),
-            max_iter=params["search"]["hgb_max_iter"],
-            early_stopping=True,
-            class_weight="balanced",
-            random_state=seed,
-        )
-
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
     study.optimize(
-        lambda t: validation_value(build(t).fit(train[cols], train["skipped"])),
-        n_trials=params["search"]["n_trials"],
-        timeout=params["search"]["timeout_seconds"],
+        lambda t: validation_value(_candidate(t, search, seed).fit(train[cols], train["skipped"])),
+        n_trials=search["n_trials"],
+        timeout=search["timeout_seconds"],
     )
-    best = build(optuna.trial.FixedTrial(study.best_params))
+    best = _candidate(optuna.trial.FixedTrial(study.best_params), search, seed)
     both = pd.concat([train, val])
     final = clone(best).fit(both[cols], both["skipped"])
     summary = {
