@@ -22,10 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.special import expit
 from tqdm.auto import tqdm
 
 from pozytywka.contract import AUDIO_FEATURES
 
+from .truth import like_if_listened, skip_probability_of
 from .vocabulary import (
     CITIES,
     FAMILY_AUDIO_PROFILE,
@@ -67,10 +69,6 @@ def base62_ids(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.permutation(ids)[:n]
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
-
-
 def _calibrate_intercept(scores: np.ndarray, target: float, sample: int = 200_000) -> float:
     """Intercept ``c`` with ``mean(sigmoid(c + scores)) == target`` (bisection; mean is monotone).
 
@@ -81,7 +79,7 @@ def _calibrate_intercept(scores: np.ndarray, target: float, sample: int = 200_00
     lo, hi = -30.0, 30.0
     for _ in range(60):
         mid = (lo + hi) / 2
-        if _sigmoid(mid + scores).mean() < target:
+        if expit(mid + scores).mean() < target:
             lo = mid
         else:
             hi = mid
@@ -496,10 +494,11 @@ def _plays(
     s = taste["outcome_signal"]
     skip_score = users.skip_bias[play_user] - s * play_aff
     alpha_skip = _calibrate_intercept(skip_score, skip_rate)
-    skipped = rng.random(n_plays) < _sigmoid(alpha_skip + skip_score)
+    skip_bias = users.skip_bias[play_user]
+    skipped = rng.random(n_plays) < skip_probability_of(play_aff, skip_bias, alpha_skip, s)
     like_target = min(like_rate / max(1 - skip_rate, 1e-9), 0.999)
     alpha_like = _calibrate_intercept(s * play_aff[~skipped], like_target)
-    liked = ~skipped & (rng.random(n_plays) < _sigmoid(alpha_like + s * play_aff))
+    liked = ~skipped & (rng.random(n_plays) < like_if_listened(play_aff, alpha_like, s))
     return _Plays(play_track, play_aff, skipped, liked, alpha_skip, alpha_like)
 
 

@@ -142,6 +142,30 @@ def _group_ndcg(
     return float(np.nanmean(values)) if values else 0.0
 
 
+def _train(
+    hp: dict,
+    epochs: int,
+    inter: sp.coo_matrix,
+    weights: sp.coo_matrix,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    params: dict,
+    on_epoch=None,
+) -> LightFM:
+    """A new LightFM model with ``hp`` trained for ``epochs`` (``on_epoch`` after each)."""
+    model = new_model(hp, params["seed"])
+    return fit_epochs(
+        model,
+        inter,
+        weights,
+        user_features,
+        item_features,
+        int(epochs),
+        params["num_threads"],
+        on_epoch,
+    )
+
+
 def compare_training_variants(
     data: dict, user_features: sp.csr_matrix, item_features: sp.csr_matrix, params: dict
 ) -> dict:
@@ -153,15 +177,7 @@ def compare_training_variants(
     results = {}
     for name, (inter, weights) in data["fit"].items():
         t0 = time.perf_counter()
-        model = fit_epochs(
-            new_model(hp, params["seed"]),
-            inter,
-            weights,
-            user_features,
-            item_features,
-            hp["epochs"],
-            params["num_threads"],
-        )
+        model = _train(hp, hp["epochs"], inter, weights, user_features, item_features, params)
         scorer = EmbeddingScorer(model, user_features, item_features)
         results[name] = evaluate_ranking(scorer, data["validation"], data["fit_known"])
         results[name]["train_seconds"] = time.perf_counter() - t0
@@ -288,16 +304,7 @@ def _lightfm_objective(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        model = fit_epochs(
-            new_model(hp, params["seed"]),
-            inter,
-            weights,
-            user_features,
-            item_features,
-            epochs,
-            params["num_threads"],
-            report,
-        )
+        model = _train(hp, epochs, inter, weights, user_features, item_features, params, report)
         scorer = EmbeddingScorer(model, user_features, item_features)
         final = evaluate_ranking(scorer, data["validation"], data["fit_known"])
         trial.set_user_attr("auc", final["auc"])
@@ -393,14 +400,14 @@ def train_final_model(
     hp = {**params["defaults"], **{k: best[k] for k in best if k in params["defaults"]}}
     inter, weights = data["full"][best["variant"]]
     t0 = time.perf_counter()
-    model = fit_epochs(
-        new_model(hp, params["seed"]),
+    model = _train(
+        hp,
+        hp["epochs"],
         inter,
         weights,
         user_features,
         item_features,
-        int(hp["epochs"]),
-        params["num_threads"],
+        params,
         lambda e, _: logger.info("final model: epoch %d/%d", e, hp["epochs"]),
     )
     logger.info(

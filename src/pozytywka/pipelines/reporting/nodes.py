@@ -142,16 +142,7 @@ GROUP_METRICS = (
     "min_max_precision_ratio",
     "zero_recall_share",
 )
-GROUP_HEADLINE = (
-    "clustering",
-    "precision_mean",
-    "recall_mean",
-    "recall_min",
-    "ndcg_mean",
-    "ndcg_min",
-    "min_max_precision_ratio",
-    "zero_recall_share",
-)
+GROUP_HEADLINE = tuple(m for m in GROUP_METRICS if m != "precision_min")
 
 
 def _ranking_statistic(per_user: pd.DataFrame, other: pd.DataFrame | None = None):
