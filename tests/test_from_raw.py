@@ -17,7 +17,7 @@ from kedro.io.core import DatasetError
 
 from pozytywka.serving.app import create_app
 from pozytywka.serving.loading import load_service
-from tests.conftest import make_project, mlflow_store, run_project
+from tests.project import make_project, mlflow_store, run_project
 from tests.service_export import DEFECTS, UNKNOWN_ARTIST_TRACKS, write_service_export
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.conftest import mlflow_store
+from tests.project import mlflow_store
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

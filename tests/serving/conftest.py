@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -10,13 +9,7 @@ from fastapi.testclient import TestClient
 
 from pozytywka.serving.app import create_app
 from pozytywka.serving.loading import load_service
-
-API_KEY = "test-key"
-
-
-def copy_project(source: Path, target: Path) -> Path:
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("mlruns", "mlartifacts"))
-    return target
+from tests.project import API_KEY, copy_project
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ from pozytywka.pipelines.skip_prediction.nodes import score_pairs
 from pozytywka.recsys.groups import group_playlist, known_to_group
 from pozytywka.serving.app import assign_variant, create_app
 from pozytywka.serving.recommender import RecommenderEngine
-
-from .conftest import API_KEY
+from tests.project import API_KEY
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,7 @@ from fastapi.testclient import TestClient
 
 from pozytywka.serving.app import create_app
 from pozytywka.serving.loading import StartupError, load_service
-from tests.conftest import make_project, run_project
-
-from .conftest import API_KEY, copy_project
+from tests.project import API_KEY, copy_project, make_project, run_project
 
 pytestmark = pytest.mark.slow
 

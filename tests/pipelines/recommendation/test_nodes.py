@@ -18,7 +18,7 @@ from pozytywka.pipelines.recommendation.nodes import (
 )
 from pozytywka.recsys.groups import known_to_group
 from pozytywka.recsys.model import EmbeddingScorer
-from tests.conftest import load_params
+from tests.project import load_params
 
 
 @pytest.fixture(scope="module")

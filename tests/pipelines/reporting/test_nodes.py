@@ -19,7 +19,7 @@ from pozytywka.pipelines.reporting.nodes import (
     skip_report,
 )
 from pozytywka.recsys.metrics import HIT_RATE_KS, USER_METRICS
-from tests.conftest import load_params
+from tests.project import load_params
 
 BOOTSTRAP = {"n_resamples": 300, "confidence": 0.95, "seed": 0}
 NO_ORACLE = {"available": False, "reason": "no synthetic truth belongs to the data"}

@@ -15,7 +15,7 @@ from pozytywka.pipelines.skip_prediction.nodes import (
     train_models,
 )
 from pozytywka.skip import baseline_rule, genre_match
-from tests.conftest import load_params
+from tests.project import load_params
 
 
 @pytest.fixture(scope="module")

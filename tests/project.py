@@ -1,0 +1,89 @@
+"""Helpers the tests share: the project's own parameters, and throwaway project copies run
+through a Kedro session (imported by tests and fixtures; conftest.py holds only fixtures)."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import pytest
+from kedro.config import OmegaConfigLoader
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "test-key"  # the serving tests' write key
+
+
+def load_params(name: str) -> dict:
+    """The project's base parameters of one pipeline, resolved as Kedro resolves them
+    (``${globals:...}`` included)."""
+    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="base")
+    return copy.deepcopy(loader["parameters"][name])
+
+
+def tiny_params() -> dict:
+    """Project parameters at the tiny size, with every defect kind on in every file."""
+    params = load_params("synthetic_data")
+    params["size"] = "tiny"
+    params["dirt"]["file_overrides"] = {}
+    return params
+
+
+def make_project(root: Path) -> Path:
+    """A throwaway copy of the project's configuration, with empty data folders."""
+    shutil.copytree(PROJECT_ROOT / "conf", root / "conf", ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    for name in ["pyproject.toml", ".telemetry"]:
+        shutil.copy(PROJECT_ROOT / name, root / name)
+    (root / "src").mkdir()  # the package itself is imported from the installed project
+    for layer in ["01_raw", "08_reporting"]:
+        (root / "data" / layer).mkdir(parents=True)
+    return root
+
+
+def run_project(root: Path, **kwargs):
+    """``kedro run --env tiny`` (or a part of it) in ``root``, from that directory."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        # This project's own store, absolute: MLflow caches stores by URI, so the relative
+        # default would send every project of this test session (copies included) to the
+        # first one's database.
+        (root / "conf" / "tiny" / "mlflow.yml").write_text(
+            (root / "conf" / "base" / "mlflow.yml")
+            .read_text()
+            .replace("sqlite:///mlflow.db", f"sqlite:///{root / 'mlflow.db'}")
+        )
+        bootstrap_project(root)
+        try:
+            with KedroSession.create(project_path=root, env="tiny") as session:
+                return session.run(**kwargs)
+        finally:
+            # kedro-mlflow re-enters its run (nested) at every node and ends it once: close
+            # what is left, or the next session in this process would log into this run.
+            while mlflow.active_run():
+                mlflow.end_run()
+
+
+@contextmanager
+def mlflow_store(root: Path) -> Iterator[None]:
+    """MLflow's client pointed at a project's store for reading, then reset: set_tracking_uri
+    also exports MLFLOW_TRACKING_URI, which a later Kedro session would otherwise log to."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        previous = mlflow.get_tracking_uri()
+        mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(previous)
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    """A copy of a run project (data, conf, MLflow database), without run folders."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("mlruns", "mlartifacts"))
+    return target
