@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
     params = OmegaConfigLoader(str(ROOT / "conf"), base_env="base", default_run_env="base")[
         "parameters"
-    ]["skip_prediction"]
+    ]["skip_prediction"]["scoring"]
     with open(ROOT / "data/06_models/skip_model.pkl", "rb") as f:
         model = pickle.load(f)
     dataset = pd.read_parquet(ROOT / "data/05_model_input/skip_dataset.parquet")

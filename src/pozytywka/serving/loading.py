@@ -113,7 +113,11 @@ def load_service(
     _register_incoming_users(catalogue, users_writer)
     engine = RecommenderEngine(recommender, catalogue, config, params["recommendation"]["groups"])
     skip = SkipEngine(
-        skip_model, _load(catalog, "skip_dataset"), tracks, catalogue, params["skip_prediction"]
+        skip_model,
+        _load(catalog, "skip_dataset"),
+        tracks,
+        catalogue,
+        params["skip_prediction"]["scoring"],
     )
     log = PredictionLog(
         in_project(project_path, config["prediction_log"]["path"]),

@@ -24,7 +24,7 @@ from tests.project import load_params
 @pytest.fixture(scope="module")
 def rec_params(tmp_path_factory):
     params = load_params("recommendation")
-    params["defaults"]["epochs"] = 3
+    params["training"]["defaults"]["epochs"] = 3
     params["search"].update(
         n_trials=3,
         timeout_seconds=60,
@@ -38,7 +38,7 @@ def rec_params(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rec_data(tiny_features, rec_params):
     interactions, inputs = tiny_features
-    return prepare_training_data(interactions, inputs["dataset"], rec_params)
+    return prepare_training_data(interactions, inputs["dataset"], rec_params["validation"])
 
 
 def test_validation_is_carved_from_training_only(rec_data):
@@ -57,21 +57,24 @@ def test_short_search_and_final_model_reload(rec_data, tiny_features, rec_params
     _, inputs = tiny_features
     uf, itf = inputs["user_features"], inputs["item_features"]
     blind = {**rec_data, "test": None}  # the search must never look at the test likes
-    comparison = compare_training_variants(blind, uf, itf, rec_params)
+    p = rec_params
+    comparison = compare_training_variants(blind, uf, itf, p["training"], p["search"]["objective"])
     assert comparison["chosen"] in {"likes", "weighted"}
-    best, trials, study = search_hyperparameters(blind, comparison, uf, itf, rec_params)
+    best, trials, study = search_hyperparameters(
+        blind, comparison, uf, itf, p["search"], p["training"], p["groups"]
+    )
     assert len(trials) == 3 and set(trials["state"]) <= {"COMPLETE", "PRUNED"}
     assert {"learning_rate", "item_alpha", "no_components", "epochs"} <= set(best)
     # Trial 0 is the default configuration.
     first = trials.sort_values("number").iloc[0]
-    assert first["params_learning_rate"] == rec_params["defaults"]["learning_rate"]
-    model = train_final_model(rec_data, best, uf, itf, rec_params)
+    assert first["params_learning_rate"] == p["training"]["defaults"]["learning_rate"]
+    model = train_final_model(rec_data, best, uf, itf, p["training"])
     reloaded = pickle.loads(pickle.dumps(model))
     users = np.arange(5)
     np.testing.assert_allclose(
         EmbeddingScorer(model, uf, itf)(users), EmbeddingScorer(reloaded, uf, itf)(users)
     )
-    recs = recommend_for_users(model, rec_data, inputs["dataset"], uf, itf, rec_params)
+    recs = recommend_for_users(model, rec_data, inputs["dataset"], uf, itf, p["recommendations"])
     user_map, _, item_map, _ = inputs["dataset"].mapping()
     known = rec_data["train_known"]
     rows = recs["user_id"].map(user_map).to_numpy(), recs["track_id"].map(item_map).to_numpy()
@@ -79,7 +82,7 @@ def test_short_search_and_final_model_reload(rec_data, tiny_features, rec_params
     assert recs.groupby("user_id").size().eq(rec_params["recommendations"]["k"]).all()
 
     per_user, summary, groups = evaluate_recommenders(
-        model, rec_data, inputs["dataset"], uf, itf, rec_params
+        model, rec_data, uf, itf, p["groups"], p["evaluation"]["seed"]
     )
     assert set(per_user["scorer"]) == set(summary) == {"baseline", "popularity", "model"}
     test_users = np.flatnonzero(np.diff(rec_data["test"].indptr))

@@ -21,9 +21,14 @@ from tests.project import load_params
 @pytest.fixture(scope="module")
 def skip_params():
     params = load_params("skip_prediction")
-    params["search"].update(n_trials=2, timeout_seconds=30, hgb_max_iter=30)
+    params["training"]["search"].update(n_trials=2, timeout_seconds=30, hgb_max_iter=30)
     params["importance"].update(repeats=1, max_rows=500)
     return params
+
+
+def dataset_params(params: dict) -> tuple[dict, dict]:
+    """What build_skip_dataset takes: the dataset block and the scoring block."""
+    return params["dataset"], params["scoring"]
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +36,15 @@ def skip_data(tiny_session_tracks, tiny_tables, skip_params):
     users, artists, tracks = tiny_tables
     genres = genre_vocabulary(artists, users)
     return build_skip_dataset(
-        tiny_session_tracks, tracks, artists, users, genres, skip_params
+        tiny_session_tracks, tracks, artists, users, genres, *dataset_params(skip_params)
     ), genres
 
 
 def test_training_rates_are_out_of_fold_and_test_rates_use_all_training(skip_data, skip_params):
     data, _ = skip_data
-    m = skip_params["rate_smoothing"]
-    fold = np.random.default_rng(skip_params["seed"]).integers(
-        0, skip_params["rate_folds"], len(data)
+    m = skip_params["scoring"]["rate_smoothing"]
+    fold = np.random.default_rng(skip_params["dataset"]["seed"]).integers(
+        0, skip_params["dataset"]["rate_folds"], len(data)
     )
     train_mask = (data["split"] == "train").to_numpy()
     train = data[train_mask]
@@ -66,9 +71,11 @@ def test_a_training_rows_own_label_never_moves_its_rates(
 ):
     users, artists, tracks = tiny_tables
     genres = genre_vocabulary(artists, users)
-    a = build_skip_dataset(tiny_session_tracks, tracks, artists, users, genres, skip_params)
+    a = build_skip_dataset(
+        tiny_session_tracks, tracks, artists, users, genres, *dataset_params(skip_params)
+    )
     flipped = tiny_session_tracks.copy()
-    train = flipped[(split_by_time(flipped, skip_params["split"]) == "train").to_numpy()]
+    train = flipped[(split_by_time(flipped, skip_params["dataset"]["split"]) == "train").to_numpy()]
     first = train.index[0]
     a_row = train.loc[first]
     # Flip it, and one opposite row of another user and track so the global rate stays put.
@@ -78,7 +85,7 @@ def test_a_training_rows_own_label_never_moves_its_rates(
         & (train["track_id"] != a_row["track_id"])
     ].index[0]
     flipped.loc[[first, partner], "skipped"] = ~flipped.loc[[first, partner], "skipped"]
-    b = build_skip_dataset(flipped, tracks, artists, users, genres, skip_params)
+    b = build_skip_dataset(flipped, tracks, artists, users, genres, *dataset_params(skip_params))
     assert a.loc[first, "user_skip_rate"] == b.loc[first, "user_skip_rate"]
     assert a.loc[first, "track_skip_rate"] == b.loc[first, "track_skip_rate"]
 
@@ -86,11 +93,13 @@ def test_a_training_rows_own_label_never_moves_its_rates(
 def test_flipping_test_labels_changes_no_feature(tiny_session_tracks, tiny_tables, skip_params):
     users, artists, tracks = tiny_tables
     genres = genre_vocabulary(artists, users)
-    a = build_skip_dataset(tiny_session_tracks, tracks, artists, users, genres, skip_params)
+    a = build_skip_dataset(
+        tiny_session_tracks, tracks, artists, users, genres, *dataset_params(skip_params)
+    )
     flipped = tiny_session_tracks.copy()
-    test = (split_by_time(flipped, skip_params["split"]) == "test").to_numpy()
+    test = (split_by_time(flipped, skip_params["dataset"]["split"]) == "test").to_numpy()
     flipped.loc[test, "skipped"] = ~flipped.loc[test, "skipped"]
-    b = build_skip_dataset(flipped, tracks, artists, users, genres, skip_params)
+    b = build_skip_dataset(flipped, tracks, artists, users, genres, *dataset_params(skip_params))
     cols = ["user_skip_rate", "track_skip_rate", "user_train_rows", "track_train_rows"]
     pd.testing.assert_frame_equal(a[cols], b[cols])
 
@@ -117,8 +126,8 @@ def test_genre_match_and_baseline_rule():
 def test_training_evaluation_and_batch_scorer(skip_data, skip_params, tiny_tables):
     data, genres = skip_data
     users, artists, tracks = tiny_tables
-    svc, final, summary, trials = train_models(data, skip_params)
-    predictions, importance = evaluate_skip_models(data, svc, final, skip_params)
+    svc, final, summary, trials = train_models(data, skip_params["training"])
+    predictions, importance = evaluate_skip_models(data, svc, final, skip_params["importance"])
     test = data[data["split"] == "test"]
     assert len(predictions) == len(test)
     assert predictions["skipped"].tolist() == test["skipped"].tolist()
@@ -137,7 +146,9 @@ def test_training_evaluation_and_batch_scorer(skip_data, skip_params, tiny_table
         ],
         ignore_index=True,
     )
-    scored, counts = score_pairs(pairs, final, data, tracks, artists, users, genres, skip_params)
+    scored, counts = score_pairs(
+        pairs, final, data, tracks, artists, users, genres, skip_params["scoring"]
+    )
     assert counts == {"pairs": 7, "scored": 5, "unknown_user": 1, "unknown_track": 1}
     prior = data.loc[data["split"] == "train", "skipped"].mean()
     assert scored["skip_probability"].iloc[5:].tolist() == pytest.approx([prior, prior])

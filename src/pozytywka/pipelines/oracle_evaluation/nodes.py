@@ -71,7 +71,7 @@ def evaluate_recommendation_oracle(
     dataset: Dataset,
     user_features: sp.csr_matrix,
     item_features: sp.csr_matrix,
-    params: dict,
+    group_protocol: dict,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Per-user ranking metrics and group playlists of the oracle on the recommendation test
     split (same users, exclusions and groups as the model's evaluation; playlist coherence is
@@ -90,11 +90,11 @@ def evaluate_recommendation_oracle(
     item_emb = EmbeddingScorer(model, user_features, item_features).item_emb
     groups = evaluate_groups(
         {"oracle": scorer},
-        protocol_groups(known.shape[0], params["groups"]),
+        protocol_groups(known.shape[0], group_protocol),
         item_emb,
         known,
         test,
-        params["groups"],
+        group_protocol,
     )
     return per_user, {"available": True, **summary}, groups
 

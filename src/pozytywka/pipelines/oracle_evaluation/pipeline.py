@@ -18,7 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "lightfm_dataset",
                     "user_feature_matrix",
                     "item_feature_matrix",
-                    "params:recommendation",
+                    "params:recommendation.groups",
                 ],
                 [
                     "oracle_recommendation_user_metrics",

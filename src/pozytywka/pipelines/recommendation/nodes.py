@@ -41,9 +41,14 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # ---- data ------------------------------------------------------------------------------------
 
 
-def prepare_training_data(interactions: pd.DataFrame, dataset: Dataset, params: dict) -> dict:
+def prepare_training_data(interactions: pd.DataFrame, dataset: Dataset, split: dict) -> dict:
     """Matrices for every training variant, a validation split carved from training pairs, and
     the held-out test likes.
+
+    Args:
+        split: ``recommendation.validation``: ``seed``, ``size`` (share of training pairs
+            held out) and ``variants`` (training-data variants, as feature_engineering's
+            ``interactions``).
 
     Returns ``fit`` / ``full``: ``{variant: (interactions, weights)}`` on training minus
     validation pairs / on all training pairs; ``validation`` and ``test``: held-out likes (CSR);
@@ -51,14 +56,14 @@ def prepare_training_data(interactions: pd.DataFrame, dataset: Dataset, params: 
     recommended back, and the listening histories of the baseline).
     """
     train = interactions[interactions["split"] == "train"].reset_index(drop=True)
-    rng = np.random.default_rng(params["seed"])
-    is_validation = rng.random(len(train)) < params["validation_size"]
+    rng = np.random.default_rng(split["seed"])
+    is_validation = rng.random(len(train)) < split["size"]
     fit, validation = train[~is_validation], train[is_validation]
     test = interactions[(interactions["split"] == "test") & interactions["liked"]]
 
     def variants(pairs: pd.DataFrame) -> dict:
         out = {}
-        for name, variant in params["variants"].items():
+        for name, variant in split["variants"].items():
             labelled = label_pairs(pairs, variant)
             used = labelled[labelled["label"] != 0]
             out[name] = (
@@ -149,11 +154,12 @@ def _train(
     weights: sp.coo_matrix,
     user_features: sp.csr_matrix,
     item_features: sp.csr_matrix,
-    params: dict,
+    training: dict,
     on_epoch=None,
 ) -> LightFM:
-    """A new LightFM model with ``hp`` trained for ``epochs`` (``on_epoch`` after each)."""
-    model = new_model(hp, params["seed"])
+    """A new LightFM model with ``hp`` trained for ``epochs`` (``on_epoch`` after each), with
+    ``training``'s seed and threads."""
+    model = new_model(hp, training["seed"])
     return fit_epochs(
         model,
         inter,
@@ -161,23 +167,32 @@ def _train(
         user_features,
         item_features,
         int(epochs),
-        params["num_threads"],
+        training["num_threads"],
         on_epoch,
     )
 
 
 def compare_training_variants(
-    data: dict, user_features: sp.csr_matrix, item_features: sp.csr_matrix, params: dict
+    data: dict,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    training: dict,
+    objective: str,
 ) -> dict:
     """Train each training-data variant with the default hyperparameters; score on validation.
 
+    Args:
+        training: ``recommendation.training`` (``seed``, ``num_threads``, ``defaults``).
+        objective: the search's validation metric; the variants are ranked by it
+            (by precision@10 for ``group_ndcg``).
+
     Returns ``{"chosen": name, "objective": metric, "variants": {name: {metric: value}}}``.
     """
-    hp, objective = params["defaults"], params["search"]["objective"]
+    hp = training["defaults"]
     results = {}
     for name, (inter, weights) in data["fit"].items():
         t0 = time.perf_counter()
-        model = _train(hp, hp["epochs"], inter, weights, user_features, item_features, params)
+        model = _train(hp, hp["epochs"], inter, weights, user_features, item_features, training)
         scorer = EmbeddingScorer(model, user_features, item_features)
         results[name] = evaluate_ranking(scorer, data["validation"], data["fit_known"])
         results[name]["train_seconds"] = time.perf_counter() - t0
@@ -197,28 +212,35 @@ def search_hyperparameters(
     comparison: dict,
     user_features: sp.csr_matrix,
     item_features: sp.csr_matrix,
-    params: dict,
+    search: dict,
+    training: dict,
+    group_protocol: dict,
 ) -> tuple[dict, pd.DataFrame, optuna.Study]:
     """Optuna TPE search with epoch-wise median pruning on the validation split.
+
+    Args:
+        search: ``recommendation.search``: objective, budget, storage, pruner, space, seed.
+        training: ``recommendation.training``; its ``defaults`` are the first trial.
+        group_protocol: ``recommendation.groups``: the group sizes of the ``group_ndcg``
+            objective's groups.
 
     The study lives in ``search.storage`` (SQLite by default; any Optuna storage URL), so a
     search can resume (``search.resume``) or run from several processes at once.
     """
-    search = params["search"]
     inter, weights = data["fit"][comparison["chosen"]]
     groups = sample_groups(
         inter.shape[0],
         search["group_objective_groups"],
-        params["groups"]["min_size"],
-        params["groups"]["max_size"],
-        params["seed"],
+        group_protocol["min_size"],
+        group_protocol["max_size"],
+        search["seed"],
         _users_with(data["validation"]),
     )
-    study = _open_study(search, params["seed"])
+    study = _open_study(search, search["seed"])
     if not study.trials:
         # The first trial is the default configuration: the search can only improve on it.
         study.enqueue_trial(
-            {k: v for k, v in params["defaults"].items() if k in {*search["space"], "epochs"}}
+            {k: v for k, v in training["defaults"].items() if k in {*search["space"], "epochs"}}
         )
     n_trials = search["n_trials"]
     if data["validation"].nnz == 0:
@@ -228,7 +250,7 @@ def search_hyperparameters(
         )
         n_trials = 1
     objective = _lightfm_objective(
-        data, inter, weights, user_features, item_features, groups, params
+        data, inter, weights, user_features, item_features, groups, search, training
     )
     study.optimize(
         objective,
@@ -280,12 +302,12 @@ def _lightfm_objective(
     user_features: sp.csr_matrix,
     item_features: sp.csr_matrix,
     groups: list[np.ndarray],
-    params: dict,
+    search: dict,
+    training: dict,
 ):
     """The trial function: train for the suggested epochs, report the validation objective
     every ``evaluate_every`` epochs (pruning checkpoints), record AUC, precision and group
     NDCG as trial attributes."""
-    search = params["search"]
 
     def objective(trial: optuna.Trial) -> float:
         hp, epochs = _suggest(trial, search["space"])
@@ -304,7 +326,7 @@ def _lightfm_objective(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        model = _train(hp, epochs, inter, weights, user_features, item_features, params, report)
+        model = _train(hp, epochs, inter, weights, user_features, item_features, training, report)
         scorer = EmbeddingScorer(model, user_features, item_features)
         final = evaluate_ranking(scorer, data["validation"], data["fit_known"])
         trial.set_user_attr("auc", final["auc"])
@@ -394,10 +416,16 @@ def plot_search(study: optuna.Study) -> tuple[Figure, Figure, Figure]:
 
 
 def train_final_model(
-    data: dict, best: dict, user_features: sp.csr_matrix, item_features: sp.csr_matrix, params: dict
+    data: dict,
+    best: dict,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    training: dict,
 ) -> LightFM:
-    """The best hyperparameters, trained on every training pair of the chosen variant."""
-    hp = {**params["defaults"], **{k: best[k] for k in best if k in params["defaults"]}}
+    """The best hyperparameters (over ``training.defaults``), trained on every training pair
+    of the chosen variant."""
+    defaults = training["defaults"]
+    hp = {**defaults, **{k: best[k] for k in best if k in defaults}}
     inter, weights = data["full"][best["variant"]]
     t0 = time.perf_counter()
     model = _train(
@@ -407,7 +435,7 @@ def train_final_model(
         weights,
         user_features,
         item_features,
-        params,
+        training,
         lambda e, _: logger.info("final model: epoch %d/%d", e, hp["epochs"]),
     )
     logger.info(
@@ -425,17 +453,18 @@ def recommend_for_users(
     dataset: Dataset,
     user_features: sp.csr_matrix,
     item_features: sp.csr_matrix,
-    params: dict,
+    recommendations: dict,
 ) -> pd.DataFrame:
-    """Top-k tracks per user (tracks the user already played excluded if configured)."""
-    k = params["recommendations"]["k"]
+    """Top ``recommendations.k`` tracks per user (tracks the user already played excluded if
+    ``recommendations.exclude_known``)."""
+    k = recommendations["k"]
     scorer = EmbeddingScorer(model, user_features, item_features)
     user_ids, track_ids = ordered_ids(dataset)
     rows = []
     for lo in range(0, len(user_ids), 1024):
         users = np.arange(lo, min(lo + 1024, len(user_ids)))
         scores = scorer(users)
-        if params["recommendations"]["exclude_known"]:
+        if recommendations["exclude_known"]:
             scores = np.where(data["train_known"][users].toarray() > 0, -np.inf, scores)
         top = top_k(scores, k)
         rows.append(
@@ -457,20 +486,25 @@ def package_model(
     dataset: Dataset,
     user_features: sp.csr_matrix,
     item_features: sp.csr_matrix,
-    params: dict,
-    feature_params: dict,
+    recommendations: dict,
+    lightfm: dict,
 ) -> LightFMRecommender:
     """The final model as an MLflow pyfunc model (logged to the run by the catalog); the
-    serving API loads the same object."""
+    serving API loads the same object.
+
+    Args:
+        recommendations: ``recommendation.recommendations`` (``k``: the default top-k).
+        lightfm: ``feature_engineering.lightfm``: how feature rows were weighted, so that
+            cold-start users are scored as training rows were built.
+    """
     user_ids, track_ids = ordered_ids(dataset)
     _, user_feature_index, _, _ = dataset.mapping()
-    lightfm = feature_params["lightfm"]
     return LightFMRecommender(
         EmbeddingScorer(model, user_features, item_features),
         user_ids,
         track_ids,
         data["train_known"],
-        params["recommendations"]["k"],
+        recommendations["k"],
         user_feature_embeddings=model.user_embeddings.copy(),
         user_feature_biases=model.user_biases.copy(),
         user_feature_index=dict(user_feature_index),
@@ -485,13 +519,17 @@ def package_model(
 def evaluate_recommenders(
     model: LightFM,
     data: dict,
-    dataset: Dataset,
     user_features: sp.csr_matrix,
     item_features: sp.csr_matrix,
-    params: dict,
+    group_protocol: dict,
+    seed: int,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Design §4 metrics on the held-out likes for the history baseline, popularity and the
     model, and the group protocol for every aggregation strategy.
+
+    Args:
+        group_protocol: ``recommendation.groups`` (number, sizes, length, seed, strategies).
+        seed: the random-from-history baseline's order (``recommendation.evaluation.seed``).
 
     Returns one row per (scorer, test user) of ranking metrics (the reporting pipeline takes
     means and bootstrap intervals over users from it), the catalogue-level figures per scorer,
@@ -500,19 +538,19 @@ def evaluate_recommenders(
     known, test = data["train_known"], data["test"]
     model_scorer = EmbeddingScorer(model, user_features, item_features)
     scorers: dict[str, Scorer] = {
-        "baseline": history_scorer(known, params["seed"]),
+        "baseline": history_scorer(known, seed),
         "popularity": popularity_scorer(known, data["train_liked"]),
         "model": model_scorer,
     }
     per_user, summary = rank_each(scorers, test, known)
-    groups = protocol_groups(known.shape[0], params["groups"])
+    groups = protocol_groups(known.shape[0], group_protocol)
     table = evaluate_groups(
         {k: scorers[k] for k in ("popularity", "model")},
         groups,
         model_scorer.item_emb,
         known,
         test,
-        params["groups"],
-        history_seed=params["groups"]["seed"],
+        group_protocol,
+        history_seed=group_protocol["seed"],
     )
     return per_user, summary, table

@@ -32,13 +32,18 @@ def _search_nodes() -> list[Node]:
     return [
         Node(
             prepare_training_data,
-            ["interactions", "lightfm_dataset", "params:recommendation"],
+            ["interactions", "lightfm_dataset", "params:recommendation.validation"],
             "recommendation_data",
             name="prepare_training_data",
         ),
         Node(
             compare_training_variants,
-            ["recommendation_data", *FEATURES, "params:recommendation"],
+            [
+                "recommendation_data",
+                *FEATURES,
+                "params:recommendation.training",
+                "params:recommendation.search.objective",
+            ],
             "training_variant_comparison",
             name="compare_training_variants",
         ),
@@ -48,7 +53,9 @@ def _search_nodes() -> list[Node]:
                 "recommendation_data",
                 "training_variant_comparison",
                 *FEATURES,
-                "params:recommendation",
+                "params:recommendation.search",
+                "params:recommendation.training",
+                "params:recommendation.groups",
             ],
             ["best_hyperparameters", "optuna_trials", "optuna_study"],
             name="search_hyperparameters",
@@ -67,7 +74,12 @@ def _training_nodes() -> list[Node]:
     return [
         Node(
             train_final_model,
-            ["recommendation_data", "best_hyperparameters", *FEATURES, "params:recommendation"],
+            [
+                "recommendation_data",
+                "best_hyperparameters",
+                *FEATURES,
+                "params:recommendation.training",
+            ],
             "lightfm_model",
             name="train_final_model",
         ),
@@ -78,7 +90,7 @@ def _training_nodes() -> list[Node]:
                 "recommendation_data",
                 "lightfm_dataset",
                 *FEATURES,
-                "params:recommendation",
+                "params:recommendation.recommendations",
             ],
             "user_recommendations",
             name="recommend_for_users",
@@ -90,8 +102,8 @@ def _training_nodes() -> list[Node]:
                 "recommendation_data",
                 "lightfm_dataset",
                 *FEATURES,
-                "params:recommendation",
-                "params:feature_engineering",
+                "params:recommendation.recommendations",
+                "params:feature_engineering.lightfm",
             ],
             "recommender",
             name="package_model",
@@ -108,9 +120,9 @@ def _evaluation_nodes() -> list[Node]:
             [
                 "lightfm_model",
                 "recommendation_data",
-                "lightfm_dataset",
                 *FEATURES,
-                "params:recommendation",
+                "params:recommendation.groups",
+                "params:recommendation.evaluation.seed",
             ],
             [
                 "recommendation_user_metrics",

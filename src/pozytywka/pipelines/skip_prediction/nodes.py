@@ -67,14 +67,21 @@ def build_skip_dataset(
     users: pd.DataFrame,
     genres: list[str],
     params: dict,
+    scoring: dict,
 ) -> pd.DataFrame:
-    """The modelling table: ids, split, label ``skipped`` and every feature column."""
+    """The modelling table: ids, split, label ``skipped`` and every feature column.
+
+    Args:
+        params: ``skip_prediction.dataset``: ``split``, ``rate_folds`` and the ``seed`` of the
+            out-of-fold assignment.
+        scoring: ``skip_prediction.scoring`` (``rate_smoothing`` of the skip rates).
+    """
     rows = session_tracks[["session_id", "user_id", "track_id", "timestamp", "skipped"]]
     rows = rows.reset_index(drop=True)
     rows["split"] = split_by_time(rows, params["split"])
     train = rows["split"] == "train"
     global_rate = float(rows.loc[train, "skipped"].mean())
-    m = params["rate_smoothing"]
+    m = scoring["rate_smoothing"]
     fold = np.random.default_rng(params["seed"]).integers(0, params["rate_folds"], len(rows))
     rows["user_skip_rate"], rows["user_train_rows"] = out_of_fold_rates(
         rows, "user_id", train, fold, m, global_rate
@@ -131,6 +138,10 @@ def train_models(
     """Reference LinearSVC, then an Optuna search over logistic regression and gradient
     boosting on the validation split; the final model is refit on train + validation.
 
+    Args:
+        params: ``skip_prediction.training``: ``seed``, ``selection_metric``, ``linear_svc``,
+            ``search`` (models, budget, space).
+
     Returns (linear_svc, final model, selection summary, trials table).
     """
     cols = feature_columns(dataset)
@@ -181,7 +192,7 @@ def evaluate_skip_models(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predictions of the genre rule, LinearSVC and the final model on the test split (the
     reporting pipeline computes metrics and intervals from them), and the permutation
-    importance of the final model."""
+    importance of the final model (``params``: ``skip_prediction.importance``)."""
     cols = feature_columns(dataset)
     test = dataset[dataset["split"] == "test"]
     predictions = pd.DataFrame(
@@ -204,9 +215,7 @@ def _permutation_importance(
 ) -> pd.DataFrame:
     """ROC AUC drop when each feature is shuffled (a sample of the test split); empty, with
     the reason logged, when the sample holds one class only."""
-    sample = test.sample(
-        min(len(test), params["importance"]["max_rows"]), random_state=params["seed"]
-    )
+    sample = test.sample(min(len(test), params["max_rows"]), random_state=params["seed"])
     columns = ["feature", "importance_mean", "importance_std"]
     if sample["skipped"].nunique() < 2:
         logger.warning("Permutation importance skipped: the test sample holds one class only")
@@ -216,7 +225,7 @@ def _permutation_importance(
         sample[cols],
         sample["skipped"],
         scoring="roc_auc",
-        n_repeats=params["importance"]["repeats"],
+        n_repeats=params["repeats"],
         random_state=params["seed"],
         n_jobs=1,
     )
@@ -244,9 +253,10 @@ def score_pairs(
     artists: pd.DataFrame,
     users: pd.DataFrame,
     genres: list[str],
-    params: dict,
+    scoring: dict,
 ) -> tuple[pd.DataFrame, dict]:
-    """Skip probability for (user_id, track_id) pairs, reusing the training-period rates.
+    """Skip probability for (user_id, track_id) pairs, reusing the training-period rates
+    (smoothed by ``scoring.rate_smoothing``; SKIP from ``scoring.threshold``).
 
     Unknown users or tracks get the defined fallback: the training skip share as the
     probability (``fallback`` column says why); they are counted, never dropped.
@@ -261,7 +271,7 @@ def score_pairs(
     out["fallback"] = np.where(ok, "", np.where(~known_users, "unknown_user", "unknown_track"))
     if ok.any():
         rows = out[ok].copy()
-        m = params["rate_smoothing"]
+        m = scoring["rate_smoothing"]
         for key in ["user_id", "track_id"]:
             skips, count = training_counts(train, key, rows[key])
             prefix = key.split("_")[0]
@@ -276,15 +286,16 @@ def score_pairs(
         "unknown_user": int((~known_users).sum()),
         "unknown_track": int((known_users & ~known_tracks).sum()),
     }
-    out["prediction"] = np.where(out["skip_probability"] >= params["threshold"], "SKIP", "PLAY")
+    out["prediction"] = np.where(out["skip_probability"] >= scoring["threshold"], "SKIP", "PLAY")
     logger.info("Batch scoring: %s", counts)
     return out, counts
 
 
-def sample_pairs_to_score(dataset: pd.DataFrame, params: dict) -> pd.DataFrame:
-    """A demonstration batch: test pairs plus an unknown user and an unknown track."""
+def sample_pairs_to_score(dataset: pd.DataFrame, batch_params: dict) -> pd.DataFrame:
+    """A demonstration batch (``skip_prediction.batch``: ``size``, ``seed``): test pairs plus
+    an unknown user and an unknown track."""
     test = dataset[dataset["split"] == "test"][["user_id", "track_id"]]
-    batch = test.sample(min(len(test), params["batch"]["size"]), random_state=params["seed"])
+    batch = test.sample(min(len(test), batch_params["size"]), random_state=batch_params["seed"])
     extra = pd.DataFrame(
         {
             "user_id": [-1, int(test["user_id"].iloc[0])],
