@@ -3,10 +3,10 @@
 It has what real exports have and the generator's catalogue lacks: 50 users, a catalogue most of
 which nobody played, choices that ignore taste, `advertisment` and upper-case event types,
 timestamps in several ISO-8601 forms, `YYYY-MM` release dates, null user ids their session
-recovers, stray keys, users without favourite genres, a constant audio feature, genres on
-artists only, a user with a single play, a track of an unknown artist and no `buy_premium`
-events; plus a handful of real defects, whose exact counts ``DEFECTS`` gives. No synthetic truth
-comes with it.
+recovers, stray keys, users without favourite genres, a constant audio feature and one never
+filled in, genres on artists only, a user with a single play, a track of an unknown artist and no
+`buy_premium` events; plus a handful of real defects, whose exact counts ``DEFECTS`` gives. No
+synthetic truth comes with it.
 """
 
 from __future__ import annotations
@@ -107,6 +107,7 @@ def write_service_export(raw_dir: Path, seed: int = 3) -> dict[str, int]:
                     ]
                 },
                 "liveness": 0.1,  # a constant column, as some exports have
+                "instrumentalness": None,  # a feature the export never filled in
                 "key": int(rng.integers(0, 12)),
                 "loudness": float(np.round(-rng.random() * 30, 2)),
                 "tempo": float(np.round(60 + rng.random() * 120, 1)),

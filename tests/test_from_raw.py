@@ -18,7 +18,12 @@ from kedro.io.core import DatasetError
 from pozytywka.serving.app import create_app
 from pozytywka.serving.loading import load_service
 from tests.project import make_project, mlflow_store, run_project
-from tests.service_export import DEFECTS, UNKNOWN_ARTIST_TRACKS, write_service_export
+from tests.service_export import (
+    DEFECTS,
+    N_TRACKS,
+    UNKNOWN_ARTIST_TRACKS,
+    write_service_export,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +84,8 @@ def test_every_report_is_written_without_an_oracle(export_project):
     for name in ["recommendation_metrics.md", "skip_prediction_metrics.md"]:
         markdown = (root / "data" / "08_reporting" / name).read_text()
         assert "No oracle" in markdown and "| oracle" not in markdown
+    skip_md = (root / "data" / "08_reporting" / "skip_prediction_metrics.md").read_text()
+    assert "Left out of every model, no value in the training split: `instrumentalness`" in skip_md
 
 
 def test_the_run_is_one_mlflow_run_with_the_metrics(export_project):
@@ -115,6 +122,7 @@ def test_only_real_defects_are_counted_and_no_good_row_is_lost(export_project):
     assert repaired == {
         ("sessions", "user_id_from_session"): facts["recoverable_null_user_ids"],
         ("tracks", "unknown_artist_id"): UNKNOWN_ARTIST_TRACKS,
+        ("tracks", "missing_value"): N_TRACKS,  # instrumentalness, never filled in
     }
     events = pd.read_parquet(root / "data" / "03_primary" / "events.parquet")
     assert len(events) == facts["events"]

@@ -17,6 +17,7 @@ from pozytywka.skip import (
     skip_score,
     smoothed_rate,
     training_counts,
+    unobserved_features,
 )
 
 # User 1: three training rows, two skipped; user 2: one listened row; user 3: none.
@@ -98,3 +99,21 @@ def test_skip_score_is_the_probability_else_the_decision_value():
     x = pd.DataFrame({"v": [0.2, 0.9]})
     np.testing.assert_allclose(skip_score(_Probabilistic(), x), [0.2, 0.9])
     np.testing.assert_allclose(skip_score(_Margin(), x), [2.0, 9.0])
+
+
+def test_features_without_any_training_value_are_not_model_inputs():
+    rows = pd.DataFrame(
+        {
+            **{c: [0.5, 0.1, 0.3] for c in [*TRACK_FEATURES, "premium_user", "genre_match"]},
+            **{c: [0.2, 0.4, 0.1] for c in RATE_FEATURES},
+            "fav_jazz": [1, 0, 0],
+            "split": ["train", "train", "test"],
+        }
+    )
+    rows["tempo"] = np.nan
+    rows.loc[2, "energy"] = np.nan  # observed in training: kept
+    rows.loc[[0, 1], "valence"] = np.nan  # only a test row has it: no model can learn it
+    cols = feature_columns(rows)
+    assert "tempo" not in cols and "valence" not in cols and "energy" in cols
+    assert unobserved_features(rows) == ["valence", "tempo"]
+    assert cols[-1] == "fav_jazz"

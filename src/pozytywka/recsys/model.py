@@ -12,6 +12,15 @@ from lightfm import LightFM
 
 logger = logging.getLogger(__name__)
 
+# A parameter beyond this has diverged: LightFM starts near 1/no_components and a trained model
+# stays within tens. (LightFM itself only refuses non-finite values; 1e12 passes and wrecks
+# every embedding-based figure.)
+DIVERGED_ABOVE = 1e4
+
+
+class DivergedError(FloatingPointError):
+    """Training blew a model's parameters up; no figure of it means anything."""
+
 
 def ordered_ids(dataset) -> tuple[np.ndarray, np.ndarray]:
     """User ids and track ids of a ``lightfm.data.Dataset``, in matrix row / column order."""
@@ -48,7 +57,10 @@ def fit_epochs(
     num_threads: int,
     on_epoch: Callable[[int, LightFM], None] | None = None,
 ) -> LightFM:
-    """Train epoch by epoch with ``fit_partial`` so a caller can evaluate (and prune) each one."""
+    """Train epoch by epoch with ``fit_partial`` so a caller can evaluate (and prune) each one.
+
+    Raises DivergedError as soon as a parameter leaves ``[-DIVERGED_ABOVE, DIVERGED_ABOVE]``.
+    """
     for epoch in range(1, epochs + 1):
         model.fit_partial(
             interactions,
@@ -58,6 +70,21 @@ def fit_epochs(
             epochs=1,
             num_threads=threads(num_threads),
         )
+        largest = max(
+            float(np.abs(a).max(initial=0.0))
+            for a in (
+                model.user_embeddings,
+                model.item_embeddings,
+                model.user_biases,
+                model.item_biases,
+            )
+        )
+        if not largest <= DIVERGED_ABOVE:  # NaN fails too
+            raise DivergedError(
+                f"LightFM diverged at epoch {epoch}: a parameter reached {largest:.3g} "
+                f"(learning_rate {model.learning_rate:g}, item_alpha {model.item_alpha:g}, "
+                f"user_alpha {model.user_alpha:g})"
+            )
         if on_epoch is not None:
             on_epoch(epoch, model)
     return model

@@ -58,6 +58,12 @@ class SkipEngine:
             train, "track_id", pd.Series(catalogue.track_ids)
         )
         info = tracks.set_index("track_id").reindex(catalogue.track_ids)
+        # The track features the model uses (an unobserved one is not among its inputs).
+        self.track_slots = [
+            (self.columns.index(name), j)
+            for j, name in enumerate(TRACK_FEATURES)
+            if name in self.columns
+        ]
         self.track_table = info[TRACK_FEATURES].astype("float64").to_numpy()
         csc = catalogue.genre_tracks.tocsc()
         self.track_genres = [
@@ -102,8 +108,8 @@ class SkipEngine:
         m = self.params["rate_smoothing"]
         row = np.zeros(len(self.columns))
         pos = self.position
-        for j, name in enumerate(TRACK_FEATURES):
-            row[pos[name]] = self.track_table[track_position, j]
+        for slot, j in self.track_slots:
+            row[slot] = self.track_table[track_position, j]
         favourites = {
             self.catalogue.genre_index[g]
             for g in profile.favourite_genres

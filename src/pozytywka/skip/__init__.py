@@ -17,6 +17,7 @@ from .features import (
     skip_score,
     smoothed_rate,
     training_counts,
+    unobserved_features,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "skip_score",
     "smoothed_rate",
     "training_counts",
+    "unobserved_features",
 ]

@@ -120,11 +120,24 @@ def attach_features(
     )
 
 
-def feature_columns(dataset: pd.DataFrame) -> list[str]:
-    """The model's inputs, in order: track features, premium flag, genre match, rates and the
-    ``fav_`` indicators present in ``dataset``."""
+def _candidate_columns(dataset: pd.DataFrame) -> list[str]:
     fav = [c for c in dataset.columns if c.startswith("fav_")]
     return [*TRACK_FEATURES, "premium_user", "genre_match", *RATE_FEATURES, *fav]
+
+
+def unobserved_features(dataset: pd.DataFrame) -> list[str]:
+    """Feature columns with no value at all in the training split (an export whose tracks
+    carry no audio features, say): nothing can be learned from them, so no model uses them.
+    A table without a ``split`` column counts as training rows."""
+    train = dataset[dataset["split"] == "train"] if "split" in dataset else dataset
+    return [c for c in _candidate_columns(dataset) if not train[c].notna().any()]
+
+
+def feature_columns(dataset: pd.DataFrame) -> list[str]:
+    """The model's inputs, in order: track features, premium flag, genre match, rates and the
+    ``fav_`` indicators present in ``dataset``, less those ``unobserved_features`` lists."""
+    unobserved = set(unobserved_features(dataset))
+    return [c for c in _candidate_columns(dataset) if c not in unobserved]
 
 
 # ---- models ----------------------------------------------------------------------------------

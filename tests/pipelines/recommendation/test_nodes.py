@@ -5,9 +5,12 @@ from __future__ import annotations
 import pickle
 
 import numpy as np
+import optuna
 import pytest
 import scipy.sparse as sp
+from lightfm import LightFM
 
+from pozytywka.pipelines.recommendation.nodes import _search_result as search_result
 from pozytywka.pipelines.recommendation.nodes import (
     compare_training_variants,
     evaluate_recommenders,
@@ -17,7 +20,7 @@ from pozytywka.pipelines.recommendation.nodes import (
     train_final_model,
 )
 from pozytywka.recsys.groups import known_to_group
-from pozytywka.recsys.model import EmbeddingScorer
+from pozytywka.recsys.model import DivergedError, EmbeddingScorer, fit_epochs
 from tests.project import load_params
 
 
@@ -101,3 +104,68 @@ def test_group_exclusion_policies():
     assert known_to_group(known, members, "none") is None
     with pytest.raises(ValueError, match="exclude_known"):
         known_to_group(known, members, "some")
+
+
+def _study(defaults_units: list[float], other_units: list[float]) -> optuna.Study:
+    """Two finished trials, the defaults first, with their per-user validation values."""
+    study = optuna.create_study(direction="maximize")
+    dist = {"learning_rate": optuna.distributions.FloatDistribution(1e-5, 0.2, log=True)}
+    for lr, units in [(0.05, defaults_units), (0.01, other_units)]:
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"learning_rate": lr},
+                distributions=dist,
+                value=float(np.mean(units)),
+                user_attrs={"validation_units": units},
+            )
+        )
+    return study
+
+
+@pytest.mark.parametrize(
+    ("other", "chosen_lr", "improved"),
+    [
+        # One lucky hit among 50 users: higher mean, interval holds 0 -> the defaults stay.
+        ([0.0] * 49 + [0.1], 0.05, False),
+        # Better for every user: a real gain -> the search's best is trained.
+        ([0.2] * 50, 0.01, True),
+    ],
+)
+def test_the_search_replaces_the_defaults_only_by_a_significant_gain(other, chosen_lr, improved):
+    study = _study([0.0] * 48 + [0.1, 0.1], other) if improved else _study([0.0] * 50, other)
+    data = {"validation": sp.csr_matrix(np.ones((2, 2)))}
+    search = {"objective": "precision_at_10", "seed": 0}
+    best = search_result(study, search, {"chosen": "likes"}, data)
+    assert best["learning_rate"] == chosen_lr
+    assert best["improved_on_defaults"] is improved
+    assert best["search_best"]["trial"] == 1
+    low, high = best["search_best"]["gain_over_defaults"]["interval"]
+    assert (low > 0) is improved and low <= best["search_best"]["gain_over_defaults"]["estimate"]
+
+
+class _Exploding(LightFM):
+    """A LightFM whose item embeddings blow up after its second epoch."""
+
+    def fit_partial(self, *args, **kwargs):
+        super().fit_partial(*args, **kwargs)
+        self.epochs_done = getattr(self, "epochs_done", 0) + 1
+        if self.epochs_done == 2:
+            self.item_embeddings[0, 0] = 7.9e12
+        return self
+
+
+def test_a_diverged_model_is_refused(tiny_features):
+    _, inputs = tiny_features
+    seen = []
+    with pytest.raises(DivergedError, match="epoch 2"):
+        fit_epochs(
+            _Exploding(no_components=4, random_state=0),
+            inputs["train_interactions"],
+            None,
+            inputs["user_features"],
+            inputs["item_features"],
+            5,
+            1,
+            lambda epoch, _: seen.append(epoch),
+        )
+    assert seen == [1]  # the diverged epoch is never evaluated

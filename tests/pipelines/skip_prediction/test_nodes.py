@@ -158,3 +158,22 @@ def test_training_evaluation_and_batch_scorer(skip_data, skip_params, tiny_table
     direct = final.predict_proba(test[cols].head(5))[:, 1]
     np.testing.assert_allclose(scored["skip_probability"].iloc[:5], direct, rtol=1e-6)
     assert set(scored["prediction"]) <= {"SKIP", "PLAY"}
+
+
+def test_a_feature_no_training_row_has_is_left_out_and_the_rule_flagged(skip_data, skip_params):
+    """An export whose tracks carry no audio feature (rating data converted to the raw format)
+    trains every model on the rest; the report is told, and told when the rule is constant."""
+    data, _ = skip_data
+    empty = data.assign(danceability=np.nan, genre_match=False)
+    training = {
+        **skip_params["training"],
+        "search": {**skip_params["training"]["search"], "models": ["hist_gradient_boosting"]},
+    }
+    svc, final, summary, _ = train_models(empty, training)
+    assert "danceability" not in final.feature_names_in_
+    assert "danceability" not in svc.feature_names_in_
+    assert summary["unobserved_features"] == ["danceability"]
+    assert summary["genre_rule_constant"] is True
+    assert summary["beats_linear_svc_on_validation"] == (
+        summary["validation_value"] > summary["linear_svc_validation_value"]
+    )

@@ -17,6 +17,7 @@ import scipy.sparse as sp
 from lightfm import LightFM
 from lightfm.data import Dataset
 
+from pozytywka.intervals import user_bootstrap, weighted_means
 from pozytywka.recsys.encoding import label_pairs, pairs_matrix
 from pozytywka.recsys.groups import (
     evaluate_groups,
@@ -26,7 +27,14 @@ from pozytywka.recsys.groups import (
     protocol_groups,
     sample_groups,
 )
-from pozytywka.recsys.metrics import Scorer, evaluate_ranking, rank_each, top_k
+from pozytywka.recsys.metrics import (
+    Scorer,
+    evaluate_ranking,
+    per_user_ranking_metrics,
+    rank_each,
+    summarise_ranking,
+    top_k,
+)
 from pozytywka.recsys.mlflow_model import LightFMRecommender
 from pozytywka.recsys.model import EmbeddingScorer, fit_epochs, new_model, ordered_ids
 
@@ -138,13 +146,26 @@ def _group_ndcg(
     groups: list[np.ndarray],
     length: int = 20,
 ) -> float:
+    values = _group_ndcgs(scorer, positives, known, groups, length)
+    return float(np.nanmean(values)) if len(values) else 0.0
+
+
+def _group_ndcgs(
+    scorer: Scorer,
+    positives: sp.csr_matrix,
+    known: sp.csr_matrix,
+    groups: list[np.ndarray],
+    length: int = 20,
+) -> np.ndarray:
+    """Each group's mean member NDCG of its mean-rank playlist (NaN: no member has a like)."""
     values = []
     for members in groups:
         excluded = known_to_group(known, members, "all_members")
         playlist = group_playlist(scorer(members), length, "mean_rank", excluded)
         liked = [positives.indices[positives.indptr[m] : positives.indptr[m + 1]] for m in members]
-        values.append(np.nanmean(member_satisfaction(playlist, liked)["ndcg"]))
-    return float(np.nanmean(values)) if values else 0.0
+        ndcg = member_satisfaction(playlist, liked)["ndcg"]
+        values.append(np.nanmean(ndcg) if np.isfinite(ndcg).any() else np.nan)
+    return np.array(values, dtype=float)
 
 
 def _train(
@@ -328,12 +349,21 @@ def _lightfm_objective(
 
         model = _train(hp, epochs, inter, weights, user_features, item_features, training, report)
         scorer = EmbeddingScorer(model, user_features, item_features)
-        final = evaluate_ranking(scorer, data["validation"], data["fit_known"])
+        per_user, coverage = per_user_ranking_metrics(scorer, data["validation"], data["fit_known"])
+        final = summarise_ranking(per_user, coverage)
+        group_values = _group_ndcgs(scorer, data["validation"], data["fit_known"], groups)
         trial.set_user_attr("auc", final["auc"])
         trial.set_user_attr("precision_at_10", final["precision_at_10"])
         trial.set_user_attr(
-            "group_ndcg", _group_ndcg(scorer, data["validation"], data["fit_known"], groups)
+            "group_ndcg",
+            float(np.nanmean(group_values)) if np.isfinite(group_values).any() else 0.0,
         )
+        # The objective per validation user (per group): the paired comparison with the
+        # defaults (_significant_gain) needs it.
+        units = (
+            group_values if search["objective"] == "group_ndcg" else per_user[search["objective"]]
+        )
+        trial.set_user_attr("validation_units", np.round(np.asarray(units, float), 6).tolist())
         return last["value"]
 
     return objective
@@ -344,13 +374,29 @@ def _search_result(study: optuna.Study, search: dict, comparison: dict, data: di
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise RuntimeError("no Optuna trial completed: raise search.n_trials or timeout")
-    defaults_trial = study.trials[0].number
-    improved = study.best_trial.number != defaults_trial  # a tie keeps the earlier trial
-    if not improved:
+    defaults = study.trials[0]
+    chosen = study.best_trial
+    gain = None
+    if chosen.number != defaults.number and defaults.state == optuna.trial.TrialState.COMPLETE:
+        gain = _paired_gain(chosen, defaults, search["seed"])
+        if gain["interval"][0] is None or gain["interval"][0] <= 0:
+            logger.warning(
+                "The search's best, trial %d (%s %.4f), is not significantly better than "
+                "the defaults on validation (difference %+.4f, 95%% interval %s): the defaults "
+                "are trained",
+                chosen.number,
+                search["objective"],
+                chosen.value,
+                gain["estimate"],
+                gain["interval"],
+            )
+            chosen = defaults
+    improved = chosen.number != defaults.number  # a tie keeps the earlier trial
+    if not improved and gain is None:
         logger.warning(
             "The search found nothing better than the default configuration "
             "(trial %d): the defaults are trained",
-            defaults_trial,
+            defaults.number,
         )
     logger.info(
         "Optuna: %d trials (%d pruned), best %s = %.4f with %s",
@@ -361,14 +407,42 @@ def _search_result(study: optuna.Study, search: dict, comparison: dict, data: di
         study.best_params,
     )
     return {
-        **study.best_params,
+        **chosen.params,
         "objective": search["objective"],
-        "validation_value": study.best_value,
+        "validation_value": chosen.value,
         "variant": comparison["chosen"],
-        "best_trial": study.best_trial.number,
+        "best_trial": chosen.number,
         "improved_on_defaults": bool(improved),
+        "search_best": {
+            "trial": study.best_trial.number,
+            "validation_value": study.best_value,
+            "gain_over_defaults": gain,
+        },
         "validation_likes": int(data["validation"].nnz),
     }
+
+
+def _paired_gain(trial: optuna.trial.FrozenTrial, defaults: optuna.trial.FrozenTrial, seed: int):
+    """The trial's validation objective minus the defaults', per validation user (group),
+    with a 95% bootstrap interval over them: only a gain whose interval is above 0 counts."""
+    a = np.asarray(trial.user_attrs.get("validation_units", []), dtype=float)
+    b = np.asarray(defaults.user_attrs.get("validation_units", []), dtype=float)
+    if len(a) == 0 or len(a) != len(b):
+        return {
+            "estimate": (trial.value or 0.0) - (defaults.value or 0.0),
+            "interval": [None, None],
+        }
+    delta = (a - b)[:, None]
+    low, high = user_bootstrap(weighted_means(delta), len(delta), seed=seed)[0]
+    finite = np.isfinite(delta)
+    return {
+        "estimate": float(np.nanmean(delta)) if finite.any() else 0.0,
+        "interval": [_or_none(low), _or_none(high)],
+    }
+
+
+def _or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
 
 
 def _trials_table(study: optuna.Study) -> pd.DataFrame:
@@ -376,7 +450,8 @@ def _trials_table(study: optuna.Study) -> pd.DataFrame:
         attrs=("number", "value", "params", "user_attrs", "state", "duration")
     )
     trials["duration"] = trials["duration"].dt.total_seconds()
-    return trials
+    # Per-user values are for the paired comparison, not for a table.
+    return trials.drop(columns=["user_attrs_validation_units"], errors="ignore")
 
 
 def _users_with(matrix: sp.csr_matrix) -> np.ndarray:

@@ -179,6 +179,9 @@ def _group_summary(table: pd.DataFrame, bootstrap: dict) -> tuple[dict, dict, di
                 m: _finite(np.nanmean(values[:, i])) if np.isfinite(values[:, i]).any() else None
                 for i, m in enumerate(GROUP_METRICS)
             }
+            # The ratio is undefined (0 / 0) where no member's playlist precision is above 0.
+            ratio = values[:, GROUP_METRICS.index("min_max_precision_ratio")]
+            summary[strategy][scorer]["groups_with_a_ratio"] = int(np.isfinite(ratio).sum())
             intervals.setdefault(strategy, {})[scorer] = _interval_dict(
                 GROUP_METRICS, user_bootstrap(weighted_means(values), len(rows), **bootstrap)
             )
@@ -282,6 +285,7 @@ def search_summary(comparison: dict, best: dict, trials: pd.DataFrame) -> dict:
         "training_variants": comparison,
         "trials": int(len(trials)),
         "pruned": int((trials["state"] == "PRUNED").sum()) if len(trials) else 0,
+        "failed": int((trials["state"] == "FAIL").sum()) if len(trials) else 0,
     }
 
 
@@ -299,13 +303,26 @@ def plot_recommendation(
 
 def _search_sentence(search: dict) -> str:
     best = search["best"]
+    failed = search.get("failed", 0)
     found = (
-        f"Search: {search['trials']} trials ({search['pruned']} pruned); best trial "
-        f"#{best.get('best_trial', '?')}, validation {best['objective']} "
+        f"Search: {search['trials']} trials ({search['pruned']} pruned"
+        + (f", {failed} failed" if failed else "")
+        + f"); trained: trial #{best.get('best_trial', '?')}, validation {best['objective']} "
         f"{best['validation_value']:.4f}"
     )
     if best.get("improved_on_defaults", True):
         return found + "."
+    top = best.get("search_best") or {}
+    gain = top.get("gain_over_defaults")
+    if gain:
+        low, high = gain["interval"]
+        interval = f"[{low:+.4f}, {high:+.4f}]" if low is not None else "no interval"
+        return found + (
+            f". The search's best, trial #{top['trial']} ({top['validation_value']:.4f}), "
+            f"is **not significantly better than the default configuration** on validation "
+            f"(paired difference {gain['estimate']:+.4f}, 95% interval {interval}), so the "
+            "defaults are trained."
+        )
     return found + (
         ": **nothing better than the default configuration** (the first trial) "
         "was found, so the defaults are trained."
@@ -398,6 +415,15 @@ def _group_lines(report: dict, scorers: list[str], g: dict) -> list[str]:
             + " |"
             for m in GROUP_HEADLINE
         ]
+        with_ratio = {s: by_scorer[s].get("groups_with_a_ratio") for s in present}
+        if any(n is not None and n < report["sizes"]["groups"] for n in with_ratio.values()):
+            lines += [
+                "",
+                "min_max_precision_ratio is defined only where some member has a hit; groups "
+                "with one: "
+                + ", ".join(f"{s} {n}" for s, n in with_ratio.items() if n is not None)
+                + f" of {report['sizes']['groups']}.",
+            ]
         improvement = by_scorer.get("model", {}).get("clustering_improvement_vs_baseline")
         if improvement is not None:
             lines += [
@@ -666,6 +692,29 @@ def plot_skip(
     )
 
 
+def _skip_caveats(selection: dict) -> list[str]:
+    """What the reader should know before the figures: a search that did not beat the
+    reference, features the data left empty, a genre rule that cannot discriminate."""
+    lines = []
+    if not selection.get("beats_linear_svc_on_validation", True):
+        lines.append(
+            "- **The search found nothing better than the LinearSVC reference** on "
+            "validation; its best is reported as `final` all the same."
+        )
+    if selection.get("unobserved_features"):
+        lines.append(
+            "- Left out of every model, no value in the training split: "
+            + ", ".join(f"`{c}`" for c in selection["unobserved_features"])
+            + "."
+        )
+    if selection.get("genre_rule_constant"):
+        lines.append(
+            "- No training play matches a favourite genre, so **the genre rule predicts SKIP "
+            "for every play**: its figures are those of a constant answer."
+        )
+    return [*lines, ""] if lines else []
+
+
 def skip_markdown(report: dict, selection: dict, importance: pd.DataFrame) -> str:
     """``skip_prediction_metrics.md``: figures with intervals, significance in words, the
     final model's choice and its permutation importance."""
@@ -682,6 +731,7 @@ def skip_markdown(report: dict, selection: dict, importance: pd.DataFrame) -> st
         f"{selection['linear_svc_validation_value']:.4f}).",
         "",
     ]
+    lines += _skip_caveats(selection)
     if "oracle" not in scorers:
         lines += [f"No oracle: {report['oracle_absent_reason']}.", ""]
     lines += _metric_table(report, scorers, SKIP_METRICS, "final")

@@ -35,6 +35,7 @@ from pozytywka.skip import (
     skip_score,
     smoothed_rate,
     training_counts,
+    unobserved_features,
 )
 
 logger = logging.getLogger(__name__)
@@ -90,6 +91,7 @@ def build_skip_dataset(
         rows, "track_id", train, fold, m, global_rate
     )
     rows = attach_features(rows, tracks, artists, users, genres)
+    _warn_about_weak_inputs(rows)
     logger.info(
         "Skip dataset: %d rows (%s), skip share %.3f",
         len(rows),
@@ -97,6 +99,20 @@ def build_skip_dataset(
         rows["skipped"].mean(),
     )
     return rows
+
+
+def _warn_about_weak_inputs(rows: pd.DataFrame) -> None:
+    """Say what an export lacks that the models or the rule would need."""
+    if unobserved := unobserved_features(rows):
+        logger.warning(
+            "Skip features with no value in the training split, left out of every model: %s",
+            ", ".join(unobserved),
+        )
+    if not rows.loc[rows["split"] == "train", "genre_match"].any():
+        logger.warning(
+            "No training play matches a favourite genre (no user names one, or no track's "
+            "artist has one of them): the genre rule predicts SKIP for every play"
+        )
 
 
 # ---- models ----------------------------------------------------------------------------------
@@ -166,12 +182,24 @@ def train_models(
     best = _candidate(optuna.trial.FixedTrial(study.best_params), search, seed)
     both = pd.concat([train, val])
     final = clone(best).fit(both[cols], both["skipped"])
+    svc_value = validation_value(svc)
     summary = {
         "selection_metric": metric,
         "best_params": study.best_params,
         "validation_value": study.best_value,
-        "linear_svc_validation_value": validation_value(svc),
+        "linear_svc_validation_value": svc_value,
+        "beats_linear_svc_on_validation": bool(study.best_value > svc_value),
+        "unobserved_features": unobserved_features(dataset),
+        "genre_rule_constant": bool(not train["genre_match"].any()),
     }
+    if study.best_value <= svc_value:
+        logger.warning(
+            "The skip search found nothing better than the LinearSVC reference on validation "
+            "(%s %.4f vs %.4f); its best is still the final model",
+            metric,
+            study.best_value,
+            svc_value,
+        )
     trials = study.trials_dataframe(attrs=("number", "value", "params", "state", "duration"))
     trials["duration"] = trials["duration"].dt.total_seconds()
     logger.info(
