@@ -359,7 +359,7 @@ def _lightfm_objective(
             float(np.nanmean(group_values)) if np.isfinite(group_values).any() else 0.0,
         )
         # The objective per validation user (per group): the paired comparison with the
-        # defaults (_significant_gain) needs it.
+        # defaults (_paired_gain) needs it.
         units = (
             group_values if search["objective"] == "group_ndcg" else per_user[search["objective"]]
         )

@@ -182,24 +182,7 @@ def train_models(
     best = _candidate(optuna.trial.FixedTrial(study.best_params), search, seed)
     both = pd.concat([train, val])
     final = clone(best).fit(both[cols], both["skipped"])
-    svc_value = validation_value(svc)
-    summary = {
-        "selection_metric": metric,
-        "best_params": study.best_params,
-        "validation_value": study.best_value,
-        "linear_svc_validation_value": svc_value,
-        "beats_linear_svc_on_validation": bool(study.best_value > svc_value),
-        "unobserved_features": unobserved_features(dataset),
-        "genre_rule_constant": bool(not train["genre_match"].any()),
-    }
-    if study.best_value <= svc_value:
-        logger.warning(
-            "The skip search found nothing better than the LinearSVC reference on validation "
-            "(%s %.4f vs %.4f); its best is still the final model",
-            metric,
-            study.best_value,
-            svc_value,
-        )
+    summary = _selection_summary(study, metric, validation_value(svc), dataset)
     trials = study.trials_dataframe(attrs=("number", "value", "params", "state", "duration"))
     trials["duration"] = trials["duration"].dt.total_seconds()
     logger.info(
@@ -210,6 +193,30 @@ def train_models(
         summary["linear_svc_validation_value"],
     )
     return svc, final, summary, trials
+
+
+def _selection_summary(
+    study: optuna.Study, metric: str, svc_value: float, dataset: pd.DataFrame
+) -> dict:
+    """What the search chose, beside the LinearSVC reference, and what the data lacked."""
+    if study.best_value <= svc_value:
+        logger.warning(
+            "The skip search found nothing better than the LinearSVC reference on validation "
+            "(%s %.4f vs %.4f); its best is still the final model",
+            metric,
+            study.best_value,
+            svc_value,
+        )
+    train = dataset[dataset["split"] == "train"]
+    return {
+        "selection_metric": metric,
+        "best_params": study.best_params,
+        "validation_value": study.best_value,
+        "linear_svc_validation_value": svc_value,
+        "beats_linear_svc_on_validation": bool(study.best_value > svc_value),
+        "unobserved_features": unobserved_features(dataset),
+        "genre_rule_constant": bool(not train["genre_match"].any()),
+    }
 
 
 # ---- evaluation ------------------------------------------------------------------------------
