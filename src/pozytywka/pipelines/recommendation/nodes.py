@@ -36,7 +36,13 @@ from pozytywka.recsys.metrics import (
     top_k,
 )
 from pozytywka.recsys.mlflow_model import LightFMRecommender
-from pozytywka.recsys.model import EmbeddingScorer, fit_epochs, new_model, ordered_ids
+from pozytywka.recsys.model import (
+    DivergedError,
+    EmbeddingScorer,
+    fit_epochs,
+    new_model,
+    ordered_ids,
+)
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -347,7 +353,14 @@ def _lightfm_objective(
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
-        model = _train(hp, epochs, inter, weights, user_features, item_features, training, report)
+        try:
+            model = _train(
+                hp, epochs, inter, weights, user_features, item_features, training, report
+            )
+        except DivergedError as exc:  # a failed trial, said in one line (no traceback)
+            logger.warning("Trial %d failed: %s", trial.number, exc)
+            trial.set_user_attr("failed", str(exc))
+            return float("nan")
         scorer = EmbeddingScorer(model, user_features, item_features)
         per_user, coverage = per_user_ranking_metrics(scorer, data["validation"], data["fit_known"])
         final = summarise_ranking(per_user, coverage)
