@@ -41,6 +41,13 @@ class GeneratedTextDataset(TextDataset):
                 "to regenerate, move it away first."
             )
 
+    def load(self) -> str:
+        """The file as text. Bytes that are not UTF-8 (an export written in another encoding,
+        a damaged line) are read as U+FFFD rather than failing the run; data_processing counts
+        each such line (``invalid_utf8``)."""
+        path = get_filepath_str(self._get_load_path(), self._protocol)
+        return self._fs.cat_file(path).decode("utf-8", errors="replace")
+
     def save(self, data: str) -> None:
         self.ensure_writable()
         super().save(data)

@@ -825,3 +825,24 @@ def test_incoming_files_follow_the_export_in_name_order():
     assert with_incoming("", incoming) == '{"a": 1}\n{"b": 2}\n'
     assert with_incoming('{"x": 0}', {}) == '{"x": 0}\n'
     assert with_incoming("", {}) == ""
+
+
+def test_bytes_that_are_not_utf8_are_read_kept_and_counted(tmp_path):
+    """An export with a line in another encoding (cp1250 'ł') or a damaged byte: the run goes
+    on, the record is kept with U+FFFD in place of the bytes, and the line is counted."""
+    from pozytywka.datasets import GeneratedTextDataset  # noqa: PLC0415
+
+    good = {"user_id": 1, "name": "Ola", "favourite_genres": ["jazz"], "premium_user": False}
+    lines = [
+        json.dumps(good).encode(),
+        json.dumps({**good, "user_id": 2, "name": "Paweł"}, ensure_ascii=False).encode("cp1250"),
+        b'{"user_id": 3, "name": "X\xff", "favourite_genres": [], "premium_user": true}',
+    ]
+    path = tmp_path / "users.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    text = GeneratedTextDataset(filepath=str(path)).load()
+    users, quality, rejected = clean_users(text)
+    assert users["user_id"].tolist() == [1, 2, 3] and rejected.empty
+    assert users["name"].tolist() == ["Ola", "Pawe\ufffd", "X\ufffd"]
+    assert quality["repaired"]["invalid_utf8"]["count"] == 2
+    assert quality["repaired"]["invalid_utf8"]["example_lines"] == [2, 3]

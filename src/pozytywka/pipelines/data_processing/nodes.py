@@ -46,6 +46,7 @@ EXAMPLE_LINES = 5  # example line numbers per kind in the report
 ROW_COUNTS = ("rows_read", "rows_kept", "rows_dropped", "rows_repaired", "rows_normalised")
 _CHUNK_LINES = 1 << 20  # lines per Arrow read: a chunk Arrow cannot read goes line by line
 _KEY_SEP = "\x1f"  # joins the extra keys of a record
+UNDECODABLE = "\ufffd"  # what bytes that are not UTF-8 are read as (datasets.GeneratedTextDataset)
 
 
 class RawSchemaError(ValueError):
@@ -284,15 +285,17 @@ class _Quality:
         }
 
 
-def _note_extra_fields(quality: _Quality, rows: pd.DataFrame, kept=None) -> None:
-    """Keys outside the contract: ignored, counted under normalised with the key names."""
-    has = _bool(rows["_extra_keys"] != "")
-    if kept is not None:
-        has &= _bool(kept)
+def _note_raw_text(quality: _Quality, rows: pd.DataFrame, kept=None) -> None:
+    """What a kept record's raw line shows: keys outside the contract (ignored, counted under
+    normalised with the key names) and bytes that were not UTF-8 (read as U+FFFD, repaired)."""
+    kept_mask = np.ones(len(rows), dtype=bool) if kept is None else _bool(kept)
+    has = _bool(rows["_extra_keys"] != "") & kept_mask
     detail: Counter[str] = Counter()
     for combo, n in rows["_extra_keys"][has].value_counts().items():  # per distinct key set
         detail.update({key: int(n) for key in combo.split(_KEY_SEP)})
     quality.note("normalised", "extra_field", rows, has, detail)
+    undecodable = _bool(rows["_raw"].str.contains(UNDECODABLE, regex=False)) & kept_mask
+    quality.note("repaired", "invalid_utf8", rows, undecodable)
 
 
 def _rejected(df: pd.DataFrame, reasons: pd.Series, file: str) -> pd.DataFrame:
@@ -441,7 +444,7 @@ def clean_users(text: str) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     )
     quality.note("repaired", "missing_favourite_genres", df, genres_came == "missing")
     quality.note("repaired", "invalid_premium_flag", df, premium.isna())
-    _note_extra_fields(quality, df)
+    _note_raw_text(quality, df)
     rejected = pd.concat(rejects, ignore_index=True)
     return USERS.validate(out), quality.report(len(out), rejected), rejected
 
@@ -479,7 +482,7 @@ def clean_artists(text: str) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     ).reset_index(drop=True)
     quality.note("repaired", "type_coerced", df, genres_came == "coerced", "genres")
     quality.note("repaired", "missing_genres", df, genres_came == "missing")
-    _note_extra_fields(quality, df)
+    _note_raw_text(quality, df)
     rejected = pd.concat(rejects, ignore_index=True)
     return ARTISTS.validate(out), quality.report(len(out), rejected), rejected
 
@@ -536,7 +539,7 @@ def clean_tracks(text: str, artists: pd.DataFrame) -> tuple[pd.DataFrame, dict, 
     quality.note("repaired", "invalid_release_date", df, bad_date)
     quality.note("repaired", "unknown_artist_id", df, unknown_artist)
     quality.note("repaired", "null_artist_id", df, artist_id.isna())
-    _note_extra_fields(quality, df)
+    _note_raw_text(quality, df)
     out = pd.DataFrame(
         {
             "track_id": df["id"].astype("string"),
@@ -671,7 +674,7 @@ def _note_event_changes(
     quality.note(
         "normalised", "timestamp_form", df, reformed, _timestamp_forms(ev["ts_text"][reformed])
     )
-    _note_extra_fields(quality, df, kept)
+    _note_raw_text(quality, df, kept)
 
 
 def clean_sessions(

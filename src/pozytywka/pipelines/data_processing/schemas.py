@@ -81,12 +81,17 @@ _ENTITY_DROPS = [
 QUALITY_KINDS: dict[str, dict[str, list[str]]] = {
     "users": {
         "dropped": _ENTITY_DROPS,
-        "repaired": ["type_coerced", "missing_favourite_genres", "invalid_premium_flag"],
+        "repaired": [
+            "type_coerced",
+            "missing_favourite_genres",
+            "invalid_premium_flag",
+            "invalid_utf8",
+        ],
         "normalised": ["extra_field"],
     },
     "artists": {
         "dropped": _ENTITY_DROPS,
-        "repaired": ["type_coerced", "missing_genres"],
+        "repaired": ["type_coerced", "missing_genres", "invalid_utf8"],
         "normalised": ["extra_field"],
     },
     "tracks": {
@@ -99,6 +104,7 @@ QUALITY_KINDS: dict[str, dict[str, list[str]]] = {
             "invalid_release_date",
             "unknown_artist_id",
             "null_artist_id",
+            "invalid_utf8",
         ],
         "normalised": ["extra_field"],
     },
@@ -123,6 +129,7 @@ QUALITY_KINDS: dict[str, dict[str, list[str]]] = {
             "type_coerced",
             "track_on_non_track_event",
             "session_user_conflict",
+            "invalid_utf8",
         ],
         "normalised": ["event_type_spelling", "timestamp_form", "extra_field"],
     },
