@@ -92,7 +92,9 @@ def test_the_run_is_one_mlflow_run_with_the_metrics(export_project):
     root, _ = export_project
     with mlflow_store(root):
         runs = mlflow.search_runs(experiment_names=["pozytywka"])
+    runs = runs[runs["tags.mlflow.parentRunId"].isna()]  # not the search's trial runs
     last = runs.sort_values("start_time").iloc[-1]
+    assert last["tags.kedro.command"] == "kedro run --pipeline from_raw --env tiny"
     for metric in [
         "rec.model.auc",
         "rec.model.precision_at_10",

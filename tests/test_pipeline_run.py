@@ -75,9 +75,23 @@ def test_default_pipeline_end_to_end(project):
     assert (data / "08_reporting" / "skip_roc_pr_calibration.png").stat().st_size > 0
 
     with mlflow_store(project):
-        runs = mlflow.search_runs(experiment_names=["pozytywka"])
+        every = mlflow.search_runs(experiment_names=["pozytywka"])
+        top = every["tags.mlflow.parentRunId"].isna()
+        runs, trial_runs = every[top], every[~top]
         assert len(runs) == 1
         last = runs.iloc[0]
+        # The run says what ran, from which commit, on which data.
+        assert last["tags.kedro.command"] == "kedro run --env tiny"
+        assert last["tags.mlflow.runName"] == "--env tiny"
+        assert len(last["tags.git.commit"]) > 0 and len(last["tags.data.fingerprint"]) == 16
+        # The winners' hyperparameters are parameters; each LightFM trial is a nested run.
+        best = json.loads((data / "06_models" / "best_hyperparameters.json").read_text())
+        assert float(last["params.rec.best.learning_rate"]) == pytest.approx(best["learning_rate"])
+        assert "params.skip.best.model" in last
+        trials = pd.read_csv(data / "08_reporting" / "optuna_trials.csv")
+        assert len(trial_runs) == len(trials)
+        assert set(trial_runs["tags.mlflow.parentRunId"]) == {last["run_id"]}
+        assert trial_runs["params.learning_rate"].notna().all()
         assert last["params.synthetic_data.size"] == "tiny"
         assert last["params.feature_engineering.split.strategy"] == "random"
         assert (

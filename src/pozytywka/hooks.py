@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
+import math
+import subprocess
+from pathlib import Path
+
+import mlflow
+import optuna
 from kedro.framework.hooks import hook_impl
 
 from .datasets import GeneratedTextDataset
+from .datasets.synthetic_truth import RAW_FILES, sha256_file
+
 
 
 class ProtectUserRawData:
@@ -21,3 +30,107 @@ class ProtectUserRawData:
             dataset = catalog.get(name)
             if isinstance(dataset, GeneratedTextDataset):
                 dataset.ensure_writable()
+
+
+class DescribeMlflowRun:
+    """Make each MLflow run say what ran, for people comparing runs in the UI.
+
+    kedro-mlflow opens the run; this names it after the pipeline, environment and overrides,
+    tags it with the git commit, the kedro command and the raw data's fingerprint, logs each
+    search's winning hyperparameters as parameters and each Optuna trial of the LightFM search
+    as a nested run (its hyperparameters, its validation objective per epoch as steps).
+    """
+
+    def __init__(self) -> None:
+        self._raw_dir: Path | None = None
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has opened the run
+    def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
+        if mlflow.active_run() is None:
+            return
+        project = Path(run_params.get("project_path") or ".")
+        self._raw_dir = project / "data" / "01_raw"
+        command = _kedro_command(run_params)
+        mlflow.set_tags(
+            {
+                "mlflow.runName": command.removeprefix("kedro run").strip() or "default",
+                "kedro.command": command,
+                "kedro.env": run_params.get("env") or "local",
+                "git.commit": _git(project, "rev-parse", "HEAD"),
+                "git.dirty": str(bool(_git(project, "status", "--porcelain", "--untracked=no"))),
+            }
+        )
+
+    @hook_impl
+    def after_node_run(self, node, outputs: dict) -> None:
+        if mlflow.active_run() is None:
+            return
+        if "best_hyperparameters" in outputs:
+            best = outputs["best_hyperparameters"]
+            mlflow.log_params({f"rec.best.{k}": v for k, v in best.items() if _scalar(v)})
+        if isinstance(outputs.get("optuna_study"), optuna.Study):
+            _log_trials(outputs["optuna_study"], "rec")
+        if "skip_model_selection" in outputs:
+            chosen = outputs["skip_model_selection"]["best_params"]
+            mlflow.log_params({f"skip.best.{k}": v for k, v in chosen.items()})
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow closes the run
+    def after_pipeline_run(self, run_params: dict) -> None:
+        if mlflow.active_run() is None or self._raw_dir is None:
+            return
+        mlflow.set_tag("data.fingerprint", _fingerprint(self._raw_dir))
+
+
+def _kedro_command(run_params: dict) -> str:
+    """The ``kedro run`` command line that reproduces this run (Kedro 1.x run parameters)."""
+    parts = ["kedro run"]
+    names = run_params.get("pipeline_names") or []
+    if len(names) == 1:
+        parts.append(f"--pipeline {names[0]}")
+    elif names:
+        parts.append("--pipelines " + ",".join(names))
+    if run_params.get("env") not in (None, "local"):
+        parts.append(f"--env {run_params['env']}")
+    if run_params.get("runtime_params"):
+        overrides = ",".join(f"{k}={v}" for k, v in sorted(run_params["runtime_params"].items()))
+        parts.append(f'--params "{overrides}"')
+    return " ".join(parts)
+
+
+def _git(project: Path, *args: str) -> str:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=project, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip()
+
+
+def _fingerprint(raw_dir: Path) -> str:
+    """SHA-256 over the raw exports' own SHA-256s: the same data gives the same tag."""
+    digest = hashlib.sha256()
+    for name in RAW_FILES:
+        path = raw_dir / f"{name}.jsonl"
+        digest.update(f"{name}:{sha256_file(path) if path.exists() else '-'};".encode())
+    return digest.hexdigest()[:16]
+
+
+def _scalar(value) -> bool:
+    return isinstance(value, str | int | float | bool)
+
+
+def _log_trials(study: optuna.Study, prefix: str) -> None:
+    """One nested run per trial: hyperparameters, state, the objective at each pruning
+    checkpoint (step = epoch) and the final validation figures."""
+    for trial in study.trials:
+        with mlflow.start_run(run_name=f"{prefix} trial {trial.number}", nested=True):
+            mlflow.log_params(trial.params)
+            mlflow.set_tags({"trial.state": trial.state.name, "trial.number": trial.number})
+            for epoch, value in sorted(trial.intermediate_values.items()):
+                if math.isfinite(value):
+                    mlflow.log_metric("validation_objective", value, step=epoch)
+            figures = {k: v for k, v in trial.user_attrs.items() if isinstance(v, int | float)}
+            if trial.value is not None:
+                figures["objective"] = trial.value
+            mlflow.log_metrics({k: float(v) for k, v in figures.items() if math.isfinite(v)})
