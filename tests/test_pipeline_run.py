@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import mlflow
@@ -111,3 +114,37 @@ def test_default_pipeline_end_to_end(project):
             experiment_ids=[last["experiment_id"]], output_format="list"
         )
         assert any(m.source_run_id == last["run_id"] for m in logged)
+
+
+def test_the_trained_models_are_registered_as_candidates(project):
+    """`models:/recommender@candidate` names this run's model and predicts in a fresh
+    process (the service's `models.recommender_uri` can point at it)."""
+    with mlflow_store(project):
+        client = mlflow.MlflowClient()
+        runs = mlflow.search_runs(experiment_names=["pozytywka"])
+        run_id = runs[runs["tags.mlflow.parentRunId"].isna()].iloc[0]["run_id"]
+        for name in ["recommender", "skip_model"]:
+            version = client.get_model_version_by_alias(name, "candidate")
+            assert version.run_id == run_id
+    users = pd.read_parquet(project / "data" / "07_model_output" / "user_recommendations.parquet")
+    user = int(users["user_id"].iloc[0])
+    script = (
+        "import sys, mlflow, pandas as pd\n"
+        "m = mlflow.pyfunc.load_model('models:/recommender@candidate')\n"
+        f"out = m.predict(pd.DataFrame({{'user_id': [{user}]}}))\n"
+        "print(len(out))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
+        },
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip().splitlines()[-1]) > 0

@@ -15,7 +15,6 @@ from .datasets import GeneratedTextDataset
 from .datasets.synthetic_truth import RAW_FILES, sha256_file
 
 
-
 class ProtectUserRawData:
     """Stop before any node runs if a pipeline would write over a user's raw export.
 
@@ -76,9 +75,20 @@ class DescribeMlflowRun:
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow closes the run
     def after_pipeline_run(self, run_params: dict) -> None:
-        if mlflow.active_run() is None or self._raw_dir is None:
+        run = mlflow.active_run()
+        if run is None or self._raw_dir is None:
             return
         mlflow.set_tag("data.fingerprint", _fingerprint(self._raw_dir))
+        _mark_candidates(run.info.run_id)
+
+
+def _mark_candidates(run_id: str) -> None:
+    """The model versions this run registered get the alias ``candidate`` (so
+    ``models:/recommender@candidate`` is the latest trained model); ``champion`` is left to
+    a person who has compared them."""
+    client = mlflow.MlflowClient()
+    for version in client.search_model_versions(f"run_id = '{run_id}'"):
+        client.set_registered_model_alias(version.name, "candidate", version.version)
 
 
 def _kedro_command(run_params: dict) -> str:
