@@ -141,19 +141,13 @@ def _objective_value(
     groups: list[np.ndarray] | None = None,
 ) -> float:
     if name == "group_ndcg":
-        return _group_ndcg(scorer, positives, known, groups or [])
+        return _mean_ndcg(_group_ndcgs(scorer, positives, known, groups or []))
     return evaluate_ranking(scorer, positives, known)[name]
 
 
-def _group_ndcg(
-    scorer: Scorer,
-    positives: sp.csr_matrix,
-    known: sp.csr_matrix,
-    groups: list[np.ndarray],
-    length: int = 20,
-) -> float:
-    values = _group_ndcgs(scorer, positives, known, groups, length)
-    return float(np.nanmean(values)) if len(values) else 0.0
+def _mean_ndcg(values: np.ndarray) -> float:
+    """The mean over groups that have one (0 when none has: nothing to rank by)."""
+    return float(np.nanmean(values)) if np.isfinite(values).any() else 0.0
 
 
 def _group_ndcgs(
@@ -367,10 +361,7 @@ def _lightfm_objective(
         group_values = _group_ndcgs(scorer, data["validation"], data["fit_known"], groups)
         trial.set_user_attr("auc", final["auc"])
         trial.set_user_attr("precision_at_10", final["precision_at_10"])
-        trial.set_user_attr(
-            "group_ndcg",
-            float(np.nanmean(group_values)) if np.isfinite(group_values).any() else 0.0,
-        )
+        trial.set_user_attr("group_ndcg", _mean_ndcg(group_values))
         # The objective per validation user (per group): the paired comparison with the
         # defaults (_paired_gain) needs it.
         units = (
