@@ -433,3 +433,64 @@ def test_writes_are_disabled_without_a_configured_key(state, ids):
             assert answer.status_code == 503 and "POZYTYWKA_API_KEY" in answer.text
     finally:
         state.api_key = key
+
+
+# ---- hostile and careless input (issue: service hardening) ----------------------------------
+
+
+def _raw(client, path: str, text: str, **headers):
+    return client.post(
+        path, content=text.encode(), headers={"content-type": "application/json", **headers}
+    )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"user_id": 9223372036854775808, "other_users": [102]}',  # 2^63: past SQLite's int
+        '{"user_id": NaN, "other_users": [102]}',
+        '{"user_id": Infinity, "other_users": [102]}',
+        '{"user_id": 1e400, "other_users": [102]}',
+        '{"user_id": "\\ud800", "other_users": [102]}',  # a lone surrogate
+        "[" * 100_000 + "]" * 100_000,
+    ],
+    ids=["2^63", "NaN", "Infinity", "1e400", "lone-surrogate", "nested-100000"],
+)
+def test_values_json_allows_but_the_schema_does_not_get_a_logged_422(client, state, text):
+    before = state.log.count()
+    for path in ["/playlists", "/skip-predictions", "/recommendations"]:
+        answer = _raw(client, path, text)
+        assert answer.status_code == 422, (path, answer.text[:200])
+        assert isinstance(answer.json()["detail"], list)
+    log = state.log.frame().tail(3)
+    assert state.log.count() == before + 3 and set(log["status"]) == {422}
+    assert log["user_id"].isna().all()
+
+
+def test_event_fields_out_of_range_get_a_422_and_nothing_is_written(client, state, ids):
+    event = {
+        "session_id": 1,
+        "timestamp": "2026-11-22T18:00:00Z",
+        "user_id": ids["users"][0],
+        "track_id": ids["track"],
+        "event_type": "play",
+    }
+    for bad in [
+        {"timestamp": "0001-01-01T00:00:00+14:00"},
+        {"timestamp": "9999-12-31T23:59:59-12:00"},
+        {"timestamp": "1901-01-01T00:00:00Z"},
+        {"session_id": 2**70},
+    ]:
+        answer = post(
+            client, "/events", {"events": [{**event, **bad}]}, headers={"X-API-Key": API_KEY}
+        )
+        assert answer.status_code == 422, (bad, answer.text[:300])
+
+
+def test_json_depth_is_checked_outside_strings():
+    from pozytywka.serving.observe import MAX_JSON_DEPTH, too_deep  # noqa: PLC0415
+
+    assert too_deep(b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1))
+    assert not too_deep(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH)
+    assert not too_deep(b'{"name": "' + b"[" * 1000 + b'"}')  # brackets in a string
+    assert not too_deep(b'{"a": "\\"' + b"[" * 1000 + b'"}')  # after an escaped quote

@@ -5,11 +5,14 @@ log: serving/observe.py."""
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import asynccontextmanager
 from typing import cast
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.types import ExceptionHandler
 
@@ -54,6 +57,24 @@ async def unknown_ids(request: Request, exc: UnknownIds) -> JSONResponse:
     return JSONResponse({"detail": str(exc), "unknown": {exc.kind: exc.ids}}, status_code=404)
 
 
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 in FastAPI's own shape, whatever the request held: values JSON cannot carry (NaN,
+    Infinity, 1e400, a lone surrogate) are echoed as text instead of failing the answer."""
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 async def unknown_genres(request: Request, exc: UnknownGenres) -> JSONResponse:
     """422 for genres outside the catalogue's vocabulary."""
     return JSONResponse({"detail": str(exc)}, status_code=422)
@@ -72,6 +93,7 @@ def create_app(state: ServiceState, close_on_shutdown: bool = True) -> FastAPI:
     app.state.metrics = Metrics()
     app.state.close_on_shutdown = close_on_shutdown
     app.add_middleware(ObserveMiddleware, max_body_bytes=state.config["limits"]["max_body_bytes"])
+    app.add_exception_handler(RequestValidationError, cast(ExceptionHandler, invalid_request))
     app.add_exception_handler(UnknownIds, cast(ExceptionHandler, unknown_ids))
     app.add_exception_handler(UnknownGenres, cast(ExceptionHandler, unknown_genres))
     for router in ROUTERS:

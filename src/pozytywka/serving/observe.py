@@ -9,11 +9,14 @@ from datetime import UTC, datetime
 
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.routing import Match
 
 from .loading import ServiceState
 from .prediction_log import Record
 
 LOGGED = ("/playlists", "/skip-predictions", "/recommendations", "/similar-tracks", "/rerank")
+MAX_JSON_DEPTH = 32  # far beyond any request body here; Python's parser fails near 1,000
+SQLITE_INT = (-(2**63), 2**63 - 1)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
@@ -52,6 +55,15 @@ class ObserveMiddleware:
         metrics = scope["app"].state.metrics
         body = await self._read_body(scope, receive, send, metrics)
         if body is None:
+            return None
+        if too_deep(body):  # Python's own parser would fail with a RecursionError (a 500)
+            message = f"request JSON nested deeper than {MAX_JSON_DEPTH} levels"
+            response = JSONResponse(
+                {"detail": [{"loc": ["body"], "msg": message, "type": "json_too_deep"}]},
+                status_code=422,
+            )
+            self._observe(scope, service, metrics, start, 422, body, [bytes(response.body)])
+            await response(scope, receive, send)
             return None
         sent = False
 
@@ -112,7 +124,7 @@ class ObserveMiddleware:
         """Count and time the answer; append a log record for prediction endpoints."""
         latency = time.perf_counter() - start
         route = scope.get("route")
-        endpoint = getattr(route, "path", None) or "unmatched"
+        endpoint = getattr(route, "path", None) or _known_path(scope)
         ab = scope.get("state", {}).get("ab", {})
         variant = ab.get("variant") or "none"
         metrics.requests.labels(endpoint, variant, str(status)).inc()
@@ -121,10 +133,7 @@ class ObserveMiddleware:
             return
         user_id = ab.get("user_id")
         if user_id is None:
-            try:
-                user_id = int(json.loads(body).get("user_id"))
-            except (ValueError, TypeError, AttributeError):
-                user_id = None
+            user_id = _requested_user(body)
         service.log.append(
             Record(
                 logged_at=datetime.now(UTC).isoformat(timespec="microseconds"),
@@ -140,3 +149,49 @@ class ObserveMiddleware:
                 response=b"".join(chunks).decode("utf-8", "replace"),
             )
         )
+
+
+def too_deep(body: bytes) -> bool:
+    """Whether JSON ``body`` nests arrays or objects deeper than MAX_JSON_DEPTH (brackets in
+    strings do not count). Only a body with that many brackets at all is scanned."""
+    if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
+        return False
+    depth, in_string, escaped = 0, False, False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+def _requested_user(body: bytes) -> int | None:
+    """The request's ``user_id`` for the log, when it is an integer SQLite can store."""
+    try:
+        user_id = json.loads(body).get("user_id")
+    except (ValueError, TypeError, AttributeError, RecursionError):
+        return None
+    if isinstance(user_id, bool) or not isinstance(user_id, int):
+        return None
+    return user_id if SQLITE_INT[0] <= user_id <= SQLITE_INT[1] else None
+
+
+def _known_path(scope) -> str:
+    """The request's path when a route of the app matches it in full (a body refused before
+    routing; these routes have no path parameters, so the path is the route's), else
+    ``unmatched``: an arbitrary path never becomes a metrics label."""
+    for route in scope["app"].router.routes:
+        if route.matches(scope)[0] == Match.FULL:
+            return scope["path"]
+    return "unmatched"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -27,6 +27,7 @@ Search = Literal["exact", "hnsw"]
 Prediction = Literal["PLAY", "SKIP"]
 
 MAX_GENRES = 50
+EVENT_YEARS = (1970, 2100)  # the range of event timestamps accepted (UTC)
 
 
 def _repeated(values: list) -> list:
@@ -171,7 +172,7 @@ class RerankResponse(BaseModel):
 class Event(Strict):
     """One raw session event (design.md §1); ``track_id`` for play, skip and like only."""
 
-    session_id: int = Field(ge=0)
+    session_id: int = Field(ge=0, le=2**63 - 1)
     timestamp: datetime
     user_id: int = UserId
     track_id: str | None = Field(None, pattern=TRACK_ID)
@@ -186,6 +187,14 @@ class Event(Strict):
             raise ValueError(f"an {self.event_type} event carries no track_id")
         if self.timestamp.tzinfo is None:
             raise ValueError("timestamp needs a time zone (e.g. 2026-11-22T18:00:00Z)")
+        try:
+            utc = self.timestamp.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
+            utc = None
+        if utc is None or not EVENT_YEARS[0] <= utc.year <= EVENT_YEARS[1]:
+            raise ValueError(
+                f"timestamp must fall in the years {EVENT_YEARS[0]}-{EVENT_YEARS[1]} (UTC)"
+            )
         return self
 
 
