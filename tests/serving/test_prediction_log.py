@@ -146,3 +146,18 @@ def test_ab_summary_counts_per_experiment_and_variant(tmp_path):
     assert summary["playlists"]["base"]["mean_playlist_length"] == 2
     assert summary["skip_predictions"]["advanced"]["skip_share"] == 0.5
     assert summary["skip_predictions"]["advanced"]["mean_skip_probability"] == pytest.approx(0.5)
+
+
+def test_registered_users_with_line_separators_in_their_names_survive_a_restart(tmp_path):
+    """U+2028, U+0085 and a lone surrogate inside a name: one record a line, read back whole."""
+    from pozytywka.serving.incoming import IncomingWriter  # noqa: PLC0415
+
+    names = ["Ola\u2028Nowak", "Jan\u0085Kowal", "Zo\u00eb \ud800", "plain"]
+    writer = IncomingWriter(tmp_path / "users")
+    for i, name in enumerate(names):
+        writer.append([{"user_id": 7000 + i, "name": name, "favourite_genres": ["jazz"]}])
+    path = next((tmp_path / "users").glob("*.jsonl"))
+    assert len(path.read_bytes().split(b"\n")) == len(names) + 1  # one line a record
+    restarted = IncomingWriter(tmp_path / "users").read_all()
+    assert [r["user_id"] for r in restarted] == [7000, 7001, 7002, 7003]
+    assert [r["name"] for r in restarted] == names

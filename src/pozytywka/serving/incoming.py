@@ -25,7 +25,8 @@ class IncomingWriter:
 
     def append(self, records: list[dict]) -> Path:
         path = self.path_for(datetime.now(UTC))
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode()
+        # ASCII JSON: no raw line separator (U+2028, U+0085) or lone surrogate in the file.
+        data = "".join(json.dumps(r) + "\n" for r in records).encode("ascii")
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -44,7 +45,11 @@ class IncomingWriter:
         counts them as malformed)."""
         out = []
         for path in sorted(self.directory.glob("*.jsonl")):
-            for line in path.read_text().splitlines():
+            # Only "\n" ends a record: str.splitlines() would also split inside a JSON string at
+            # U+2028 or U+0085, which files written before these were escaped may hold.
+            for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
+                if not line.strip():
+                    continue
                 try:
                     out.append(json.loads(line))
                 except json.JSONDecodeError:
