@@ -416,7 +416,9 @@ def test_events_are_recorded_in_the_raw_format(client, state, ids):
         headers={"X-API-Key": API_KEY},
     )
     assert ok.status_code == 202 and ok.json()["accepted"] == 2
-    lines = [json.loads(x) for x in open(ok.json()["file"]).read().splitlines()]
+    shown = ok.json()["file"]
+    assert shown.startswith("data/01_raw/incoming/sessions/")  # relative: no server paths
+    lines = [json.loads(x) for x in (state.events.root / shown).read_text().splitlines()]
     assert lines[-2] == {**event, "timestamp": "2026-11-22T17:00:00Z"}
 
 

@@ -16,9 +16,17 @@ class IncomingWriter:
     from concurrent requests (threads or worker processes) never interleave, and a batch is
     flushed to the OS before the request is answered."""
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, root: str | Path | None = None):
         self.directory = Path(directory)
+        self.root = Path(root) if root is not None else None
         self._lock = threading.Lock()
+
+    def shown(self, path: Path) -> str:
+        """``path`` as answers show it: relative to the project root (no absolute server
+        paths in responses)."""
+        if self.root is not None and path.is_relative_to(self.root):
+            return str(path.relative_to(self.root))
+        return path.name
 
     def path_for(self, when: datetime) -> Path:
         return self.directory / f"{when:%Y-%m-%d}.jsonl"

@@ -109,7 +109,7 @@ def load_service(
         _load(catalog, "users"),
         _load(catalog, "genre_vocabulary"),
     )
-    users_writer = IncomingWriter(_incoming_path(conf, project_path, "users"))
+    users_writer = IncomingWriter(_incoming_path(conf, project_path, "users"), project_path)
     _register_incoming_users(catalogue, users_writer)
     engine = RecommenderEngine(recommender, catalogue, config, params["recommendation"]["groups"])
     skip = SkipEngine(
@@ -132,7 +132,7 @@ def load_service(
         skip,
         catalogue,
         log,
-        IncomingWriter(_incoming_path(conf, project_path, "sessions")),
+        IncomingWriter(_incoming_path(conf, project_path, "sessions"), project_path),
         users_writer,
         config,
         versions,

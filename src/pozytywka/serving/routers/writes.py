@@ -32,7 +32,7 @@ async def events(body: EventsRequest, state: State) -> EventsResponse:
     users, tracks = state.catalogue.users, state.catalogue.track_index
     return EventsResponse(
         accepted=len(records),
-        file=str(path),
+        file=state.events.shown(path),
         unknown_users=sum(e.user_id not in users for e in body.events),
         unknown_tracks=sum(
             e.track_id is not None and e.track_id not in tracks for e in body.events
@@ -52,7 +52,7 @@ async def users(body: UserRequest, state: State) -> UserResponse:
     genres = state.catalogue.genre_index
     return UserResponse(
         user_id=body.user_id,
-        file=str(path),
+        file=state.users_writer.shown(path),
         favourite_genres_known=[g for g in body.favourite_genres if g in genres],
         favourite_genres_unknown=[g for g in body.favourite_genres if g not in genres],
     )
