@@ -496,3 +496,22 @@ def test_json_depth_is_checked_outside_strings():
     assert not too_deep(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH)
     assert not too_deep(b'{"name": "' + b"[" * 1000 + b'"}')  # brackets in a string
     assert not too_deep(b'{"a": "\\"' + b"[" * 1000 + b'"}')  # after an escaped quote
+
+
+def test_refused_ab_answers_are_logged_against_the_users_arm(client, state, ids):
+    user = ids["users"][0]
+    arm = assign_variant(user, state.config["ab_test"]["playlists_salt"])
+    too_long = {"user_id": user, "other_users": [ids["users"][1]], "playlist_length": 10**6}
+    for path, variant, forced in [
+        ("/playlists", arm, 0),
+        ("/playlists/base", "base", 1),
+        ("/playlists/advanced", "advanced", 1),
+    ]:
+        assert post(client, path, too_long).status_code == 422
+        row = state.log.frame().iloc[-1]
+        assert (row["endpoint"], row["status"]) == (path, 422)
+        assert (row["experiment"], row["variant"], row["forced"]) == ("playlists", variant, forced)
+    # A body with no usable user id still counts in the experiment, without an arm.
+    assert post(client, "/skip-predictions", {"user_id": "x"}).status_code == 422
+    row = state.log.frame().iloc[-1]
+    assert row["experiment"] == "skip_predictions" and pd.isna(row["variant"])

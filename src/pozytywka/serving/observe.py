@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.routing import Match
 
+from .dependencies import assign_variant
 from .loading import ServiceState
 from .prediction_log import Record
 
@@ -134,6 +135,8 @@ class ObserveMiddleware:
         user_id = ab.get("user_id")
         if user_id is None:
             user_id = _requested_user(body)
+        if not ab.get("experiment"):  # an answer refused before its route marked it
+            ab = {**ab, **_arm_of(endpoint, user_id, service.config["ab_test"])}
         service.log.append(
             Record(
                 logged_at=datetime.now(UTC).isoformat(timespec="microseconds"),
@@ -195,3 +198,29 @@ def _known_path(scope) -> str:
         if route.matches(scope)[0] == Match.FULL:
             return scope["path"]
     return "unmatched"
+
+
+EXPERIMENTS = {"/playlists": "playlists", "/skip-predictions": "skip_predictions"}
+
+
+def _arm_of(endpoint: str, user_id: int | None, ab_test: dict) -> dict:
+    """The experiment and arm an A/B route would have answered from, so that an error (a 4xx
+    before the route marked its answer) counts against the arm the user is in."""
+    base, _, forced_variant = _split_route(endpoint)
+    experiment = EXPERIMENTS.get(base)
+    if experiment is None:
+        return {}
+    if forced_variant:
+        return {"experiment": experiment, "variant": forced_variant, "forced": True}
+    if user_id is None:
+        return {"experiment": experiment}
+    salt = ab_test[f"{experiment}_salt"]
+    return {"experiment": experiment, "variant": assign_variant(user_id, salt), "forced": False}
+
+
+def _split_route(endpoint: str) -> tuple[str, str, str]:
+    """``/playlists/base`` -> (``/playlists``, ``/``, ``base``); ``/playlists`` -> (it, "", "")."""
+    head, sep, tail = endpoint.rpartition("/")
+    if head and tail in ("base", "advanced"):
+        return head, sep, tail
+    return endpoint, "", ""
