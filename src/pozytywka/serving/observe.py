@@ -18,6 +18,7 @@ from .prediction_log import Record
 LOGGED = ("/playlists", "/skip-predictions", "/recommendations", "/similar-tracks", "/rerank")
 MAX_JSON_DEPTH = 32  # far beyond any request body here; Python's parser fails near 1,000
 SQLITE_INT = (-(2**63), 2**63 - 1)
+EXPERIMENTS = {"/playlists": "playlists", "/skip-predictions": "skip_predictions"}  # A/B routes
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
@@ -200,13 +201,10 @@ def _known_path(scope) -> str:
     return "unmatched"
 
 
-EXPERIMENTS = {"/playlists": "playlists", "/skip-predictions": "skip_predictions"}
-
-
 def _arm_of(endpoint: str, user_id: int | None, ab_test: dict) -> dict:
     """The experiment and arm an A/B route would have answered from, so that an error (a 4xx
     before the route marked its answer) counts against the arm the user is in."""
-    base, _, forced_variant = _split_route(endpoint)
+    base, forced_variant = _split_route(endpoint)
     experiment = EXPERIMENTS.get(base)
     if experiment is None:
         return {}
@@ -218,9 +216,7 @@ def _arm_of(endpoint: str, user_id: int | None, ab_test: dict) -> dict:
     return {"experiment": experiment, "variant": assign_variant(user_id, salt), "forced": False}
 
 
-def _split_route(endpoint: str) -> tuple[str, str, str]:
-    """``/playlists/base`` -> (``/playlists``, ``/``, ``base``); ``/playlists`` -> (it, "", "")."""
-    head, sep, tail = endpoint.rpartition("/")
-    if head and tail in ("base", "advanced"):
-        return head, sep, tail
-    return endpoint, "", ""
+def _split_route(endpoint: str) -> tuple[str, str]:
+    """``/playlists/base`` -> (``/playlists``, ``base``); ``/playlists`` -> (``/playlists``, "")."""
+    head, _, tail = endpoint.rpartition("/")
+    return (head, tail) if head and tail in ("base", "advanced") else (endpoint, "")
