@@ -17,6 +17,7 @@ from sklearn.metrics import (
 
 from pozytywka.intervals import (
     BinaryRows,
+    calibration_metrics,
     confusion_metrics,
     rank_metrics,
     user_bootstrap,
@@ -93,3 +94,17 @@ def test_paired_interval_of_a_constant_difference_is_that_constant():
 
 def test_fewer_than_two_users_have_no_interval():
     assert np.isnan(user_bootstrap(weighted_means(np.array([1.0])), 1)).all()
+
+
+def test_calibration_metrics_hand_case():
+    y = np.array([True, False, True, False])
+    p = np.array([0.9, 0.1, 0.4, 0.6])
+    rows = BinaryRows(y, np.array([1, 1, 2, 2]))
+    for bins, ece in [(10, (0.1 + 0.1 + 0.6 + 0.6) / 4), (2, (0.5 + 0.5) / 4)]:
+        sums = np.asarray(rows.calibration_table(p, bins).sum(axis=0)).ravel()
+        got = calibration_metrics(sums, bins)
+        assert got["brier_score"] == pytest.approx((0.01 + 0.01 + 0.36 + 0.36) / 4)
+        assert got["expected_calibration_error"] == pytest.approx(ece)
+    # Resampling user 2 twice and user 1 not at all: only rows 3 and 4 count.
+    sums = rows.calibration_table(p, 10).T @ np.array([[0.0, 2.0]]).T
+    assert calibration_metrics(sums, 10)["brier_score"][0] == pytest.approx(0.36)

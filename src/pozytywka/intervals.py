@@ -130,6 +130,32 @@ class BinaryRows:
         neg = _per_user(self.codes, self.n_users, level, n_levels, (~self.y).astype(float))
         return pos, neg
 
+    def calibration_table(self, probability: np.ndarray, n_bins: int) -> sp.csr_matrix:
+        """(users x 3 n_bins + 1) sums per equal-width probability bin: rows, predicted
+        probability, positives; then the squared error (for calibration_metrics)."""
+        p = np.clip(np.asarray(probability, dtype=np.float64), 0.0, 1.0)
+        b = np.minimum((p * n_bins).astype(np.int64), n_bins - 1)
+        y = self.y.astype(float)
+        columns = np.concatenate([b, n_bins + b, 2 * n_bins + b, np.full(len(p), 3 * n_bins)])
+        weights = np.concatenate([np.ones(len(p)), p, y, (p - y) ** 2])
+        codes = np.tile(self.codes, 4)
+        return _per_user(codes, self.n_users, columns, 3 * n_bins + 1, weights)
+
+
+CALIBRATION_METRICS = ("brier_score", "expected_calibration_error")
+
+
+def calibration_metrics(sums: np.ndarray, n_bins: int) -> dict[str, np.ndarray]:
+    """Brier score and expected calibration error (row-weighted mean |mean predicted -
+    observed share| over equal-width bins) from ``calibration_table`` sums (columns first)."""
+    rows, predicted, observed = sums[:n_bins], sums[n_bins : 2 * n_bins], sums[2 * n_bins : -1]
+    total = rows.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "brier_score": sums[-1] / total,
+            "expected_calibration_error": np.abs(predicted - observed).sum(axis=0) / total,
+        }
+
 
 CONFUSION_METRICS = (
     "accuracy",

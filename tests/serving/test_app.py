@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from sklearn.calibration import CalibratedClassifierCV
 
 from pozytywka.pipelines.skip_prediction.nodes import score_pairs
 from pozytywka.recsys.groups import group_playlist, known_to_group
@@ -198,6 +199,8 @@ def test_skip_model_variant_matches_the_batch_scorer(client, state, served_proje
         genres,
         state.skip.params,
     )
+    # The service answers with the calibrated probability (the pipeline's final model).
+    assert isinstance(state.skip.model, CalibratedClassifierCV)
     for row in batch.itertuples():
         answer = post(
             client,

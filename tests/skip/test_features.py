@@ -1,22 +1,26 @@
 """The shared skip library on hand-checked examples: counts, smoothing, out-of-fold rates, the
-feature table and its column order, and the skip score."""
+feature table and its column order, the skip score and its calibration."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit
+from sklearn.linear_model import LogisticRegression
 
 from pozytywka.skip import (
     RATE_FEATURES,
     TRACK_FEATURES,
     TRACK_NUMERIC,
     attach_features,
+    calibrate,
     feature_columns,
     out_of_fold_rates,
     skip_score,
     smoothed_rate,
     training_counts,
+    uncalibrated,
     unobserved_features,
 )
 
@@ -117,3 +121,23 @@ def test_features_without_any_training_value_are_not_model_inputs():
     assert "tempo" not in cols and "valence" not in cols and "energy" in cols
     assert unobserved_features(rows) == ["valence", "tempo"]
     assert cols[-1] == "fav_jazz"
+
+
+def test_calibration_maps_over_predicted_skips_onto_observed_shares():
+    rng = np.random.default_rng(0)
+    x = pd.DataFrame({"a": rng.normal(size=4000)})
+    y = pd.Series(rng.random(4000) < expit(x["a"] - 1.0))  # skip share about 0.3
+    model = LogisticRegression(class_weight="balanced").fit(x[:2000], y[:2000])
+    calibrated = calibrate(model, x[2000:], y[2000:], "sigmoid")
+    assert uncalibrated(calibrated) is model and uncalibrated(model) is model
+    raw, fixed = skip_score(model, x[2000:]), skip_score(calibrated, x[2000:])
+    assert raw.mean() > y[2000:].mean() + 0.1  # balanced weights over-predict skips
+    assert abs(fixed.mean() - y[2000:].mean()) < 0.02
+    np.testing.assert_array_equal(np.argsort(raw), np.argsort(fixed))  # sigmoid keeps the order
+
+
+def test_calibration_needs_both_classes():
+    x = pd.DataFrame({"a": [0.0, 1.0, 2.0]})
+    model = LogisticRegression().fit(x, [0, 1, 1])
+    with pytest.raises(ValueError, match="one class only"):
+        calibrate(model, x, pd.Series([True, True, True]), "sigmoid")

@@ -35,10 +35,14 @@ class CompiledTrees:
         self.trees = np.arange(len(trees))
 
     def skip_probability(self, x: np.ndarray) -> float:
+        return float(expit(self.raw_score(x)))
+
+    def raw_score(self, x: np.ndarray) -> float:
+        """The log-odds (scikit-learn's ``decision_function``) of one row."""
         node = np.zeros(len(self.trees), dtype=np.int64)
         for _ in range(self.depth):
             t = (self.trees, node)
             value = x[self.feature[t]]
             left = np.where(np.isnan(value), self.missing_left[t], value <= self.threshold[t])
             node = np.where(self.leaf[t], node, np.where(left, self.left[t], self.right[t]))
-        return float(expit(self.baseline + self.value[self.trees, node].sum()))
+        return float(self.baseline + self.value[self.trees, node].sum())

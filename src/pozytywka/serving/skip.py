@@ -8,9 +8,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from pozytywka.skip import TRACK_FEATURES, skip_score, smoothed_rate, training_counts
+from pozytywka.skip import (
+    TRACK_FEATURES,
+    skip_score,
+    smoothed_rate,
+    training_counts,
+    uncalibrated,
+)
 
 from .catalogue import Catalogue, UnknownIds
 from .fast_trees import CompiledTrees
@@ -73,21 +80,27 @@ class SkipEngine:
         self.fav_columns = {
             c[len("fav_") :]: i for c, i in self.position.items() if c.startswith("fav_")
         }
+        self.calibrator = None  # set by _compile for a calibrated model
         self.compiled = self._compile(skip_dataset)
 
     def _compile(self, skip_dataset: pd.DataFrame) -> CompiledTrees | None:
-        """The model's trees as arrays, if it is a gradient-boosting classifier and they
-        reproduce its probabilities on sample rows; otherwise scikit-learn predicts."""
-        if not isinstance(self.model, HistGradientBoostingClassifier):
+        """The model's trees as arrays, if it is a gradient-boosting classifier (calibrated
+        or not) and they reproduce its probabilities on sample rows; otherwise scikit-learn
+        predicts."""
+        base = uncalibrated(self.model)
+        if not isinstance(base, HistGradientBoostingClassifier):
             return None
         try:
-            compiled = CompiledTrees(self.model)
+            compiled = CompiledTrees(base)
         except ValueError as exc:
             logger.info("Skip model predicts through scikit-learn: %s", exc)
             return None
+        if isinstance(self.model, CalibratedClassifierCV):
+            # Fitted on the base model's decision_function, the log-odds the trees sum to.
+            self.calibrator = self.model.calibrated_classifiers_[0].calibrators[0]
         sample = skip_dataset[self.columns].head(500)
         expected = skip_score(self.model, sample)
-        got = np.array([compiled.skip_probability(x) for x in sample.to_numpy(float)])
+        got = np.array([self._compiled_probability(compiled, x) for x in sample.to_numpy(float)])
         if not np.allclose(got, expected, rtol=0, atol=1e-9):
             logger.warning(
                 "Compiled trees disagree with scikit-learn (max %.2e): not used",
@@ -95,6 +108,11 @@ class SkipEngine:
             )
             return None
         return compiled
+
+    def _compiled_probability(self, compiled: CompiledTrees, x: np.ndarray) -> float:
+        if self.calibrator is None:
+            return compiled.skip_probability(x)
+        return float(self.calibrator.predict(np.array([compiled.raw_score(x)]))[0])
 
     @property
     def predictor(self) -> str:
@@ -141,7 +159,7 @@ class SkipEngine:
                 cold,
             )
         if self.compiled is not None:
-            probability = self.compiled.skip_probability(x)
+            probability = self._compiled_probability(self.compiled, x)
         else:
             x_frame = pd.DataFrame(x[None, :], columns=self.columns)
             probability = float(skip_score(self.model, x_frame)[0])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
 
 from pozytywka.contract import NUMERIC_TRACK_FEATURES
 from pozytywka.recsys.encoding import multi_hot
@@ -153,3 +155,22 @@ def skip_score(model, x: pd.DataFrame) -> np.ndarray:
     if hasattr(model, "predict_proba"):
         return model.predict_proba(x)[:, 1]
     return model.decision_function(x)
+
+
+def calibrate(model, x: pd.DataFrame, y: pd.Series, method: str) -> CalibratedClassifierCV:
+    """``model`` (fitted, left as it is) with its probabilities mapped onto the skip shares
+    observed in ``x``, ``y``: a held-out period the model never saw."""
+    if y.nunique() < 2:
+        raise ValueError(
+            "the validation period holds one class only: the skip model cannot be calibrated; "
+            "enlarge skip_prediction.dataset.split.validation_size"
+        )
+    return CalibratedClassifierCV(FrozenEstimator(model), method=method).fit(x, y)
+
+
+def uncalibrated(model):
+    """The fitted model inside a ``calibrate``d one (the model itself otherwise)."""
+    if isinstance(model, CalibratedClassifierCV):
+        inner = model.calibrated_classifiers_[0].estimator
+        return inner.estimator if isinstance(inner, FrozenEstimator) else inner
+    return model

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 
 from pozytywka.pipelines.feature_engineering.nodes import genre_vocabulary
+from pozytywka.pipelines.skip_prediction import nodes as skip_nodes
 from pozytywka.pipelines.skip_prediction.nodes import (
     build_skip_dataset,
     evaluate_skip_models,
@@ -177,3 +181,22 @@ def test_a_feature_no_training_row_has_is_left_out_and_the_rule_flagged(skip_dat
     assert summary["beats_linear_svc_on_validation"] == (
         summary["validation_value"] > summary["linear_svc_validation_value"]
     )
+
+
+def test_the_skip_search_stops_before_a_trial_would_pass_its_timeout(monkeypatch):
+    clock = iter([0.0, 30.0, 70.0])  # creation, after trial 1, after trial 2
+    monkeypatch.setattr(skip_nodes.time, "monotonic", lambda: next(clock))
+    callback = skip_nodes.stop_before_overrun(90)
+    study = optuna.create_study(direction="maximize")
+    stopped = []
+    monkeypatch.setattr(study, "stop", lambda: stopped.append(len(study.trials)))
+    for seconds in (30, 40):
+        trial = optuna.trial.create_trial(
+            value=0.5, params={}, distributions={}, state=optuna.trial.TrialState.COMPLETE
+        )
+        trial.datetime_start = datetime(2026, 1, 1)
+        trial.datetime_complete = trial.datetime_start + timedelta(seconds=seconds)
+        study.add_trial(trial)
+        callback(study, study.trials[-1])
+    # After 30 s, a 30 s trial still fits in 90 s; after 70 s, a 40 s one does not.
+    assert stopped == [2]

@@ -10,11 +10,11 @@ service); these nodes wire them into the dataset, the model search and the batch
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import optuna
 import pandas as pd
-from sklearn.base import clone
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.inspection import permutation_importance
@@ -30,11 +30,13 @@ from sklearn.svm import LinearSVC
 from pozytywka.skip import (
     attach_features,
     baseline_rule,
+    calibrate,
     feature_columns,
     out_of_fold_rates,
     skip_score,
     smoothed_rate,
     training_counts,
+    uncalibrated,
     unobserved_features,
 )
 
@@ -152,11 +154,14 @@ def train_models(
     dataset: pd.DataFrame, params: dict
 ) -> tuple[Pipeline, Pipeline, dict, pd.DataFrame]:
     """Reference LinearSVC, then an Optuna search over logistic regression and gradient
-    boosting on the validation split; the final model is refit on train + validation.
+    boosting on the validation split; the final model is the best fit on the training period,
+    its probabilities calibrated on the validation period (balanced class weights make the
+    raw ones over-predict skips).
 
     Args:
         params: ``skip_prediction.training``: ``seed``, ``selection_metric``, ``linear_svc``,
-            ``search`` (models, budget, space).
+            ``search`` (models, budget, space), ``calibration`` (``method``: sigmoid or
+            isotonic, as ``CalibratedClassifierCV``).
 
     Returns (linear_svc, final model, selection summary, trials table).
     """
@@ -173,16 +178,20 @@ def train_models(
             return roc_auc_score(val["skipped"], skip_score(model, val[cols]))
         return balanced_accuracy_score(val["skipped"], model.predict(val[cols]))
 
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    )
     study.optimize(
         lambda t: validation_value(_candidate(t, search, seed).fit(train[cols], train["skipped"])),
         n_trials=search["n_trials"],
         timeout=search["timeout_seconds"],
+        callbacks=[stop_before_overrun(search["timeout_seconds"])],
     )
     best = _candidate(optuna.trial.FixedTrial(study.best_params), search, seed)
-    both = pd.concat([train, val])
-    final = clone(best).fit(both[cols], both["skipped"])
+    best.fit(train[cols], train["skipped"])
+    final = calibrate(best, val[cols], val["skipped"], params["calibration"]["method"])
     summary = _selection_summary(study, metric, validation_value(svc), dataset)
+    summary["calibration"] = params["calibration"]["method"]
     trials = study.trials_dataframe(attrs=("number", "value", "params", "state", "duration"))
     trials["duration"] = trials["duration"].dt.total_seconds()
     logger.info(
@@ -193,6 +202,28 @@ def train_models(
         summary["linear_svc_validation_value"],
     )
     return svc, final, summary, trials
+
+
+def stop_before_overrun(timeout_seconds: float):
+    """An Optuna callback that stops the study when the next trial, if it takes as long as
+    the longest so far, would end past ``timeout_seconds`` (Optuna's own timeout only stops
+    starting trials, so one long trial overruns it)."""
+    start = time.monotonic()
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        longest = max(
+            (t.duration.total_seconds() for t in study.trials if t.duration is not None),
+            default=0.0,
+        )
+        if time.monotonic() - start + longest > timeout_seconds:
+            logger.info(
+                "Skip search stopped after %d trials: another would pass the %.0f s timeout",
+                len(study.trials),
+                timeout_seconds,
+            )
+            study.stop()
+
+    return callback
 
 
 def _selection_summary(
@@ -240,6 +271,8 @@ def evaluate_skip_models(
             "linear_svc_predicted": svc.predict(test[cols]).astype(bool),
             "final_score": skip_score(final, test[cols]),
             "final_predicted": final.predict(test[cols]).astype(bool),
+            "final_uncalibrated_score": skip_score(uncalibrated(final), test[cols]),
+            "final_uncalibrated_predicted": uncalibrated(final).predict(test[cols]).astype(bool),
         }
     )
     return predictions, _permutation_importance(final, test, cols, params)
