@@ -27,6 +27,9 @@ class LightFMRecommender(PythonModel):
     favourite genres (and premium flag), normalised as training rows were (``normalize``).
     """
 
+    # Columns a request may leave out (the logged signature says so).
+    optional_inputs = ("k",)
+
     def __init__(
         self,
         scorer: EmbeddingScorer,
@@ -68,6 +71,10 @@ class LightFMRecommender(PythonModel):
         emb = weight * self.user_feature_embeddings[cols].sum(axis=0)
         bias = weight * float(self.user_feature_biases[cols].sum())
         return bias, emb.astype(np.float32)
+
+    def input_example(self) -> pd.DataFrame:
+        """A request for the first known user's top ``k`` (the logged model's example)."""
+        return pd.DataFrame({"user_id": self.user_ids[:1], "k": [self.k]})
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         k = int(model_input["k"].iloc[0]) if "k" in model_input else self.k

@@ -59,26 +59,25 @@ def fit_epochs(
 ) -> LightFM:
     """Train epoch by epoch with ``fit_partial`` so a caller can evaluate (and prune) each one.
 
-    Raises DivergedError as soon as a parameter leaves ``[-DIVERGED_ABOVE, DIVERGED_ABOVE]``.
+    Raises DivergedError as soon as a parameter is not finite or leaves
+    ``[-DIVERGED_ABOVE, DIVERGED_ABOVE]``.
     """
     for epoch in range(1, epochs + 1):
-        model.fit_partial(
-            interactions,
-            user_features=user_features,
-            item_features=item_features,
-            sample_weight=weights,
-            epochs=1,
-            num_threads=threads(num_threads),
-        )
-        largest = max(
-            float(np.abs(a).max(initial=0.0))
-            for a in (
-                model.user_embeddings,
-                model.item_embeddings,
-                model.user_biases,
-                model.item_biases,
+        try:
+            model.fit_partial(
+                interactions,
+                user_features=user_features,
+                item_features=item_features,
+                sample_weight=weights,
+                epochs=1,
+                num_threads=threads(num_threads),
             )
-        )
+        except ValueError as exc:
+            if "not all estimated parameters are finite" not in str(exc).lower():
+                raise
+            largest = float("inf")  # LightFM's own check: a parameter became NaN or infinite
+        else:
+            largest = _largest_parameter(model)
         if not largest <= DIVERGED_ABOVE:  # NaN fails too
             raise DivergedError(
                 f"LightFM diverged at epoch {epoch}: a parameter reached {largest:.3g} "
@@ -104,3 +103,15 @@ class EmbeddingScorer:
             + self.item_bias[None, :]
             + self.user_bias[users][:, None]
         )
+
+
+def _largest_parameter(model: LightFM) -> float:
+    return max(
+        float(np.abs(a).max(initial=0.0))
+        for a in (
+            model.user_embeddings,
+            model.item_embeddings,
+            model.user_biases,
+            model.item_biases,
+        )
+    )

@@ -14,11 +14,14 @@ from pozytywka.pipelines.recommendation.nodes import _search_result as search_re
 from pozytywka.pipelines.recommendation.nodes import (
     compare_training_variants,
     evaluate_recommenders,
+    make_pruner,
     prepare_training_data,
     recommend_for_users,
     search_hyperparameters,
+    train_default_model,
     train_final_model,
 )
+from pozytywka.recsys.baselines import grid_points, tune_baselines
 from pozytywka.recsys.groups import known_to_group
 from pozytywka.recsys.model import DivergedError, EmbeddingScorer, fit_epochs
 from tests.project import load_params
@@ -84,10 +87,24 @@ def test_short_search_and_final_model_reload(rec_data, tiny_features, rec_params
     assert not np.asarray(known[rows]).ravel().any()  # nothing the user already played
     assert recs.groupby("user_id").size().eq(rec_params["recommendations"]["k"]).all()
 
+    tuning = tune_baselines(rec_data, p["baselines"])
+    assert set(tuning) == {"als", "ease"}
+    assert len(tuning["als"]["grid"]) == len(grid_points(p["baselines"]["als"]["grid"]))
+    defaults = train_default_model(rec_data, best, uf, itf, p["training"])
+    assert ("model" in defaults) == best["improved_on_defaults"]
     per_user, summary, groups = evaluate_recommenders(
-        model, rec_data, uf, itf, p["groups"], p["evaluation"]["seed"]
+        model,
+        defaults,
+        rec_data,
+        uf,
+        itf,
+        tuning,
+        p["groups"],
+        p["evaluation"]["seed"],
+        p["baselines"],
     )
-    assert set(per_user["scorer"]) == set(summary) == {"baseline", "popularity", "model"}
+    expected = {"baseline", "popularity", "als", "ease", "model"} | ({"defaults"} & {*defaults})
+    assert set(per_user["scorer"]) == set(summary) == expected
     test_users = np.flatnonzero(np.diff(rec_data["test"].indptr))
     for scorer, rows in per_user.groupby("scorer"):
         assert sorted(rows["user"]) == test_users.tolist()  # every scorer, the same users
@@ -169,3 +186,28 @@ def test_a_diverged_model_is_refused(tiny_features):
             lambda epoch, _: seen.append(epoch),
         )
     assert seen == [1]  # the diverged epoch is never evaluated
+
+
+def test_the_search_timeout_holds_once_a_trial_has_completed(rec_data, tiny_features, rec_params):
+    _, inputs = tiny_features
+    uf, itf = inputs["user_features"], inputs["item_features"]
+    p = rec_params
+    search = {**p["search"], "timeout_seconds": 0.01, "n_trials": 5, "study_name": "deadline"}
+    comparison = {"chosen": "likes"}
+    _, trials, _ = search_hyperparameters(
+        rec_data, comparison, uf, itf, search, p["training"], p["groups"]
+    )
+    states = trials.sort_values("number")["state"].tolist()
+    # The defaults complete (there is always a model); the next trial is stopped at its
+    # first epoch and no other starts.
+    assert states[0] == "COMPLETE" and len(states) <= 2
+    assert "COMPLETE" not in states[1:]
+
+
+def test_pruners_from_parameters():
+    hyperband = make_pruner({"kind": "hyperband", "min_epochs": 2, "reduction_factor": 3}, 30)
+    assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
+    median = make_pruner({"kind": "median", "startup_trials": 3, "warmup_epochs": 4}, 30)
+    assert isinstance(median, optuna.pruners.MedianPruner)
+    with pytest.raises(ValueError, match="hyperband or median"):
+        make_pruner({"kind": "asha"}, 30)

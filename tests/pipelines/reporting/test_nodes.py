@@ -74,7 +74,7 @@ def test_recommendation_report_without_oracle_says_what_is_significant():
     report = recommendation_report(
         per_user, evaluation, pd.DataFrame(), pd.DataFrame(), NO_ORACLE, pd.DataFrame(), BOOTSTRAP
     )
-    markdown = recommendation_markdown(report, search_summary(comparison, best, trials), groups)
+    markdown = recommendation_markdown(report, search_summary(comparison, best, trials, {}), groups)
     mlflow = recommendation_mlflow(report)
     plots = plot_recommendation(trials, pd.DataFrame(), pd.DataFrame(), NO_ORACLE, groups)
     assert "oracle" not in report and report["oracle_absent_reason"] == NO_ORACLE["reason"]
@@ -97,7 +97,7 @@ def test_recommendation_report_without_oracle_says_what_is_significant():
         "groups": 0,
         "bootstrap_resamples": 300,
     }
-    assert mlflow["rec.model.precision_at_10"]["value"] == pytest.approx(model.mean())
+    assert mlflow["rec/test/precision_at_10"]["value"] == pytest.approx(model.mean())
     for fig in plots:
         plt.close(fig)
 
@@ -115,7 +115,9 @@ def test_recommendation_report_with_oracle_shows_the_fraction():
         per_user, evaluation, pd.DataFrame(), oracle_rows, oracle, pd.DataFrame(), BOOTSTRAP
     )
     markdown = recommendation_markdown(
-        report, search_summary(comparison, best, trials), load_params("recommendation")["groups"]
+        report,
+        search_summary(comparison, best, trials, {}),
+        load_params("recommendation")["groups"],
     )
     assert report["oracle"]["precision_at_10"] == pytest.approx(2 * model.mean())
     assert "| precision_at_10 |" in markdown and "| 50.0% |" in markdown
@@ -126,7 +128,8 @@ def _skip_predictions(n_users: int = 80, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     users = np.repeat(np.arange(n_users), 10)
     y = rng.random(len(users)) < 0.3
-    good = np.where(y, 0.7, 0.3) + rng.normal(0, 0.2, len(y))
+    good = np.clip(np.where(y, 0.7, 0.3) + rng.normal(0, 0.2, len(y)), 0, 1)
+    over = np.clip(good + 0.3, 0, 1)  # the same ranking, probabilities far too high
     return pd.DataFrame(
         {
             "user_id": users,
@@ -137,6 +140,8 @@ def _skip_predictions(n_users: int = 80, seed: int = 0) -> pd.DataFrame:
             "linear_svc_predicted": good > 0.5,
             "final_score": good,
             "final_predicted": good > 0.5,
+            "final_uncalibrated_score": over,
+            "final_uncalibrated_predicted": over > 0.5,
         }
     )
 
@@ -174,9 +179,17 @@ def test_skip_report_figures_and_differences():
     same = report["difference"]["final_vs_linear_svc"]["roc_auc"]
     assert same["estimate"] == 0 and not same["significant"]
     assert report["sizes"]["test_users"] == 80 and report["sizes"]["test_plays"] == 800
+    # Calibration: the Brier score by hand; the over-confident copy is significantly worse.
+    brier = ((predictions["final_score"] - y) ** 2).mean()
+    assert report["final"]["brier_score"] == pytest.approx(brier)
+    assert "brier_score" not in report["linear_svc"]  # a margin, not a probability
+    calibration = report["difference"]["calibrated_vs_uncalibrated"]
+    for m in ["brier_score", "expected_calibration_error"]:
+        assert calibration[m]["estimate"] < 0 and calibration[m]["significant"], m
+    assert "Do its probabilities mean what they say?" in markdown
     low, high = report["intervals"]["final"]["roc_auc"]
     assert low < report["final"]["roc_auc"] < high
     assert "No oracle" in markdown and "final / oracle" not in markdown
-    assert "skip.final.roc_auc" in mlflow
+    assert "skip/test/roc_auc" in mlflow
     for fig in plots:
         plt.close(fig)

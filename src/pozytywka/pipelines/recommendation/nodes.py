@@ -6,7 +6,9 @@ popularity (the oracle is oracle_evaluation's; the reports are reporting's).
 from __future__ import annotations
 
 import logging
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -16,8 +18,10 @@ import pandas as pd
 import scipy.sparse as sp
 from lightfm import LightFM
 from lightfm.data import Dataset
+from tqdm.auto import tqdm
 
 from pozytywka.intervals import user_bootstrap, weighted_means
+from pozytywka.recsys.baselines import baseline_scorers
 from pozytywka.recsys.encoding import label_pairs, pairs_matrix
 from pozytywka.recsys.groups import (
     evaluate_groups,
@@ -50,6 +54,21 @@ from matplotlib.figure import Figure  # noqa: E402
 
 logger = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class _SaidAlready(logging.Filter):
+    """Optuna's own lines about a trial this module failed on purpose (a diverged model:
+    value NaN), which it has already logged in one line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "failed with value nan" not in message and "value nan is not acceptable" not in (
+            message
+        )
+
+
+for _handler in logging.getLogger("optuna").handlers:
+    _handler.addFilter(_SaidAlready())
 
 
 # ---- data ------------------------------------------------------------------------------------
@@ -270,20 +289,25 @@ def search_hyperparameters(
             "the default configuration is trained"
         )
         n_trials = 1
+    deadline = time.monotonic() + search["timeout_seconds"]
     objective = _lightfm_objective(
-        data, inter, weights, user_features, item_features, groups, search, training
+        data, inter, weights, user_features, item_features, groups, search, training, deadline
     )
-    study.optimize(
-        objective,
-        n_trials=n_trials,
-        timeout=search["timeout_seconds"],
-        catch=(ValueError, FloatingPointError),
-    )
+    with _progress(n_trials, "LightFM trials") as bar:
+        study.optimize(
+            objective,
+            n_trials=n_trials,
+            timeout=search["timeout_seconds"],
+            catch=(ValueError, FloatingPointError),
+            callbacks=[lambda study, trial: bar.update()],
+        )
     return _search_result(study, search, comparison, data), _trials_table(study), study
 
 
 def _open_study(search: dict, seed: int) -> optuna.Study:
-    """The study in ``search.storage``, emptied first unless ``search.resume``."""
+    """The study in ``search.storage``, emptied first unless ``search.resume``: multivariate
+    TPE (the hyperparameters interact: a high learning rate wants few epochs) and a
+    multi-fidelity pruner on epochs."""
     if search["storage"].startswith("sqlite:///"):
         Path(search["storage"].removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if not search["resume"]:
@@ -296,12 +320,29 @@ def _open_study(search: dict, seed: int) -> optuna.Study:
         storage=search["storage"],
         direction="maximize",
         load_if_exists=True,
-        sampler=optuna.samplers.TPESampler(seed=seed),
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=search["pruner"]["startup_trials"],
-            n_warmup_steps=search["pruner"]["warmup_epochs"],
+        sampler=optuna.samplers.TPESampler(
+            seed=seed,
+            multivariate=True,
+            n_startup_trials=search["sampler"]["startup_trials"],
         ),
+        pruner=make_pruner(search["pruner"], search["space"]["epochs"][1]),
     )
+
+
+def make_pruner(pruner: dict, max_epochs: int) -> optuna.pruners.BasePruner:
+    """``pruner.kind``: ``hyperband`` (successive halving on epochs over several brackets,
+    from ``min_epochs``) or ``median`` (after ``warmup_epochs``, from ``startup_trials``)."""
+    if pruner["kind"] == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=pruner["min_epochs"],
+            max_resource=max_epochs,
+            reduction_factor=pruner["reduction_factor"],
+        )
+    if pruner["kind"] == "median":
+        return optuna.pruners.MedianPruner(
+            n_startup_trials=pruner["startup_trials"], n_warmup_steps=pruner["warmup_epochs"]
+        )
+    raise ValueError(f"search.pruner.kind must be hyperband or median, not {pruner['kind']!r}")
 
 
 def _suggest(trial: optuna.Trial, space: dict) -> tuple[dict, int]:
@@ -325,16 +366,22 @@ def _lightfm_objective(
     groups: list[np.ndarray],
     search: dict,
     training: dict,
+    deadline: float,
 ):
     """The trial function: train for the suggested epochs, report the validation objective
     every ``evaluate_every`` epochs (pruning checkpoints), record AUC, precision and group
-    NDCG as trial attributes."""
+    NDCG as trial attributes. Past ``deadline`` (``time.monotonic()``) the running trial is
+    pruned and the study stopped, so the search's timeout holds; only once a trial has
+    completed, so there is always a model to train."""
 
     def objective(trial: optuna.Trial) -> float:
         hp, epochs = _suggest(trial, search["space"])
         last = {"value": 0.0}
 
         def report(epoch: int, model: LightFM) -> None:
+            if time.monotonic() > deadline and _has_completed(trial.study):
+                trial.study.stop()
+                raise optuna.TrialPruned(f"search timeout reached at epoch {epoch}")
             if epoch % search["evaluate_every"] and epoch != epochs:
                 return
             scorer = EmbeddingScorer(model, user_features, item_features)
@@ -356,21 +403,37 @@ def _lightfm_objective(
             trial.set_user_attr("failed", str(exc))
             return float("nan")
         scorer = EmbeddingScorer(model, user_features, item_features)
-        per_user, coverage = per_user_ranking_metrics(scorer, data["validation"], data["fit_known"])
-        final = summarise_ranking(per_user, coverage)
-        group_values = _group_ndcgs(scorer, data["validation"], data["fit_known"], groups)
-        trial.set_user_attr("auc", final["auc"])
-        trial.set_user_attr("precision_at_10", final["precision_at_10"])
-        trial.set_user_attr("group_ndcg", _mean_ndcg(group_values))
-        # The objective per validation user (per group): the paired comparison with the
-        # defaults (_paired_gain) needs it.
-        units = (
-            group_values if search["objective"] == "group_ndcg" else per_user[search["objective"]]
-        )
-        trial.set_user_attr("validation_units", np.round(np.asarray(units, float), 6).tolist())
+        _record_validation(trial, scorer, data, groups, search["objective"])
         return last["value"]
 
     return objective
+
+
+def _record_validation(
+    trial: optuna.Trial, scorer: Scorer, data: dict, groups: list[np.ndarray], objective: str
+) -> None:
+    """The trained model's validation AUC, precision@10, NDCG@10 and group NDCG as trial
+    attributes, with the objective per validation user (per group): the paired comparison
+    with the defaults (_paired_gain) needs it."""
+    per_user, coverage = per_user_ranking_metrics(scorer, data["validation"], data["fit_known"])
+    final = summarise_ranking(per_user, coverage)
+    group_values = _group_ndcgs(scorer, data["validation"], data["fit_known"], groups)
+    for name in ("auc", "precision_at_10", "ndcg_at_10"):
+        trial.set_user_attr(name, final[name])
+    trial.set_user_attr("group_ndcg", _mean_ndcg(group_values))
+    units = group_values if objective == "group_ndcg" else per_user[objective]
+    trial.set_user_attr("validation_units", np.round(np.asarray(units, float), 6).tolist())
+
+
+def _has_completed(study: optuna.Study) -> bool:
+    return bool(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+
+
+@contextmanager
+def _progress(total: int, description: str):
+    """A tqdm bar on the terminal (none when the output is not one, e.g. in CI logs)."""
+    with tqdm(total=total, desc=description, disable=not sys.stderr.isatty(), leave=False) as bar:
+        yield bar
 
 
 def _search_result(study: optuna.Study, search: dict, comparison: dict, data: dict) -> dict:
@@ -526,6 +589,23 @@ def train_final_model(
     return model
 
 
+def train_default_model(
+    data: dict,
+    best: dict,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    training: dict,
+) -> dict:
+    """The default configuration trained as the final model is, when the search chose
+    another (``{"model": LightFM}``; empty when the defaults won): on the test split it says
+    whether the search paid off."""
+    if not best.get("improved_on_defaults"):
+        return {}
+    defaults = {**best, **{k: v for k, v in training["defaults"].items()}}
+    logger.info("Training the default configuration too, to compare it on the test split")
+    return {"model": train_final_model(data, defaults, user_features, item_features, training)}
+
+
 def recommend_for_users(
     model: LightFM,
     data: dict,
@@ -597,18 +677,25 @@ def package_model(
 
 def evaluate_recommenders(
     model: LightFM,
+    default_model: dict,
     data: dict,
     user_features: sp.csr_matrix,
     item_features: sp.csr_matrix,
+    baseline_tuning: dict,
     group_protocol: dict,
     seed: int,
+    baselines: dict,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
-    """Design §4 metrics on the held-out likes for the history baseline, popularity and the
-    model, and the group protocol for every aggregation strategy.
+    """Design §4 metrics on the held-out likes for the history baseline, popularity, the
+    strong baselines (ALS, EASE: refit on every training like with their tuned
+    hyperparameters) and the model, and the group protocol for every aggregation strategy.
 
     Args:
+        default_model: ``train_default_model``'s output: scored as ``defaults`` if there.
+        baseline_tuning: ``tune_baselines``' output.
         group_protocol: ``recommendation.groups`` (number, sizes, length, seed, strategies).
         seed: the random-from-history baseline's order (``recommendation.evaluation.seed``).
+        baselines: ``recommendation.baselines`` (``seed`` of ALS).
 
     Returns one row per (scorer, test user) of ranking metrics (the reporting pipeline takes
     means and bootstrap intervals over users from it), the catalogue-level figures per scorer,
@@ -619,8 +706,11 @@ def evaluate_recommenders(
     scorers: dict[str, Scorer] = {
         "baseline": history_scorer(known, seed),
         "popularity": popularity_scorer(known, data["train_liked"]),
+        **baseline_scorers(data, baseline_tuning, baselines["seed"]),
         "model": model_scorer,
     }
+    if "model" in default_model:
+        scorers["defaults"] = EmbeddingScorer(default_model["model"], user_features, item_features)
     per_user, summary = rank_each(scorers, test, known)
     groups = protocol_groups(known.shape[0], group_protocol)
     table = evaluate_groups(

@@ -3,6 +3,8 @@ evaluated beside the history baseline and a popularity ranker (reports: reportin
 
 from kedro.pipeline import Node, Pipeline
 
+from pozytywka.recsys.baselines import tune_baselines
+
 from .nodes import (
     compare_training_variants,
     evaluate_recommenders,
@@ -11,6 +13,7 @@ from .nodes import (
     prepare_training_data,
     recommend_for_users,
     search_hyperparameters,
+    train_default_model,
     train_final_model,
 )
 
@@ -84,6 +87,17 @@ def _training_nodes() -> list[Node]:
             name="train_final_model",
         ),
         Node(
+            train_default_model,
+            [
+                "recommendation_data",
+                "best_hyperparameters",
+                *FEATURES,
+                "params:recommendation.training",
+            ],
+            "default_lightfm_model",
+            name="train_default_model",
+        ),
+        Node(
             recommend_for_users,
             [
                 "lightfm_model",
@@ -113,16 +127,26 @@ def _training_nodes() -> list[Node]:
 
 
 def _evaluation_nodes() -> list[Node]:
-    """Every scorer on the test split, for single users and group playlists."""
+    """The strong baselines tuned on validation; every scorer on the test split, for single
+    users and group playlists."""
     return [
+        Node(
+            tune_baselines,
+            ["recommendation_data", "params:recommendation.baselines"],
+            "baseline_tuning",
+            name="tune_baselines",
+        ),
         Node(
             evaluate_recommenders,
             [
                 "lightfm_model",
+                "default_lightfm_model",
                 "recommendation_data",
                 *FEATURES,
+                "baseline_tuning",
                 "params:recommendation.groups",
                 "params:recommendation.evaluation.seed",
+                "params:recommendation.baselines",
             ],
             [
                 "recommendation_user_metrics",

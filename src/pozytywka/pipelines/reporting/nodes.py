@@ -22,15 +22,18 @@ from sklearn.metrics import (
     accuracy_score,
     average_precision_score,
     balanced_accuracy_score,
+    brier_score_loss,
     confusion_matrix,
     precision_recall_fscore_support,
     roc_auc_score,
 )
 
 from pozytywka.intervals import (
+    CALIBRATION_METRICS,
     CONFUSION_METRICS,
     RANK_METRICS,
     BinaryRows,
+    calibration_metrics,
     confusion_metrics,
     rank_metrics,
     user_bootstrap,
@@ -118,7 +121,9 @@ def _fmt_signed(value) -> str:
 
 # ---- recommendation ----------------------------------------------------------------------------
 
-REC_SCORERS = ("baseline", "popularity", "model", "oracle")
+REC_SCORERS = ("baseline", "popularity", "als", "ease", "defaults", "model", "oracle")
+# Baselines the model is compared with, user by user (those the run produced).
+REC_COMPARED = ("popularity", "baseline", "als", "ease", "defaults")
 REC_HEADLINE = (
     "auc",
     "precision_at_10",
@@ -240,7 +245,8 @@ def recommendation_report(
         )
     difference = {
         f"model_vs_{other}": _model_difference(per_user, report, other, bootstrap)
-        for other in ("popularity", "baseline")
+        for other in REC_COMPARED
+        if other in report
     }
     groups, group_intervals, group_difference = _group_summary(group_table, bootstrap)
     report.update(
@@ -278,10 +284,14 @@ def _model_difference(per_user: pd.DataFrame, report: dict, other: str, bootstra
     )
 
 
-def search_summary(comparison: dict, best: dict, trials: pd.DataFrame) -> dict:
-    """``recommendation_search.json``: the chosen variant, the winner and the trial counts."""
+def search_summary(
+    comparison: dict, best: dict, trials: pd.DataFrame, baseline_tuning: dict
+) -> dict:
+    """``recommendation_search.json``: the chosen variant, the winner, the trial counts and
+    the strong baselines' tuning."""
     return {
         "best": best,
+        "baselines": baseline_tuning,
         "training_variants": comparison,
         "trials": int(len(trials)),
         "pruned": int((trials["state"] == "PRUNED").sum()) if len(trials) else 0,
@@ -350,8 +360,66 @@ def recommendation_markdown(report: dict, search: dict, groups: dict) -> str:
         "the history baseline",
         _pick(report["difference"]["model_vs_baseline"]),
     )
+    for other, title, name in STRONG_BASELINES:
+        if f"model_vs_{other}" in report["difference"]:
+            lines += _difference_lines(
+                f"model − {title}",
+                "the model",
+                name,
+                _pick(report["difference"][f"model_vs_{other}"]),
+            )
+    lines += _strong_baseline_lines(report, search)
     lines += _group_lines(report, scorers, groups)
     return "\n".join(lines) + "\n"
+
+
+STRONG_BASELINES = (
+    ("als", "ALS (implicit, tuned on validation)", "ALS"),
+    ("ease", "EASE (tuned on validation)", "EASE"),
+    ("defaults", "LightFM with the default hyperparameters", "the defaults"),
+)
+
+
+def _strong_baseline_lines(report: dict, search: dict) -> list[str]:
+    """Which strong baseline, if any, beats the model on precision@10, and EASE's absence."""
+    lines = []
+    strong = [s for s in ("als", "ease") if s in report]
+    better = [
+        s
+        for s in strong
+        if report["difference"][f"model_vs_{s}"]["precision_at_10"]["estimate"] < 0
+    ]
+    significant = [
+        s for s in better if report["difference"][f"model_vs_{s}"]["precision_at_10"]["significant"]
+    ]
+    if significant:
+        lines.append(
+            "**A strong baseline beats the LightFM model** on precision@10: "
+            + ", ".join(f"{s.upper()} ({report[s]['precision_at_10']:.4f})" for s in significant)
+            + f" against {report['model']['precision_at_10']:.4f}."
+        )
+    elif better:
+        lines.append(
+            "On precision@10 " + ", ".join(s.upper() for s in better) + " scores above the "
+            "model, but not significantly."
+        )
+    elif strong:
+        lines.append("The model is above every strong baseline on precision@10.")
+    if "model_vs_defaults" in report["difference"]:
+        d = report["difference"]["model_vs_defaults"]["precision_at_10"]
+        lo, hi = d["interval"]
+        verdict = (
+            "beats" if d["significant"] and d["estimate"] > 0 else "does **not** demonstrably beat"
+        )
+        interval = f" [{lo:+.4f}, {hi:+.4f}]" if lo is not None else ""
+        lines.append(
+            f"The searched model {verdict} the default configuration on the test split "
+            f"(precision@10 difference {d['estimate']:+.4f}{interval})."
+        )
+    skipped = (search.get("baselines") or {}).get("ease", {}).get("skipped")
+    if skipped:
+        lines.append(f"EASE was not run: {skipped}.")
+    return [*lines, ""] if lines else []
 
 
 def _rec_header_lines(report: dict, search: dict) -> list[str]:
@@ -463,31 +531,41 @@ def _pick(diff: dict) -> dict:
 
 
 def recommendation_mlflow(report: dict) -> dict:
-    """MLflow metrics: each figure, its interval bounds, the differences, the oracle share."""
+    """MLflow metrics, grouped by ``/`` as the UI shows them: the model's figures as headline
+    ``rec/test/<metric>`` (other scorers ``rec/test/<scorer>/<metric>``), interval bounds
+    (``.../low``, ``.../high``), the differences, the oracle share and the group playlists
+    (``rec/groups/<strategy>/<scorer>/<metric>``)."""
     scorers = [s for s in REC_SCORERS if s in report]
-    metrics = {f"rec.{s}.{m}": v for s in scorers for m, v in report[s].items()}
+    metrics = {}
     for s in scorers:
+        base = _scorer_prefix("rec/test", s, "model")
+        metrics.update({f"{base}/{m}": v for m, v in report[s].items()})
         for m, (lo, hi) in report["intervals"][s].items():
-            metrics.update({f"rec.{s}.{m}.low": lo, f"rec.{s}.{m}.high": hi})
+            metrics.update({f"{base}/{m}/low": lo, f"{base}/{m}/high": hi})
     for pair, diff in report["difference"].items():
-        metrics.update({f"rec.{pair}.{m}": d["estimate"] for m, d in diff.items()})
+        metrics.update({f"rec/test/{pair}/{m}": d["estimate"] for m, d in diff.items()})
     if "oracle" in report:
         metrics.update(
             {
-                f"rec.model_fraction_of_oracle.{m}": report["model"][m] / o
+                f"rec/test/model_fraction_of_oracle/{m}": report["model"][m] / o
                 for m, o in report["oracle"].items()
                 if o
             }
         )
     metrics.update(
         {
-            f"rec.groups.{st}.{s}.{m}": v
+            f"rec/groups/{st}/{s}/{m}": v
             for st, by in report["groups"].items()
             for s, vals in by.items()
             for m, v in vals.items()
         }
     )
     return mlflow_metrics(metrics)
+
+
+def _scorer_prefix(prefix: str, scorer: str, headline: str) -> str:
+    """``prefix`` for the headline scorer, ``prefix/scorer`` for the others."""
+    return prefix if scorer == headline else f"{prefix}/{scorer}"
 
 
 def _plot_hyperparameters(trials: pd.DataFrame) -> plt.Figure:
@@ -542,14 +620,21 @@ def _plot_group_sizes(table: pd.DataFrame, strategy: str) -> plt.Figure:
 
 # ---- skip prediction ---------------------------------------------------------------------------
 
-SKIP_SCORERS = ("baseline", "linear_svc", "final", "oracle")
-SKIP_METRICS = (*CONFUSION_METRICS, *RANK_METRICS)
+SKIP_SCORERS = ("baseline", "linear_svc", "final_uncalibrated", "final", "oracle")
+SKIP_METRICS = (*CONFUSION_METRICS, *RANK_METRICS, *CALIBRATION_METRICS)
+# Scorers whose score is a probability (LinearSVC's is a margin): calibration is theirs.
+PROBABILITY_SCORERS = ("final_uncalibrated", "final", "oracle")
+CALIBRATION_BINS = 10
 
 
 def classification_metrics(
-    y: np.ndarray, predicted: np.ndarray, score: np.ndarray | None
+    y: np.ndarray,
+    predicted: np.ndarray,
+    score: np.ndarray | None,
+    probability: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """scikit-learn's figures for one scorer; rank metrics need a score and both classes."""
+    """scikit-learn's figures for one scorer; rank metrics need a score and both classes,
+    calibration metrics (Brier score, expected calibration error) a probability."""
     p, r, f, _ = precision_recall_fscore_support(
         y, predicted, labels=[False, True], zero_division=0
     )
@@ -566,15 +651,29 @@ def classification_metrics(
     if score is not None and len(np.unique(y)) == 2:
         out["roc_auc"] = roc_auc_score(y, score)
         out["pr_auc"] = average_precision_score(y, score)
+    if probability is not None and len(y):
+        out["brier_score"] = brier_score_loss(y, probability)
+        sums = BinaryRows(y, np.zeros(len(y))).calibration_table(probability, CALIBRATION_BINS)
+        ece = calibration_metrics(np.asarray(sums.sum(axis=0)).ravel(), CALIBRATION_BINS)
+        out["expected_calibration_error"] = ece["expected_calibration_error"]
     tn, fp, fn, tp = confusion_matrix(y, predicted, labels=[False, True]).ravel()
     out.update(tn=tn, fp=fp, fn=fn, tp=tp)
     return {k: float(v) for k, v in out.items()}
 
 
-def _skip_statistic(rows: BinaryRows, predicted: np.ndarray, score: np.ndarray | None):
-    """Resampled CONFUSION_METRICS (and RANK_METRICS with a score), shape (metrics, R)."""
+def _skip_statistic(
+    rows: BinaryRows,
+    predicted: np.ndarray,
+    score: np.ndarray | None,
+    probability: np.ndarray | None = None,
+):
+    """Resampled CONFUSION_METRICS (RANK_METRICS with a score, CALIBRATION_METRICS with a
+    probability), shape (metrics, R)."""
     confusion = rows.confusion(predicted)
     levels = rows.score_levels(score) if score is not None else None
+    bins = (
+        rows.calibration_table(probability, CALIBRATION_BINS) if probability is not None else None
+    )
 
     def statistic(counts: np.ndarray) -> np.ndarray:
         tn, fp, fn, tp = confusion.T @ counts.T
@@ -582,6 +681,8 @@ def _skip_statistic(rows: BinaryRows, predicted: np.ndarray, score: np.ndarray |
         if levels is not None:
             pos, neg = ((m.T @ counts.T).T for m in levels)
             out.update(rank_metrics(pos, neg))
+        if bins is not None:
+            out.update(calibration_metrics(bins.T @ counts.T, CALIBRATION_BINS))
         return np.vstack([out[m] for m in SKIP_METRICS if m in out])
 
     return statistic
@@ -625,9 +726,10 @@ def skip_report(
     for s in _skip_scorers(predictions):
         predicted = predictions[f"{s}_predicted"].to_numpy(dtype=bool)
         score = predictions[f"{s}_score"].to_numpy() if f"{s}_score" in predictions else None
+        probability = score if s in PROBABILITY_SCORERS else None
         score = score if both_classes else None
-        report[s] = classification_metrics(y, predicted, score)
-        statistics[s] = _skip_statistic(rows, predicted, score)
+        report[s] = classification_metrics(y, predicted, score, probability)
+        statistics[s] = _skip_statistic(rows, predicted, score, probability)
         names = [m for m in SKIP_METRICS if m in report[s]]
         intervals[s] = _interval_dict(
             names, user_bootstrap(statistics[s], rows.n_users, **bootstrap)
@@ -636,7 +738,10 @@ def skip_report(
     for a, b, key in (
         ("final", "baseline", "model_vs_rule"),
         ("final", "linear_svc", "final_vs_linear_svc"),
+        ("final", "final_uncalibrated", "calibrated_vs_uncalibrated"),
     ):
+        if a not in report or b not in report:
+            continue
         names = [m for m in SKIP_METRICS if m in report[a] and m in report[b]]
         bounds = user_bootstrap(
             _paired(statistics[a], statistics[b], len(names)), rows.n_users, **bootstrap
@@ -662,11 +767,16 @@ def skip_report(
 
 
 def skip_mlflow(report: dict) -> dict:
-    """MLflow metrics: each scorer's figures and the final model's differences."""
-    metrics = {f"skip.{s}.{m}": v for s in _skip_scorers(report) for m, v in report[s].items()}
+    """MLflow metrics: the final model's figures as headline ``skip/test/<metric>``, other
+    scorers' as ``skip/test/<scorer>/<metric>``, and the final model's differences."""
+    metrics = {
+        f"{_scorer_prefix('skip/test', s, 'final')}/{m}": v
+        for s in _skip_scorers(report)
+        for m, v in report[s].items()
+    }
     metrics.update(
         {
-            f"skip.{pair}.{m}": d["estimate"]
+            f"skip/test/{pair}/{m}": d["estimate"]
             for pair, diff in report["difference"].items()
             for m, d in diff.items()
         }
@@ -759,6 +869,7 @@ def skip_markdown(report: dict, selection: dict, importance: pd.DataFrame) -> st
         "LinearSVC",
         report["difference"]["final_vs_linear_svc"],
     )
+    lines += _calibration_lines(report, selection)
     lines += [
         "Permutation importance (ROC AUC drop), top 10:",
         "",
@@ -770,6 +881,33 @@ def skip_markdown(report: dict, selection: dict, importance: pd.DataFrame) -> st
         for r in importance.head(10).itertuples()
     ]
     return "\n".join(lines) + "\n"
+
+
+def _calibration_lines(report: dict, selection: dict) -> list[str]:
+    """Brier score and calibration error of the final model before and after calibration."""
+    diff = report["difference"].get("calibrated_vs_uncalibrated")
+    if diff is None or "brier_score" not in diff:
+        return []
+    lines = [
+        "## Do its probabilities mean what they say?",
+        "",
+        f"The final model's probabilities are calibrated ({selection.get('calibration')}) on "
+        "the validation period; the service and the batch scorer return the calibrated "
+        "`skip_probability`. Lower is better; a difference below 0 is an improvement.",
+        "",
+        "| metric | before | after | after − before |",
+        "|---|---:|---:|---:|",
+    ]
+    for m in CALIBRATION_METRICS:
+        before, after = report["final_uncalibrated"], report["final"]
+        d = diff[m]
+        lo, hi = d["interval"]
+        change = _fmt_signed(d["estimate"]) + (f" [{lo:+.4f}, {hi:+.4f}]" if lo is not None else "")
+        lines.append(
+            f"| {m} | {_fmt(before.get(m), report['intervals']['final_uncalibrated'].get(m))} "
+            f"| {_fmt(after.get(m), report['intervals']['final'].get(m))} | {change} |"
+        )
+    return [*lines, ""]
 
 
 def _plot_confusions(report: dict, scorers: list[str]) -> plt.Figure:
@@ -795,7 +933,7 @@ def _plot_curves(predictions: pd.DataFrame, scorers: list[str]) -> plt.Figure:
             score = predictions[f"{name}_score"].to_numpy()
             RocCurveDisplay.from_predictions(y, score, name=name, ax=axes[0])
             PrecisionRecallDisplay.from_predictions(y, score, name=name, ax=axes[1])
-            if name in {"final", "oracle"} and 0 <= score.min() and score.max() <= 1:
+            if name in PROBABILITY_SCORERS and 0 <= score.min() and score.max() <= 1:
                 CalibrationDisplay.from_predictions(y, score, n_bins=10, name=name, ax=axes[2])
     axes[0].set_title("ROC")
     axes[1].set_title("Precision-recall (skip)")

@@ -40,7 +40,12 @@ def _recommendation_nodes() -> list[Node]:
         ),
         Node(
             search_summary,
-            ["training_variant_comparison", "best_hyperparameters", "optuna_trials"],
+            [
+                "training_variant_comparison",
+                "best_hyperparameters",
+                "optuna_trials",
+                "baseline_tuning",
+            ],
             "recommendation_search",
             name="summarise_search",
         ),

@@ -1,0 +1,146 @@
+"""Strong non-LightFM recommenders beside the model: ALS (``implicit``) and EASE (the item-item
+closed form of Steck, 2019), each tuned on the validation split from a small grid.
+
+Both learn from the users' likes only (no side features): they say how far collaborative
+filtering alone goes on the same split, so the report shows where LightFM stands.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from threadpoolctl import threadpool_limits
+
+from .metrics import Scorer, evaluate_ranking
+
+logger = logging.getLogger(__name__)
+
+
+def als_scorer(
+    liked: sp.csr_matrix, factors: int, regularization: float, alpha: float, seed: int
+) -> Scorer:
+    """``implicit``'s ALS fitted on the likes (confidence ``1 + alpha``): dot-product scores."""
+    from implicit.als import AlternatingLeastSquares  # noqa: PLC0415  (slow import)
+
+    model = AlternatingLeastSquares(
+        factors=factors,
+        regularization=regularization,
+        alpha=alpha,
+        iterations=15,
+        random_state=seed,
+    )
+    # implicit parallelises itself; a BLAS thread pool on top of it only slows it down.
+    with threadpool_limits(1, "blas"):
+        model.fit(sp.csr_matrix(liked, dtype=np.float32), show_progress=False)
+    users, items = np.asarray(model.user_factors), np.asarray(model.item_factors)
+    return lambda rows: users[rows] @ items.T
+
+
+def ease_weights(liked: sp.csr_matrix, regularization: float) -> tuple[np.ndarray, np.ndarray]:
+    """EASE's item-item weights over the items anyone liked, and those items' indices:
+    ``B = I - P / diag(P)`` with ``P = (X'X + lambda I)^-1``, zero diagonal."""
+    items = np.flatnonzero(np.diff(liked.tocsc().indptr) > 0)
+    x = (liked[:, items] > 0).astype(np.float64)
+    gram = (x.T @ x).toarray()
+    gram[np.diag_indices_from(gram)] += regularization
+    p = np.linalg.inv(gram)
+    weights = -p / np.diag(p)
+    weights[np.diag_indices_from(weights)] = 0.0
+    return weights.astype(np.float32), items
+
+
+def ease_scorer(liked: sp.csr_matrix, regularization: float) -> Scorer:
+    """Scores ``X B`` for the items anyone liked; every other item scores below all of them."""
+    weights, items = ease_weights(liked, regularization)
+    x = (liked[:, items] > 0).astype(np.float32).tocsr()
+    n_items = liked.shape[1]
+
+    def scores(rows: np.ndarray) -> np.ndarray:
+        out = np.full((len(rows), n_items), -1e9, dtype=np.float32)
+        out[:, items] = x[rows] @ weights
+        return out
+
+    return scores
+
+
+def tune(
+    name: str,
+    build,
+    grid: list[dict],
+    fit_liked: sp.csr_matrix,
+    validation: sp.csr_matrix,
+    fit_known: sp.csr_matrix,
+    metric: str,
+) -> tuple[dict, list[dict]]:
+    """The grid point with the best validation ``metric`` (built on ``fit_liked``), and every
+    point's value: ``build(liked, **point) -> Scorer``."""
+    results = []
+    for point in grid:
+        t0 = time.perf_counter()
+        value = evaluate_ranking(build(fit_liked, **point), validation, fit_known)[metric]
+        results.append({**point, metric: value, "seconds": time.perf_counter() - t0})
+    best = max(results, key=lambda r: r[metric])
+    logger.info(
+        "%s: best validation %s %.4f with %s (%d grid points)",
+        name,
+        metric,
+        best[metric],
+        {k: best[k] for k in grid[0]},
+        len(grid),
+    )
+    return {k: best[k] for k in grid[0]}, results
+
+
+def grid_points(grid: dict) -> list[dict]:
+    """Every combination of a ``{name: [values]}`` grid."""
+    points: list[dict] = [{}]
+    for key, values in grid.items():
+        points = [{**p, key: v} for p in points for v in values]
+    return points
+
+
+def tune_baselines(data: dict, params: dict) -> dict:
+    """ALS and EASE tuned on the validation split (``params``: ``recommendation.baselines``):
+    ``{name: {"params": ..., "grid": [...]} | {"skipped": reason}}``."""
+    fit_liked = _likes(data["fit_known"], data["train_liked"])
+    args = (fit_liked, data["validation"], data["fit_known"], params["metric"])
+    seed = params["seed"]
+    out: dict = {}
+    chosen, grid = tune(
+        "ALS",
+        lambda liked, **p: als_scorer(liked, seed=seed, **p),
+        grid_points(params["als"]["grid"]),
+        *args,
+    )
+    out["als"] = {"params": chosen, "grid": grid}
+    n_items = int((np.diff(fit_liked.tocsc().indptr) > 0).sum())
+    if n_items > params["ease"]["max_items"]:
+        reason = (
+            f"{n_items} liked tracks is more than recommendation.baselines.ease.max_items "
+            f"({params['ease']['max_items']}): EASE inverts an items x items matrix"
+        )
+        logger.warning("EASE baseline not run: %s", reason)
+        out["ease"] = {"skipped": reason}
+    else:
+        chosen, grid = tune("EASE", ease_scorer, grid_points(params["ease"]["grid"]), *args)
+        out["ease"] = {"params": chosen, "grid": grid}
+    return out
+
+
+def _likes(fit_known: sp.csr_matrix, train_liked: sp.csr_matrix) -> sp.csr_matrix:
+    """The training likes that are in the fit part (not held out for validation)."""
+    return train_liked.multiply(fit_known > 0).tocsr()
+
+
+def baseline_scorers(data: dict, tuning: dict, seed: int) -> dict[str, Scorer]:
+    """The tuned baselines refit on every training like (those not skipped)."""
+    liked = data["train_liked"]
+    scorers: dict[str, Scorer] = {}
+    if "params" in tuning.get("als", {}):
+        scorers["als"] = als_scorer(liked, seed=seed, **tuning["als"]["params"])
+    if "params" in tuning.get("ease", {}):
+        scorers["ease"] = ease_scorer(liked, **tuning["ease"]["params"])
+    return scorers
