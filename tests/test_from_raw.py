@@ -96,13 +96,13 @@ def test_the_run_is_one_mlflow_run_with_the_metrics(export_project):
     last = runs.sort_values("start_time").iloc[-1]
     assert last["tags.kedro.command"] == "kedro run --pipeline from_raw --env tiny"
     for metric in [
-        "rec.model.auc",
-        "rec.model.precision_at_10",
-        "skip.final.roc_auc",
-        "rec.model_vs_popularity.precision_at_10",
+        "rec/test/auc",
+        "rec/test/precision_at_10",
+        "skip/test/roc_auc",
+        "rec/test/model_vs_popularity/precision_at_10",
     ]:
         assert f"metrics.{metric}" in last and pd.notna(last[f"metrics.{metric}"]), metric
-    assert not any(c.startswith("metrics.rec.oracle") for c in runs.columns)
+    assert not any(c.startswith("metrics.rec/test/oracle") for c in runs.columns)
 
 
 def test_only_real_defects_are_counted_and_no_good_row_is_lost(export_project):

@@ -42,8 +42,8 @@ def test_default_pipeline_end_to_end(project):
     assert set(inter["split"]) == {"train", "test"}
 
     metrics = json.loads((data / "08_reporting" / "recommendation_metrics.json").read_text())
-    assert {"baseline", "popularity", "model", "oracle", "groups"} <= set(metrics)
-    for scorer in ["baseline", "popularity", "model", "oracle"]:
+    assert {"baseline", "popularity", "als", "ease", "model", "oracle", "groups"} <= set(metrics)
+    for scorer in ["baseline", "popularity", "als", "ease", "model", "oracle"]:
         assert 0 <= metrics[scorer]["auc"] <= 1 and "precision_at_10" in metrics[scorer]
         # an interval beside every figure but the catalogue-wide coverage
         assert set(metrics["intervals"][scorer]) == set(metrics[scorer]) - {
@@ -53,7 +53,10 @@ def test_default_pipeline_end_to_end(project):
     assert set(metrics["groups"]) == {"mean_rank", "least_misery", "borda", "gfar"}
     assert set(metrics["groups"]["mean_rank"]) == {"baseline", "popularity", "model", "oracle"}
     assert metrics["oracle"]["auc"] > metrics["baseline"]["auc"]
-    assert "model / oracle" in (data / "08_reporting" / "recommendation_metrics.md").read_text()
+    # The strong baselines sit beside the model with paired intervals.
+    assert {"model_vs_als", "model_vs_ease"} <= set(metrics["difference"])
+    markdown = (data / "08_reporting" / "recommendation_metrics.md").read_text()
+    assert "model / oracle" in markdown and "model − ALS" in markdown
     for plot in [
         "group_score_by_size.png",
         "hyperparameter_effects.png",
@@ -64,17 +67,16 @@ def test_default_pipeline_end_to_end(project):
         assert (data / "08_reporting" / plot).stat().st_size > 0
 
     skip = json.loads((data / "08_reporting" / "skip_prediction_metrics.json").read_text())
-    assert set(skip) == {
-        "baseline",
-        "linear_svc",
-        "final",
-        "oracle",
-        "intervals",
-        "difference",
-        "sizes",
-    }
-    assert set(skip["intervals"]) == {"baseline", "linear_svc", "final", "oracle"}
+    scorers = {"baseline", "linear_svc", "final_uncalibrated", "final", "oracle"}
+    assert set(skip) == {*scorers, "intervals", "difference", "sizes"}
+    assert set(skip["intervals"]) == scorers
     assert {"balanced_accuracy", "roc_auc", "pr_auc", "f1_skip"} <= set(skip["final"])
+    # Calibration before and after, in the JSON and in words.
+    for scorer in ["final_uncalibrated", "final"]:
+        assert {"brier_score", "expected_calibration_error"} <= set(skip[scorer])
+    assert "brier_score" in skip["difference"]["calibrated_vs_uncalibrated"]
+    skip_md = (data / "08_reporting" / "skip_prediction_metrics.md").read_text()
+    assert "Do its probabilities mean what they say?" in skip_md
     assert (data / "08_reporting" / "skip_roc_pr_calibration.png").stat().st_size > 0
 
     with mlflow_store(project):
@@ -98,9 +100,11 @@ def test_default_pipeline_end_to_end(project):
         assert last["params.synthetic_data.size"] == "tiny"
         assert last["params.feature_engineering.split.strategy"] == "random"
         assert (
-            last["metrics.dq.sessions.dropped.malformed_line"]
+            last["metrics.dq/sessions/dropped/malformed_line"]
             == injected["sessions"]["dropped"]["malformed_line"]
         )
+        inputs = {i.dataset.name for i in mlflow.get_run(last["run_id"]).inputs.dataset_inputs}
+        assert {"interactions", "skip_dataset"} <= inputs
         artifacts = {a.path for a in mlflow.artifacts.list_artifacts(run_id=last["run_id"])}
         assert {
             "data_quality.json",
@@ -109,7 +113,7 @@ def test_default_pipeline_end_to_end(project):
             "optuna_trials.csv",
             "lightfm_model.pkl",
         } <= artifacts
-        assert 0 <= last["metrics.rec.model.auc"] <= 1
+        assert 0 <= last["metrics.rec/test/auc"] <= 1
         logged = mlflow.search_logged_models(
             experiment_ids=[last["experiment_id"]], output_format="list"
         )
@@ -126,6 +130,15 @@ def test_the_trained_models_are_registered_as_candidates(project):
         for name in ["recommender", "skip_model"]:
             version = client.get_model_version_by_alias(name, "candidate")
             assert version.run_id == run_id
+            # The first trained version is also the champion: there was none to beat.
+            assert client.get_model_version_by_alias(name, "champion").version == version.version
+            info = mlflow.models.get_model_info(f"models:/{name}@candidate")
+            assert info.signature is not None and info.saved_input_example_info is not None
+            files = mlflow.artifacts.download_artifacts(f"models:/{name}@candidate")
+            requirements = (Path(files) / "requirements.txt").read_text()
+            # The project's code travels with the model; no pin on an unpublished package.
+            assert "pozytywka" not in requirements and "lightfm-next==" in requirements
+            assert (Path(files) / "code" / "pozytywka" / "recsys" / "mlflow_model.py").exists()
     users = pd.read_parquet(project / "data" / "07_model_output" / "user_recommendations.parquet")
     user = int(users["user_id"].iloc[0])
     script = (

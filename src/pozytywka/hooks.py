@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import subprocess
 from pathlib import Path
@@ -10,9 +11,13 @@ from pathlib import Path
 import mlflow
 import optuna
 from kedro.framework.hooks import hook_impl
+from mlflow.data.pandas_dataset import from_pandas
 
 from .datasets import GeneratedTextDataset
 from .datasets.synthetic_truth import RAW_FILES, sha256_file
+from .tracking import relocate_store
+
+logger = logging.getLogger(__name__)
 
 
 class ProtectUserRawData:
@@ -29,6 +34,27 @@ class ProtectUserRawData:
             dataset = catalog.get(name)
             if isinstance(dataset, GeneratedTextDataset):
                 dataset.ensure_writable()
+
+
+class KeepMlflowStoreInProject:
+    """A project copied (or moved) with its SQLite MLflow store writes into its own
+    ``mlartifacts/``, not the original's: the store's absolute artifact paths are re-pointed
+    before kedro-mlflow opens the run."""
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict) -> None:
+        uri = mlflow.get_tracking_uri()
+        if not uri.startswith("sqlite:///"):
+            return
+        project = Path(run_params.get("project_path") or ".")
+        moved = relocate_store(Path(uri.removeprefix("sqlite:///")), project)
+        if moved:
+            logger.info(
+                "MLflow store was copied from %s: %d artifact paths now point into %s",
+                moved[0],
+                moved[1],
+                project.resolve(),
+            )
 
 
 class DescribeMlflowRun:
@@ -64,6 +90,9 @@ class DescribeMlflowRun:
     def after_node_run(self, node, outputs: dict) -> None:
         if mlflow.active_run() is None:
             return
+        for name in LOGGED_INPUTS.intersection(outputs):
+            # The training tables as MLflow datasets (name, digest, schema) on the run.
+            mlflow.log_input(from_pandas(outputs[name], name=name), context="training")
         if "best_hyperparameters" in outputs:
             best = outputs["best_hyperparameters"]
             mlflow.log_params({f"rec.best.{k}": v for k, v in best.items() if _scalar(v)})
@@ -82,13 +111,40 @@ class DescribeMlflowRun:
         _mark_candidates(run.info.run_id)
 
 
+# Tables the models learn from, logged as the run's input datasets.
+LOGGED_INPUTS = {"interactions", "skip_dataset"}
+# The figure a registered model's versions are compared on (higher is better).
+CHAMPION_METRICS = {"recommender": "rec/test/precision_at_10", "skip_model": "skip/test/roc_auc"}
+
+
 def _mark_candidates(run_id: str) -> None:
     """The model versions this run registered get the alias ``candidate`` (so
-    ``models:/recommender@candidate`` is the latest trained model); ``champion`` is left to
-    a person who has compared them."""
+    ``models:/recommender@candidate`` is the latest trained model); ``champion`` moves to
+    one only when it beats the current champion's headline figure on the same data (the
+    same ``data.fingerprint``), or when there is no champion yet."""
     client = mlflow.MlflowClient()
+    run = client.get_run(run_id)
     for version in client.search_model_versions(f"run_id = '{run_id}'"):
         client.set_registered_model_alias(version.name, "candidate", version.version)
+        metric = CHAMPION_METRICS.get(version.name)
+        if metric is None or metric not in run.data.metrics:
+            continue
+        try:
+            champion = client.get_model_version_by_alias(version.name, "champion")
+        except mlflow.exceptions.MlflowException:
+            champion = None
+        if champion is None or _beats(run, client.get_run(str(champion.run_id)), metric):
+            client.set_registered_model_alias(version.name, "champion", version.version)
+            logger.info("MLflow: %s version %s is the champion", version.name, version.version)
+
+
+def _beats(run, champion_run, metric: str) -> bool:
+    """``run`` scored above ``champion_run`` on ``metric``, on the same raw data."""
+    same_data = run.data.tags.get("data.fingerprint") == champion_run.data.tags.get(
+        "data.fingerprint"
+    )
+    theirs = champion_run.data.metrics.get(metric)
+    return same_data and (theirs is None or run.data.metrics[metric] > theirs)
 
 
 def _kedro_command(run_params: dict) -> str:

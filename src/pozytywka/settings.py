@@ -6,9 +6,9 @@ MLflow run configured by conf/base/mlflow.yml.
 
 from kedro.config import OmegaConfigLoader
 
-from pozytywka.hooks import DescribeMlflowRun, ProtectUserRawData
+from pozytywka.hooks import DescribeMlflowRun, KeepMlflowStoreInProject, ProtectUserRawData
 
-HOOKS = (ProtectUserRawData(), DescribeMlflowRun())
+HOOKS = (ProtectUserRawData(), KeepMlflowStoreInProject(), DescribeMlflowRun())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -2,6 +2,12 @@
 
 from .generated_text import GeneratedTextDataset
 from .incoming import IncomingJsonlDataset
+from .mlflow_model import DescribedMlflowModelDataset
 from .synthetic_truth import SyntheticTruthDataset
 
-__all__ = ["GeneratedTextDataset", "IncomingJsonlDataset", "SyntheticTruthDataset"]
+__all__ = [
+    "DescribedMlflowModelDataset",
+    "GeneratedTextDataset",
+    "IncomingJsonlDataset",
+    "SyntheticTruthDataset",
+]

@@ -655,11 +655,11 @@ def test_report_keeps_dropped_repaired_and_normalised_apart(users, artists, trac
     assert "| sessions | event_type_spelling | 1 | 2 | SKIP: 1 |" in md
     assert "unknown_track_id" not in md  # zero rows are left out of the Markdown
     assert md.index("## Dropped") < md.index("## Repaired") < md.index("## Normalised")
-    assert metrics["dq.sessions.dropped.malformed_line"] == {"value": 1.0, "step": 0}
-    assert metrics["dq.sessions.repaired.user_id_from_session"]["value"] == 1.0
-    assert metrics["dq.sessions.normalised.event_type_spelling"]["value"] == 1.0
-    assert metrics["dq.users.dropped.null_id"]["value"] == 0.0
-    assert metrics["dq.sessions.rows_kept"]["value"] == 2.0
+    assert metrics["dq/sessions/dropped/malformed_line"] == {"value": 1.0, "step": 0}
+    assert metrics["dq/sessions/repaired/user_id_from_session"]["value"] == 1.0
+    assert metrics["dq/sessions/normalised/event_type_spelling"]["value"] == 1.0
+    assert metrics["dq/users/dropped/null_id"]["value"] == 0.0
+    assert metrics["dq/sessions/rows_kept"]["value"] == 2.0
     assert rejected[["file", "line", "reason"]].values.tolist() == [
         ["sessions", 4, "malformed_line"],
         ["sessions", 3, "unknown_event_type"],

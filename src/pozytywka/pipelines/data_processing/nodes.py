@@ -803,15 +803,15 @@ def _markdown(report: dict) -> str:
 
 
 def _metrics(report: dict) -> dict:
-    """MLflow metrics: ``dq.<file>.<category>.<kind>`` and ``dq.<file>.rows_<...>``."""
+    """MLflow metrics: ``dq/<file>/<category>/<kind>`` and ``dq/<file>/rows_<...>``."""
     metrics = {
-        f"dq.{file}.{category}.{kind}": e["count"]
+        f"dq/{file}/{category}/{kind}": e["count"]
         for category in CATEGORIES
         for file, kinds in report[category].items()
         for kind, e in kinds.items()
     }
     metrics.update(
-        {f"dq.{file}.{k}": n for file, s in report["summary"].items() for k, n in s.items()}
+        {f"dq/{file}/{k}": n for file, s in report["summary"].items() for k, n in s.items()}
     )
     return mlflow_metrics(metrics)
 

@@ -331,8 +331,8 @@ def summarise_features(
         "split": split_summary,
         "interactions": {s: {k: int(v) for k, v in row.items()} for s, row in by_split.iterrows()},
     }
-    metrics = {f"fe.{k}": v for k, v in dedup_stats.items()}
+    metrics = {f"fe/{k}": v for k, v in dedup_stats.items()}
     metrics.update(
-        {f"fe.{s}.{k}": v for s, d in summary["interactions"].items() for k, v in d.items()}
+        {f"fe/{s}/{k}": v for s, d in summary["interactions"].items() for k, v in d.items()}
     )
     return summary, mlflow_metrics(metrics)

@@ -1,0 +1,49 @@
+"""A SQLite MLflow store copied with its project points at the copy's own artifacts."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import mlflow
+
+from pozytywka.tracking import relocate_store
+from tests.project import mlflow_store
+
+
+def _store_with_one_run(root: Path) -> str:
+    with mlflow_store(root):
+        experiment = mlflow.create_experiment(
+            "pozytywka", artifact_location=str(root / "mlartifacts")
+        )
+        with mlflow.start_run(experiment_id=experiment) as run:
+            mlflow.log_text("hello", "note.txt")
+        return run.info.run_id
+
+
+def test_a_copied_store_reads_and_writes_the_copys_artifacts(tmp_path):
+    original = tmp_path / "original"
+    original.mkdir()
+    run_id = _store_with_one_run(original)
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    shutil.rmtree(original / "mlartifacts")  # the original's artifacts are gone
+
+    moved = relocate_store(copy / "mlflow.db", copy)
+    assert moved is not None and str(original) in moved[0] and moved[1] >= 2
+    with mlflow_store(copy):
+        assert mlflow.artifacts.load_text(f"runs:/{run_id}/note.txt") == "hello"
+        experiment = mlflow.get_experiment_by_name("pozytywka")
+        assert experiment.artifact_location.removeprefix("file://") == f"{copy}/mlartifacts"
+        with mlflow.start_run(experiment_id=experiment.experiment_id) as run:
+            mlflow.log_text("again", "note.txt")
+        assert run.info.artifact_uri.removeprefix("file://").startswith(f"{copy}/mlartifacts/")
+    assert not (original / "mlartifacts").exists()
+    assert relocate_store(copy / "mlflow.db", copy) is None  # already at home: nothing to do
+
+
+def test_a_store_outside_the_project_is_left_alone(tmp_path):
+    (tmp_path / "store").mkdir()
+    _store_with_one_run(tmp_path / "store")
+    (tmp_path / "project").mkdir()
+    assert relocate_store(tmp_path / "store" / "mlflow.db", tmp_path / "project") is None
