@@ -182,6 +182,7 @@ def run_search(seed: int, n_trials: int, objective: str, data, features, rec: di
             ]
         out[n] = cache[key]
     pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials)
+    print(f"  TPE seed {seed}: {len(study.trials)} trials in {seconds:.0f} s", flush=True)
     return out, seconds, pruned
 
 

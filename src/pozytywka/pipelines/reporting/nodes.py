@@ -328,10 +328,10 @@ def _search_sentence(search: dict) -> str:
         low, high = gain["interval"]
         interval = f"[{low:+.4f}, {high:+.4f}]" if low is not None else "no interval"
         return found + (
-            f". The search's best, trial #{top['trial']} ({top['validation_value']:.4f}), "
-            f"is **not significantly better than the default configuration** on validation "
-            f"(paired difference {gain['estimate']:+.4f}, 95% interval {interval}), so the "
-            "defaults are trained."
+            f". The search's best other trial, #{top['trial']} "
+            f"({top['validation_value']:.4f}), is **not significantly better than the default "
+            f"configuration** on validation (paired difference {gain['estimate']:+.4f}, 95% "
+            f"interval {interval}), so the defaults are trained."
         )
     return found + (
         ": **nothing better than the default configuration** (the first trial) "
@@ -907,6 +907,16 @@ def _calibration_lines(report: dict, selection: dict) -> list[str]:
             f"| {m} | {_fmt(before.get(m), report['intervals']['final_uncalibrated'].get(m))} "
             f"| {_fmt(after.get(m), report['intervals']['final'].get(m))} | {change} |"
         )
+    before, after = report["final_uncalibrated"], report["final"]
+    lines += [
+        "",
+        "Predictions at the 0.5 threshold change with the probabilities: balanced accuracy "
+        f"{before['balanced_accuracy']:.4f} before, {after['balanced_accuracy']:.4f} after; "
+        f"recall of skips {before['recall_skip']:.4f} → {after['recall_skip']:.4f}, precision "
+        f"{before['precision_skip']:.4f} → {after['precision_skip']:.4f} (the ranking, ROC "
+        "AUC, is the same with sigmoid calibration). Lower `skip_prediction.scoring.threshold` "
+        "towards the skip share to say SKIP more often.",
+    ]
     return [*lines, ""]
 
 
