@@ -8,8 +8,10 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from sklearn.calibration import CalibratedClassifierCV
 
 from pozytywka.pipelines.feature_engineering.nodes import genre_vocabulary
+from pozytywka.pipelines.reporting.nodes import _skip_caveats
 from pozytywka.pipelines.skip_prediction import nodes as skip_nodes
 from pozytywka.pipelines.skip_prediction.nodes import (
     build_skip_dataset,
@@ -200,3 +202,19 @@ def test_the_skip_search_stops_before_a_trial_would_pass_its_timeout(monkeypatch
         callback(study, study.trials[-1])
     # After 30 s, a 30 s trial still fits in 90 s; after 70 s, a 40 s one does not.
     assert stopped == [2]
+
+
+def test_a_one_class_validation_period_leaves_the_model_uncalibrated_and_says_so(
+    skip_data, skip_params
+):
+    data, _ = skip_data
+    one_class = data.assign(skipped=np.where(data["split"] == "validation", False, data["skipped"]))
+    training = {
+        **skip_params["training"],
+        "selection_metric": "balanced_accuracy",  # defined on one class, unlike ROC AUC
+        "search": {**skip_params["training"]["search"], "models": ["logistic_regression"]},
+    }
+    _, final, summary, _ = train_models(one_class, training)
+    assert summary["calibration"].startswith("none")
+    assert not isinstance(final, CalibratedClassifierCV)
+    assert "not calibrated" in "\n".join(_skip_caveats(summary))

@@ -817,6 +817,11 @@ def _skip_caveats(selection: dict) -> list[str]:
             + ", ".join(f"`{c}`" for c in selection["unobserved_features"])
             + "."
         )
+    if str(selection.get("calibration", "")).startswith("none"):
+        lines.append(
+            f"- **The final model is not calibrated** ({selection['calibration']}): its "
+            "`skip_probability` is the raw, balanced-weight one."
+        )
     if selection.get("genre_rule_constant"):
         lines.append(
             "- No training play matches a favourite genre, so **the genre rule predicts SKIP "

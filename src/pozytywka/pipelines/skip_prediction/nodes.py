@@ -189,9 +189,9 @@ def train_models(
     )
     best = _candidate(optuna.trial.FixedTrial(study.best_params), search, seed)
     best.fit(train[cols], train["skipped"])
-    final = calibrate(best, val[cols], val["skipped"], params["calibration"]["method"])
+    final, calibration = _calibrated(best, val, cols, params["calibration"]["method"])
     summary = _selection_summary(study, metric, validation_value(svc), dataset)
-    summary["calibration"] = params["calibration"]["method"]
+    summary["calibration"] = calibration
     trials = study.trials_dataframe(attrs=("number", "value", "params", "state", "duration"))
     trials["duration"] = trials["duration"].dt.total_seconds()
     logger.info(
@@ -202,6 +202,16 @@ def train_models(
         summary["linear_svc_validation_value"],
     )
     return svc, final, summary, trials
+
+
+def _calibrated(model, val: pd.DataFrame, cols: list[str], method: str):
+    """The model calibrated on the validation period, and how; uncalibrated (said in the log
+    and the report) when that period holds one class only, as a small export's may."""
+    if val["skipped"].nunique() < 2:
+        reason = "none: the validation period holds one class only"
+        logger.warning("Skip model not calibrated (%s); its raw probabilities are served", reason)
+        return model, reason
+    return calibrate(model, val[cols], val["skipped"], method), method
 
 
 def stop_before_overrun(timeout_seconds: float):
