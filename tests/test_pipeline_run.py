@@ -12,6 +12,7 @@ import mlflow
 import pandas as pd
 import pytest
 
+from pozytywka.pipeline_registry import register_pipelines
 from tests.project import mlflow_store
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -78,6 +79,14 @@ def test_default_pipeline_end_to_end(project):
     skip_md = (data / "08_reporting" / "skip_prediction_metrics.md").read_text()
     assert "Do its probabilities mean what they say?" in skip_md
     assert (data / "08_reporting" / "skip_roc_pr_calibration.png").stat().st_size > 0
+    # Every node's time and peak memory, slowest first.
+    timings = json.loads((data / "08_reporting" / "node_timings.json").read_text())
+    ran = {n.name for n in register_pipelines()["__default__"].nodes}
+    assert {r["node"] for r in timings["nodes"]} == ran
+    seconds = [r["seconds"] for r in timings["nodes"]]
+    assert seconds == sorted(seconds, reverse=True) and all(
+        r["peak_rss_mb"] > 0 for r in timings["nodes"]
+    )
 
     with mlflow_store(project):
         every = mlflow.search_runs(experiment_names=["pozytywka"])
@@ -114,6 +123,7 @@ def test_default_pipeline_end_to_end(project):
             "lightfm_model.pkl",
         } <= artifacts
         assert 0 <= last["metrics.rec/test/auc"] <= 1
+        assert last["metrics.timing/total_node_seconds"] > 0
         logged = mlflow.search_logged_models(
             experiment_ids=[last["experiment_id"]], output_format="list"
         )

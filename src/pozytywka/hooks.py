@@ -15,6 +15,7 @@ from mlflow.data.pandas_dataset import from_pandas
 
 from .datasets import GeneratedTextDataset
 from .datasets.synthetic_truth import RAW_FILES, sha256_file
+from .profiling import PeakSampler
 from .tracking import relocate_store
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,59 @@ class ProtectUserRawData:
             dataset = catalog.get(name)
             if isinstance(dataset, GeneratedTextDataset):
                 dataset.ensure_writable()
+
+
+class RecordNodeTimings:
+    """Each node's wall time and peak resident memory, in run order, saved through the
+    catalog as ``node_timings`` (``data/08_reporting/node_timings.json``) and logged to MLflow
+    (``timing/<node>/seconds``, ``timing/<node>/peak_rss_mb``), so every run shows its
+    profile. Nodes run one at a time here (the default runner)."""
+
+    def __init__(self) -> None:
+        self._samplers: dict[str, PeakSampler] = {}
+        self._rows: list[dict] = []
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        self._samplers, self._rows = {}, []
+
+    @hook_impl
+    def before_node_run(self, node) -> None:
+        self._samplers[node.name] = sampler = PeakSampler()
+        sampler.start()
+
+    @hook_impl
+    def after_node_run(self, node) -> None:
+        sampler = self._samplers.pop(node.name, None)
+        if sampler is not None:
+            seconds, peak = sampler.stop()
+            self._rows.append({"node": node.name, "seconds": seconds, "peak_rss_mb": peak})
+
+    @hook_impl
+    def on_node_error(self, node) -> None:
+        sampler = self._samplers.pop(node.name, None)
+        if sampler is not None:
+            sampler.stop()
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow closes the run
+    def after_pipeline_run(self, catalog) -> None:
+        total = sum(r["seconds"] for r in self._rows)
+        timings = {
+            "nodes": sorted(self._rows, key=lambda r: -r["seconds"]),
+            "total_node_seconds": total,
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in self._rows), default=0.0),
+        }
+        if "node_timings" in catalog:
+            catalog.save("node_timings", timings)
+        if mlflow.active_run() is not None:
+            mlflow.log_metrics(
+                {
+                    f"timing/{r['node']}/{k}": float(r[k])
+                    for r in self._rows
+                    for k in ("seconds", "peak_rss_mb")
+                }
+                | {"timing/total_node_seconds": total}
+            )
 
 
 class KeepMlflowStoreInProject:

@@ -6,9 +6,14 @@ MLflow run configured by conf/base/mlflow.yml.
 
 from kedro.config import OmegaConfigLoader
 
-from pozytywka.hooks import DescribeMlflowRun, KeepMlflowStoreInProject, ProtectUserRawData
+from pozytywka.hooks import (
+    DescribeMlflowRun,
+    KeepMlflowStoreInProject,
+    ProtectUserRawData,
+    RecordNodeTimings,
+)
 
-HOOKS = (ProtectUserRawData(), KeepMlflowStoreInProject(), DescribeMlflowRun())
+HOOKS = (ProtectUserRawData(), KeepMlflowStoreInProject(), DescribeMlflowRun(), RecordNodeTimings())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
