@@ -893,34 +893,42 @@ def _calibration_lines(report: dict, selection: dict) -> list[str]:
     diff = report["difference"].get("calibrated_vs_uncalibrated")
     if diff is None or "brier_score" not in diff:
         return []
+    method = str(selection.get("calibration"))
+    if method.startswith("none"):
+        return [
+            "## Do its probabilities mean what they say?",
+            "",
+            f"Not calibrated ({method}).",
+            "",
+        ]
+    before, after = report["final_uncalibrated"], report["final"]
+    intervals = report["intervals"]
     lines = [
         "## Do its probabilities mean what they say?",
         "",
-        f"The final model's probabilities are calibrated ({selection.get('calibration')}) on "
-        "the validation period; the service and the batch scorer return the calibrated "
-        "`skip_probability`. Lower is better; a difference below 0 is an improvement.",
+        f"The final model's probabilities are calibrated ({method}) on the validation period; "
+        "the service and the batch scorer return the calibrated `skip_probability`. Lower is "
+        "better; a difference below 0 is an improvement.",
         "",
         "| metric | before | after | after − before |",
         "|---|---:|---:|---:|",
     ]
     for m in CALIBRATION_METRICS:
-        before, after = report["final_uncalibrated"], report["final"]
-        d = diff[m]
-        lo, hi = d["interval"]
-        change = _fmt_signed(d["estimate"]) + (f" [{lo:+.4f}, {hi:+.4f}]" if lo is not None else "")
+        lo, hi = diff[m]["interval"]
+        change = _fmt_signed(diff[m]["estimate"])
+        change += f" [{lo:+.4f}, {hi:+.4f}]" if lo is not None else ""
         lines.append(
-            f"| {m} | {_fmt(before.get(m), report['intervals']['final_uncalibrated'].get(m))} "
-            f"| {_fmt(after.get(m), report['intervals']['final'].get(m))} | {change} |"
+            f"| {m} | {_fmt(before.get(m), intervals['final_uncalibrated'].get(m))} "
+            f"| {_fmt(after.get(m), intervals['final'].get(m))} | {change} |"
         )
-    before, after = report["final_uncalibrated"], report["final"]
     lines += [
         "",
         "Predictions at the 0.5 threshold change with the probabilities: balanced accuracy "
         f"{before['balanced_accuracy']:.4f} before, {after['balanced_accuracy']:.4f} after; "
         f"recall of skips {before['recall_skip']:.4f} → {after['recall_skip']:.4f}, precision "
-        f"{before['precision_skip']:.4f} → {after['precision_skip']:.4f} (the ranking, ROC "
-        "AUC, is the same with sigmoid calibration). Lower `skip_prediction.scoring.threshold` "
-        "towards the skip share to say SKIP more often.",
+        f"{before['precision_skip']:.4f} → {after['precision_skip']:.4f} (sigmoid calibration "
+        "keeps the ranking, so ROC AUC too). Lower `skip_prediction.scoring.threshold` towards "
+        "the skip share to say SKIP more often.",
     ]
     return [*lines, ""]
 
