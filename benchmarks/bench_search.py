@@ -31,6 +31,7 @@ from kedro.framework.startup import bootstrap_project
 from pozytywka.pipelines.recommendation.nodes import (
     _lightfm_objective,
     _open_study,
+    _suggest,
     _train,
     prepare_training_data,
 )
@@ -75,24 +76,15 @@ def evaluate(hp: dict, epochs: int, data, features, training) -> dict | None:
     }
 
 
-def random_config(rng: np.random.Generator, space: dict) -> tuple[dict, int]:
-    def log_uniform(low, high):
-        return float(np.exp(rng.uniform(np.log(low), np.log(high))))
-
-    hp = {
-        "learning_rate": log_uniform(*space["learning_rate"]),
-        "item_alpha": log_uniform(*space["item_alpha"]),
-        "user_alpha": log_uniform(*space["user_alpha"]),
-        "no_components": int(round(log_uniform(*space["no_components"]))),
-        "loss": str(rng.choice(space["loss"])),
-    }
-    return hp, int(rng.integers(space["epochs"][0], space["epochs"][1] + 1))
+def random_configs(n: int, space: dict) -> list[tuple[dict, int]]:
+    """``n`` draws from the pipeline's own search space (``_suggest``), uniformly at random."""
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=12345))
+    return [_suggest(study.ask(), space) for _ in range(n)]
 
 
 def build_pool(n: int, data, features, rec: dict, cache: Path) -> list[dict]:
     pool = json.loads(cache.read_text()) if cache.exists() else []
-    rng = np.random.default_rng(12345)
-    configs = [random_config(rng, rec["search"]["space"]) for _ in range(n)]
+    configs = random_configs(n, rec["search"]["space"])
     t0 = time.perf_counter()
     for i in range(len(pool), n):
         hp, epochs = configs[i]

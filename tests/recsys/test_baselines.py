@@ -90,7 +90,13 @@ def test_grid_points_is_every_combination():
 
 def test_ease_is_left_out_with_its_reason_above_max_items():
     likes = _likes()
-    data = {"fit_known": likes, "train_liked": likes, "validation": likes, "train_known": likes}
+    data = {
+        "fit_known": likes,
+        "fit_liked": likes,
+        "train_liked": likes,
+        "validation": likes,
+        "train_known": likes,
+    }
     params = {
         "seed": 0,
         "metric": "precision_at_5",

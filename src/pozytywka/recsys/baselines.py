@@ -42,7 +42,7 @@ def als_scorer(
 def ease_weights(liked: sp.csr_matrix, regularization: float) -> tuple[np.ndarray, np.ndarray]:
     """EASE's item-item weights over the items anyone liked, and those items' indices:
     ``B = I - P / diag(P)`` with ``P = (X'X + lambda I)^-1``, zero diagonal."""
-    items = np.flatnonzero(np.diff(liked.tocsc().indptr) > 0)
+    items = liked_items(liked)
     x = (liked[:, items] > 0).astype(np.float64)
     gram = (x.T @ x).toarray()
     gram[np.diag_indices_from(gram)] += regularization
@@ -50,6 +50,11 @@ def ease_weights(liked: sp.csr_matrix, regularization: float) -> tuple[np.ndarra
     weights = -p / np.diag(p)
     weights[np.diag_indices_from(weights)] = 0.0
     return weights.astype(np.float32), items
+
+
+def liked_items(liked: sp.spmatrix) -> np.ndarray:
+    """Indices of the items at least one user liked."""
+    return np.flatnonzero(np.diff(sp.csc_matrix(liked).indptr) > 0)
 
 
 def ease_scorer(liked: sp.csr_matrix, regularization: float) -> Scorer:
@@ -105,7 +110,7 @@ def grid_points(grid: dict) -> list[dict]:
 def tune_baselines(data: dict, params: dict) -> dict:
     """ALS and EASE tuned on the validation split (``params``: ``recommendation.baselines``):
     ``{name: {"params": ..., "grid": [...]} | {"skipped": reason}}``."""
-    fit_liked = _likes(data["fit_known"], data["train_liked"])
+    fit_liked = data["fit_liked"]
     args = (fit_liked, data["validation"], data["fit_known"], params["metric"])
     seed = params["seed"]
     out: dict = {}
@@ -116,7 +121,7 @@ def tune_baselines(data: dict, params: dict) -> dict:
         *args,
     )
     out["als"] = {"params": chosen, "grid": grid}
-    n_items = int((np.diff(fit_liked.tocsc().indptr) > 0).sum())
+    n_items = len(liked_items(fit_liked))
     if n_items > params["ease"]["max_items"]:
         reason = (
             f"{n_items} liked tracks is more than recommendation.baselines.ease.max_items "
@@ -128,11 +133,6 @@ def tune_baselines(data: dict, params: dict) -> dict:
         chosen, grid = tune("EASE", ease_scorer, grid_points(params["ease"]["grid"]), *args)
         out["ease"] = {"params": chosen, "grid": grid}
     return out
-
-
-def _likes(fit_known: sp.csr_matrix, train_liked: sp.csr_matrix) -> sp.csr_matrix:
-    """The training likes that are in the fit part (not held out for validation)."""
-    return train_liked.multiply(fit_known > 0).tocsr()
 
 
 def baseline_scorers(data: dict, tuning: dict, seed: int) -> dict[str, Scorer]:

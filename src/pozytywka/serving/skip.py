@@ -80,7 +80,13 @@ class SkipEngine:
         self.fav_columns = {
             c[len("fav_") :]: i for c, i in self.position.items() if c.startswith("fav_")
         }
-        self.calibrator = None  # set by _compile for a calibrated model
+        # A calibrated model's map from the base model's decision_function (the log-odds the
+        # compiled trees sum to) to its probability.
+        self.calibrator = (
+            model.calibrated_classifiers_[0].calibrators[0]
+            if isinstance(model, CalibratedClassifierCV)
+            else None
+        )
         self.compiled = self._compile(skip_dataset)
 
     def _compile(self, skip_dataset: pd.DataFrame) -> CompiledTrees | None:
@@ -95,9 +101,6 @@ class SkipEngine:
         except ValueError as exc:
             logger.info("Skip model predicts through scikit-learn: %s", exc)
             return None
-        if isinstance(self.model, CalibratedClassifierCV):
-            # Fitted on the base model's decision_function, the log-odds the trees sum to.
-            self.calibrator = self.model.calibrated_classifiers_[0].calibrators[0]
         sample = skip_dataset[self.columns].head(500)
         expected = skip_score(self.model, sample)
         got = np.array([self._compiled_probability(compiled, x) for x in sample.to_numpy(float)])

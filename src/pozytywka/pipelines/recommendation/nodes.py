@@ -86,7 +86,8 @@ def prepare_training_data(interactions: pd.DataFrame, dataset: Dataset, split: d
     Returns ``fit`` / ``full``: ``{variant: (interactions, weights)}`` on training minus
     validation pairs / on all training pairs; ``validation`` and ``test``: held-out likes (CSR);
     ``fit_known`` / ``train_known``: every pair seen in the respective training part (never
-    recommended back, and the listening histories of the baseline).
+    recommended back, and the listening histories of the baseline); ``fit_liked`` /
+    ``train_liked``: the liked pairs among them.
     """
     train = interactions[interactions["split"] == "train"].reset_index(drop=True)
     rng = np.random.default_rng(split["seed"])
@@ -116,6 +117,7 @@ def prepare_training_data(interactions: pd.DataFrame, dataset: Dataset, split: d
         "test": known(test),
         "fit_known": known(fit),
         "train_known": known(train),
+        "fit_liked": known(fit[fit["liked"]]),
         "train_liked": known(train[train["liked"]]),
     }
     logger.info(

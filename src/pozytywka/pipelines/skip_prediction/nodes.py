@@ -271,6 +271,7 @@ def evaluate_skip_models(
     importance of the final model (``params``: ``skip_prediction.importance``)."""
     cols = feature_columns(dataset)
     test = dataset[dataset["split"] == "test"]
+    raw = uncalibrated(final)
     predictions = pd.DataFrame(
         {
             "user_id": test["user_id"].to_numpy(),
@@ -281,8 +282,8 @@ def evaluate_skip_models(
             "linear_svc_predicted": svc.predict(test[cols]).astype(bool),
             "final_score": skip_score(final, test[cols]),
             "final_predicted": final.predict(test[cols]).astype(bool),
-            "final_uncalibrated_score": skip_score(uncalibrated(final), test[cols]),
-            "final_uncalibrated_predicted": uncalibrated(final).predict(test[cols]).astype(bool),
+            "final_uncalibrated_score": skip_score(raw, test[cols]),
+            "final_uncalibrated_predicted": raw.predict(test[cols]).astype(bool),
         }
     )
     return predictions, _permutation_importance(final, test, cols, params)
