@@ -5,6 +5,7 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline
 
 from pozytywka.pipelines import (
+    ab_analysis,
     data_processing,
     feature_engineering,
     oracle_evaluation,
@@ -24,6 +25,7 @@ PIPELINES = {
     "skip_prediction": skip_prediction,
     "oracle_evaluation": oracle_evaluation,
     "reporting": reporting,
+    "ab_analysis": ab_analysis,
 }
 
 
@@ -33,7 +35,9 @@ def register_pipelines() -> dict[str, Pipeline]:
     ``from_raw``: everything after generation, on the exports in ``data/01_raw`` (a user's
     own, or the generator's): processing, features, both models, the oracle where the
     generator's truth belongs to those files, and every report;
-    ``__default__``: generate the synthetic catalogue, then ``from_raw``.
+    ``__default__``: generate the synthetic catalogue, then ``from_raw``;
+    ``ab_analysis``: data_processing, then the A/B outcomes of the service's prediction log
+    (after serving; not part of the default run).
     ``recommendation`` and ``skip_prediction`` include their oracle and report nodes (tagged
     with the pipeline's name), so each runs alone on the outputs of an earlier run.
     """
@@ -46,9 +50,12 @@ def register_pipelines() -> dict[str, Pipeline]:
         for name, module in PIPELINES.items()
     }
     pipelines["from_raw"] = sum(
-        (p for name, p in pipelines.items() if name != "synthetic_data"), Pipeline([])
+        (p for name, p in pipelines.items() if name not in ("synthetic_data", "ab_analysis")),
+        Pipeline([]),
     )
     pipelines["__default__"] = pipelines["synthetic_data"] + pipelines["from_raw"]
+    # The events after the answers come from the exports and incoming/ files, cleaned afresh.
+    pipelines["ab_analysis"] = pipelines["data_processing"] + pipelines["ab_analysis"]
     for name in ["recommendation", "skip_prediction"]:
         pipelines[name] = pipelines["from_raw"].only_nodes_with_tags(name)
     return pipelines

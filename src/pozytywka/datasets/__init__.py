@@ -3,11 +3,14 @@
 from .generated_text import GeneratedTextDataset
 from .incoming import IncomingJsonlDataset
 from .mlflow_model import DescribedMlflowModelDataset
+from .prediction_log import OptionalParquetDataset, PredictionLogDataset
 from .synthetic_truth import SyntheticTruthDataset
 
 __all__ = [
     "DescribedMlflowModelDataset",
     "GeneratedTextDataset",
     "IncomingJsonlDataset",
+    "OptionalParquetDataset",
+    "PredictionLogDataset",
     "SyntheticTruthDataset",
 ]

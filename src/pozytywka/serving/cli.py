@@ -68,11 +68,127 @@ def serve(env: str | None, host: str, port: int, workers: int, project_path: str
 @click.option("--env", "-e", default=None, help="Kedro configuration environment.")
 @click.option("--project-path", default=".", show_default=True, type=click.Path(exists=True))
 def ab_summary_command(env: str | None, project_path: str) -> None:
-    """Print the A/B summary of the prediction log as JSON."""
-    from .loading import in_project, project_context  # noqa: PLC0415
-    from .prediction_log import PredictionLog, ab_summary  # noqa: PLC0415
+    """Print the A/B summary of the prediction log, with the outcomes of the events the
+    service received, as JSON (`kedro run --pipeline ab_analysis` makes the full report)."""
+    from .incoming import IncomingWriter  # noqa: PLC0415
+    from .loading import in_project, incoming_path, project_context  # noqa: PLC0415
+    from .prediction_log import PredictionLog, ab_summary_with_outcomes  # noqa: PLC0415
 
     root = Path(project_path).resolve()
-    config = project_context(root, env).config_loader["serving"]
+    context = project_context(root, env)
+    config = context.config_loader["serving"]
     log = PredictionLog(in_project(root, config["prediction_log"]["path"]))
-    click.echo(json.dumps(ab_summary(log.frame()), indent=2))
+    events = IncomingWriter(incoming_path(context.config_loader, root, "sessions")).read_all()
+    summary = ab_summary_with_outcomes(log.frame(), events, context.params["ab_analysis"])
+    click.echo(json.dumps(summary, indent=2, default=str))
+
+
+@cli.command()
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The service.")
+@click.option("--users", default=200, show_default=True, help="Simulated users.")
+@click.option("--days", default=2, show_default=True, help="Sessions per user.")
+@click.option("--requests-per-day", default=2, show_default=True)
+@click.option(
+    "--playlist-share",
+    default=0.6,
+    show_default=True,
+    help="Share of requests that ask a group playlist (the rest: recommendations).",
+)
+@click.option("--group-sizes", default="2,3,4,5", show_default=True, help="Comma-separated.")
+@click.option("--playlist-length", default=20, show_default=True)
+@click.option("--k", default=20, show_default=True, help="Recommendations per request.")
+@click.option("--skip-checks", default=3, show_default=True, help="Skip predictions per answer.")
+@click.option("--concurrency", default=8, show_default=True, help="Users simulated at once.")
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--counterfactual/--no-counterfactual",
+    default=True,
+    show_default=True,
+    help="Also ask the other arm (forced route) for the true effect.",
+)
+@click.option("--timeout", default=30.0, show_default=True, help="Seconds per request.")
+@click.option("--env", "-e", default=None, help="Kedro configuration environment.")
+@click.option("--project-path", default=".", show_default=True, type=click.Path(exists=True))
+def simulate(
+    url: str,
+    users: int,
+    days: int,
+    requests_per_day: int,
+    playlist_share: float,
+    group_sizes: str,
+    playlist_length: int,
+    k: int,
+    skip_checks: int,
+    concurrency: int,
+    seed: int,
+    counterfactual: bool,
+    timeout: float,
+    env: str | None,
+    project_path: str,
+) -> None:
+    """Rehearse the A/B experiments: simulated listeners of the synthetic catalogue ask the
+    running service for playlists, recommendations and skip predictions, listen as the
+    generator's hidden truth says they would, and post the events. Saves each answer's true
+    expected outcomes (ab_simulation_truth) for `kedro run --pipeline ab_analysis`."""
+    import asyncio  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415
+
+    from ..experiments.simulator import Listeners, SimulationPlan  # noqa: PLC0415
+    from ..experiments.simulator import simulate as run_simulation  # noqa: PLC0415
+    from .loading import api_key_of, project_context  # noqa: PLC0415
+
+    root = Path(project_path).resolve()
+    os.chdir(root)  # the catalog's paths are relative to the project
+    context = project_context(root, env)
+    truth = context.catalog.load("synthetic_truth")
+    if truth is None:
+        click.echo(
+            "pozytywka simulate: no synthetic truth belongs to data/01_raw (simulated listeners "
+            "need the generated catalogue: `kedro run` first)",
+            err=True,
+        )
+        sys.exit(2)
+    try:
+        plan = SimulationPlan(
+            users=users,
+            days=days,
+            requests_per_day=requests_per_day,
+            playlist_share=playlist_share,
+            group_sizes=tuple(int(g) for g in group_sizes.split(",")),
+            playlist_length=playlist_length,
+            k=k,
+            skip_checks=skip_checks,
+            concurrency=concurrency,
+            seed=seed,
+            counterfactual=counterfactual,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    serving = context.config_loader["serving"]
+
+    async def main():
+        limits = httpx.Limits(max_connections=concurrency * 2)
+        async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
+            return await run_simulation(
+                client,
+                Listeners(truth),
+                context.catalog.load("users")["user_id"].to_numpy(),
+                plan,
+                api_key_of(context.config_loader),
+                max_batch=serving["events"]["max_batch"],
+            )
+
+    try:
+        result = asyncio.run(main())
+    except ValueError as exc:
+        click.echo(f"pozytywka simulate: {exc}", err=True)
+        sys.exit(2)
+    context.catalog.save("ab_simulation_truth", result.truth)
+    summary = result.summary()
+    context.catalog.save("ab_simulation_summary", summary)
+    click.echo(json.dumps(summary, indent=2))
+    click.echo(
+        "pozytywka simulate: analyse with: kedro run --pipeline ab_analysis "
+        f'--params "ab_analysis.since={result.started_at}"'
+    )

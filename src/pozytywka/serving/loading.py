@@ -44,6 +44,7 @@ class ServiceState:
     versions: dict[str, str]
     sources: dict[str, str]
     api_key: str | None = field(repr=False, default=None)
+    ab_analysis: dict = field(default_factory=dict)  # parameters_ab_analysis.yml
 
     def summary(self) -> list[str]:
         r = self.recommender
@@ -109,7 +110,7 @@ def load_service(
         _load(catalog, "users"),
         _load(catalog, "genre_vocabulary"),
     )
-    users_writer = IncomingWriter(_incoming_path(conf, project_path, "users"), project_path)
+    users_writer = IncomingWriter(incoming_path(conf, project_path, "users"), project_path)
     _register_incoming_users(catalogue, users_writer)
     engine = RecommenderEngine(recommender, catalogue, config, params["recommendation"]["groups"])
     skip = SkipEngine(
@@ -132,19 +133,20 @@ def load_service(
         skip,
         catalogue,
         log,
-        IncomingWriter(_incoming_path(conf, project_path, "sessions"), project_path),
+        IncomingWriter(incoming_path(conf, project_path, "sessions"), project_path),
         users_writer,
         config,
         versions,
         sources,
-        _api_key(conf),
+        api_key_of(conf),
+        params["ab_analysis"],
     )
     for line in state.summary():
         logger.info("Serving: %s", line)
     return state
 
 
-def _api_key(conf) -> str | None:
+def api_key_of(conf) -> str | None:
     """The write endpoints' key: the environment variable, else conf/local/credentials.yml."""
     try:
         credentials = conf["credentials"] or {}
@@ -188,7 +190,7 @@ def in_project(project_path: Path, path: str) -> Path:
     return project_path / path if not Path(path).is_absolute() else Path(path)
 
 
-def _incoming_path(conf, project_path: Path, file: str) -> Path:
+def incoming_path(conf, project_path: Path, file: str) -> Path:
     """The directory of the ``incoming_{file}`` catalog entry (one source of truth for the
     service that writes and the pipeline that reads)."""
     entry = conf["catalog"]["incoming_{file}"]

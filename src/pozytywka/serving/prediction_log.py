@@ -16,6 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..experiments.outcomes import events_from_records
+from ..experiments.report import outcome_summary
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -129,3 +132,13 @@ def ab_summary(log: pd.DataFrame) -> dict:
                 )
         out.setdefault(experiment, {})[variant if isinstance(variant, str) else "none"] = entry
     return out
+
+
+def ab_summary_with_outcomes(log: pd.DataFrame, events: list[dict], params: dict) -> dict:
+    """``ab_summary`` plus, under ``outcomes``, what users did after the answers: the events
+    ``POST /events`` received, joined as the ab_analysis pipeline joins them (which also reads
+    the export and adds intervals over time and the simulator's truth)."""
+    return {
+        **ab_summary(log),
+        "outcomes": outcome_summary(log, events_from_records(events), params) if params else {},
+    }

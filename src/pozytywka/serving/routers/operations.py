@@ -6,11 +6,13 @@ a comment instead, so the document stays as it was."""
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ..dependencies import State
-from ..prediction_log import ab_summary
+from ..loading import ServiceState
+from ..prediction_log import ab_summary_with_outcomes
 
 router = APIRouter(tags=["operations"])
 
@@ -40,5 +42,11 @@ async def metrics(request: Request) -> Response:
 @router.get("/ab-summary")
 async def summary(state: State) -> dict:
     """Per experiment and variant: answers, users, errors, latency and what was answered,
-    read from the prediction log."""
-    return ab_summary(state.log.frame())
+    read from the prediction log; under ``outcomes``, each arm's like, skip and hit rates or
+    skip-prediction accuracy from the events posted since, and the headline difference with
+    its interval and p-value. Computed off the event loop."""
+    return await run_in_threadpool(_summary, state)
+
+
+def _summary(state: ServiceState) -> dict:
+    return ab_summary_with_outcomes(state.log.frame(), state.events.read_all(), state.ab_analysis)

@@ -1,0 +1,5 @@
+"""ab_analysis pipeline."""
+
+from .pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

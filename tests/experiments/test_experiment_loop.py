@@ -1,0 +1,235 @@
+"""The whole A/B loop on the trained tiny project: serve over HTTP, simulate listeners, analyse
+with the ab_analysis pipeline; and a service killed mid-simulation keeps what it acknowledged."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from pozytywka.experiments.outcomes import answers, join
+from pozytywka.experiments.report import build_report
+from pozytywka.experiments.simulator import Listeners, SimulationPlan, simulate
+from pozytywka.serving.app import create_app
+from pozytywka.serving.loading import load_service, project_context
+from pozytywka.serving.prediction_log import PredictionLog
+from tests.project import API_KEY, copy_project, run_project
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _Served:
+    """The app on a real socket, in a thread."""
+
+    def __init__(self, app):
+        self.port = _free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the service did not start"
+            time.sleep(0.05)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(30)
+
+
+def _simulate(url: str, root: Path, plan: SimulationPlan):
+    context = project_context(root, "tiny")
+
+    async def main():
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            return await simulate(
+                client,
+                Listeners(context.catalog.load("synthetic_truth")),
+                context.catalog.load("users")["user_id"].to_numpy(),
+                plan,
+                API_KEY,
+                progress=False,
+            )
+
+    return asyncio.run(main()), context
+
+
+@pytest.fixture(scope="module")
+def experiment(trained_project, tmp_path_factory):
+    """A simulated experiment on every tiny user, three playlist answers nobody listened to,
+    then `kedro run --pipeline ab_analysis` with 99% intervals."""
+    root = copy_project(trained_project, tmp_path_factory.mktemp("experiment") / "project")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("POZYTYWKA_API_KEY", API_KEY)
+        mp.chdir(root)
+        state = load_service(root, "tiny")
+        plan = SimulationPlan(users=60, days=3, requests_per_day=2, concurrency=4, seed=3)
+        with _Served(create_app(state)) as url:
+            result, context = _simulate(url, root, plan)
+            users = [int(u) for u in state.recommender.recommender.user_index][:4]
+            for u in users[:3]:
+                r = httpx.post(f"{url}/playlists", json={"user_id": u, "other_users": [users[3]]})
+                assert r.status_code == 200
+            summary = httpx.get(f"{url}/ab-summary", timeout=60).json()
+        context.catalog.save("ab_simulation_truth", result.truth)
+    (root / "conf" / "tiny" / "parameters_ab_analysis.yml").write_text(
+        "ab_analysis:\n  statistics:\n    alpha: 0.01\n    n_resamples: 300\n"
+    )
+    run_project(root, pipeline_names=["ab_analysis"])
+    report = json.loads((root / "data" / "08_reporting" / "ab_report.json").read_text())
+    return root, result, report, summary
+
+
+def test_the_interval_covers_the_simulators_true_lift(experiment):
+    root, result, report, _ = experiment
+    assert sum(r["failed"] + r["refused"] for r in result.tally.as_dict()["requests"].values()) == 0
+    playlists = report["experiments"]["playlists"]
+    assert playlists["assignment"]["passed"] is True
+    for metric in ("like_rate", "hit_rate", "skip_rate"):
+        m = playlists["metrics"][metric]
+        low, high = m["difference"]["interval"]
+        assert low <= m["truth"]["difference"] <= high, (metric, m)
+        assert m["truth"]["interval_covers_truth"] is True
+    skip = report["experiments"]["skip_predictions"]["metrics"]["accuracy"]
+    assert skip["truth"]["interval_covers_truth"] is True, skip
+    sim = report["simulation"]["experiments"]["playlists"]
+    assert sim["users_with_truth"] == sim["users_observed"] > 20
+    markdown = (root / "data" / "08_reporting" / "ab_report.md").read_text()
+    assert "## Group playlists" in markdown and "| like_rate |" in markdown
+    for plot in ("ab_outcomes", "ab_cumulative_lift"):
+        assert (root / "data" / "08_reporting" / f"{plot}.png").stat().st_size > 10_000
+
+
+def test_answers_nothing_followed_are_counted_and_every_event_is_attributed(experiment):
+    root, result, report, _ = experiment
+    missing = report["experiments"]["playlists"]["answers_without_later_event"]
+    assert sum(missing.values()) == 3
+    served = report["experiments"]["playlists"]["metrics"]["play_rate"]["arms"]
+    assert all(0.9 < a["mean"] <= 1 for a in served.values())  # simulated users play it all
+    counts = report["answers"]["playlists"]
+    ok = result.tally.ok
+    assert sum(c["ok"] for c in counts.values()) == ok["/playlists"] + 3
+    assert sum(c["forced"] for c in counts.values()) == (
+        ok["/playlists/base"] + ok["/playlists/advanced"]
+    )
+
+
+def test_the_sample_ratio_check_fails_for_a_skewed_split(experiment):
+    root, _, report, _ = experiment
+    log = PredictionLog(root / "data" / "07_model_output" / "prediction_log.sqlite").frame()
+    params = project_context(root, "tiny").params["ab_analysis"]
+    events = __import__("pandas").read_parquet(root / "data" / "03_primary" / "events.parquet")
+    answered = answers(log)
+    base_users = answered.loc[
+        (answered["experiment"] == "playlists")
+        & (answered["variant"] == "base")
+        & ~answered["forced"],
+        "user_id",
+    ].unique()
+    skewed = answered[~answered["user_id"].isin(base_users[: len(base_users) * 3 // 4])]
+    for frame, passed in ((answered, True), (skewed, False)):
+        served, skips = join(frame, events, params["attribution"])
+        section = build_report(frame, served, skips, None, params)["experiments"]["playlists"]
+        assert section["assignment"]["passed"] is passed, section["assignment"]
+
+
+def test_a_killed_service_loses_no_acknowledged_event_or_logged_answer(
+    trained_project, tmp_path_factory, monkeypatch
+):
+    root = copy_project(trained_project, tmp_path_factory.mktemp("killed") / "project")
+    monkeypatch.chdir(root)  # the catalog's paths are relative to the project
+    port = _free_port()
+    env = {**os.environ, "POZYTYWKA_API_KEY": API_KEY}
+    service = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pozytywka",
+            "serve",
+            "--env",
+            "tiny",
+            "--port",
+            str(port),
+            "--project-path",
+            str(root),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert service.poll() is None and time.monotonic() < deadline, "service did not start"
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        log_path = root / "data" / "07_model_output" / "prediction_log.sqlite"
+
+        def kill_midway():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                if log_path.exists():
+                    log = PredictionLog(log_path)
+                    written = log.count()
+                    log.close()
+                    if written >= 150:
+                        break
+                time.sleep(0.05)
+            service.send_signal(signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_midway, daemon=True)
+        killer.start()
+        plan = SimulationPlan(users=60, days=20, requests_per_day=2, concurrency=6, seed=1)
+        result, _ = _simulate(url, root, plan)
+        killer.join(60)
+    finally:
+        service.kill()
+        service.wait(30)
+    tally = result.tally
+    assert sum(tally.failed.values()) > 0  # the service died under the simulation
+    log = PredictionLog(root / "data" / "07_model_output" / "prediction_log.sqlite").frame()
+    for route, acknowledged in tally.ok.items():
+        if route != "/events":
+            assert (log.loc[log["endpoint"] == route, "status"] == 200).sum() >= acknowledged
+    kept = sum(
+        len(p.read_text().splitlines())
+        for p in (root / "data" / "01_raw" / "incoming" / "sessions").glob("*.jsonl")
+    )
+    assert kept >= tally.events_acknowledged > 0
+
+
+def test_the_service_summary_shows_outcomes_per_arm(experiment):
+    _, result, report, summary = experiment
+    outcomes = summary["outcomes"]["playlists"]
+    assert outcomes["headline"] == "like_rate"
+    assert set(outcomes["arms"]) == {"base", "advanced"}
+    # the service joins the events it received, as the pipeline does with the export too
+    for arm, figures in outcomes["arms"].items():
+        expected = report["experiments"]["playlists"]["metrics"]["like_rate"]["arms"][arm]
+        assert figures["like_rate"] == pytest.approx(expected["mean"])
+    assert summary["playlists"]["base"]["answers"] > 0  # the counts are still there
