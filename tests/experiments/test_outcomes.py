@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 
 from pozytywka.experiments import outcomes
+from pozytywka.experiments.simulator import Listeners
+from pozytywka.synthetic import truth as hidden
 
 T0 = pd.Timestamp("2026-12-01T12:00:00Z")
 
@@ -226,3 +228,16 @@ def test_forced_answers_do_not_take_the_outcome_of_the_assigned_one():
     events = _events([(1, "A", 2, "play"), (1, "A", 2.1, "like")])
     served, _ = outcomes.join(outcomes.answers(log), events, {"window": "30min"})
     assert served.set_index("answer_id")["liked"].to_dict() == {1: True, 2: True}
+
+
+def test_the_simulators_probabilities_are_the_generators(tiny_catalogue):
+    user_truth, track_truth, params = tiny_catalogue[0][4:7]
+    truth = {"users": user_truth, "tracks": track_truth, "params": params}
+    user = int(truth["users"]["user_id"].iloc[3])
+    tracks = list(truth["tracks"]["track_id"].iloc[[5, 1, 9]]) + ["unknown"]
+    p_skip, p_like = Listeners(truth).probabilities(user, tracks)
+    users = [user] * 3
+    args = (truth["users"], truth["tracks"], truth["params"], users, tracks[:3])
+    assert p_skip[:3] == pytest.approx(hidden.skip_probability(*args))
+    assert p_like[:3] == pytest.approx(hidden.like_probability(*args))
+    assert np.isnan(p_skip[3]) and np.isnan(p_like[3])

@@ -63,11 +63,14 @@ class Listeners:
     """The generator's hidden truth, asked per user and served tracks."""
 
     def __init__(self, truth: dict):
-        self.users = truth["users"].reset_index(drop=True)
-        self.tracks = truth["tracks"].reset_index(drop=True)
-        self.params = truth["params"]
-        self._user_row = pd.Index(self.users["user_id"])
-        self._track_row = pd.Index(self.tracks["track_id"])
+        users, tracks, self.params = truth["users"], truth["tracks"], truth["params"]
+        factors = [f"f{i}" for i in range(self.params["n_factors"])]
+        self._user_row = pd.Index(users["user_id"])
+        self._track_row = pd.Index(tracks["track_id"])
+        self._user_factors = users[factors].to_numpy(dtype=np.float64)
+        self._skip_bias = users["skip_bias"].to_numpy(dtype=np.float64)
+        self._track_factors = tracks[factors].to_numpy(dtype=np.float64)
+        self._quality = tracks["quality"].to_numpy(dtype=np.float64)
 
     def knows(self, user_ids) -> np.ndarray:
         return self._user_row.get_indexer(pd.Index(user_ids)) >= 0
@@ -80,12 +83,14 @@ class Listeners:
         p_skip = np.full(len(track_ids), np.nan)
         p_like = np.full(len(track_ids), np.nan)
         if known.any():
-            user = self.users.iloc[[self._user_row.get_loc(user_id)]]
-            tracks = self.tracks.iloc[rows[known]]
-            ids = tracks["track_id"].to_numpy()
-            users = np.full(len(ids), user_id)
-            p_skip[known] = hidden.skip_probability(user, tracks, self.params, users, ids)
-            p_like[known] = hidden.like_probability(user, tracks, self.params, users, ids)
+            u = self._user_row.get_loc(user_id)
+            p_skip[known], p_like[known] = hidden.outcome_probabilities(
+                self._user_factors[u],
+                self._skip_bias[u],
+                self._track_factors[rows[known]],
+                self._quality[rows[known]],
+                self.params,
+            )
         return p_skip, p_like
 
 
@@ -256,14 +261,15 @@ class _Run:
 
     async def listen(self, user_id, session_id, tracks, rng) -> None:
         """Play every served track; skip or like it as the generator would; post the events
-        (their times start now and step by a millisecond, in the order they happen)."""
+        (timed from now in 0.1 ms steps, in the order they happen), and wait until the last
+        has happened, so that the user's next answer comes after it."""
         p_skip, p_like = self.listeners.probabilities(user_id, tracks)
         known = np.isfinite(p_skip)
         self.tally.unknown_tracks += int((~known).sum())
         like_if_listened = np.where(known, p_like / np.maximum(1 - p_skip, 1e-12), 0.0)
         skipped = rng.random(len(tracks)) < np.nan_to_num(p_skip)
         liked = ~skipped & (rng.random(len(tracks)) < like_if_listened)
-        start, step = datetime.now(UTC), timedelta(milliseconds=1)
+        start, step = datetime.now(UTC), timedelta(microseconds=100)
         events: list[dict] = []
         for track_id, ok, skip, like in zip(tracks, known, skipped, liked, strict=True):
             if not ok:
@@ -289,6 +295,9 @@ class _Run:
                 self.tally.events_unsent += len(batch)
             else:
                 self.tally.events_refused += len(batch)
+        ahead = (start + step * len(events) - datetime.now(UTC)).total_seconds()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
 
 
 async def simulate(

@@ -139,8 +139,8 @@ def _power(a, b, diff, alpha, power, target_relative_lift) -> dict:
 def _users_needed(effect_size: float, alpha: float, power: float) -> int | None:
     if not effect_size or not math.isfinite(effect_size):
         return None
-    n = tt_ind_solve_power(effect_size=effect_size, alpha=alpha, power=power, ratio=1.0)
-    return int(math.ceil(float(n)))
+    n = float(tt_ind_solve_power(effect_size=effect_size, alpha=alpha, power=power, ratio=1.0))
+    return int(math.ceil(n)) if math.isfinite(n) else None  # the solver gives up on tiny effects
 
 
 def sample_ratio(users: dict[str, int], expected: dict[str, float], alpha: float = 0.001) -> dict:

@@ -56,6 +56,22 @@ def like_if_listened(affinity: np.ndarray, alpha_like: float, outcome_signal: fl
     return expit(alpha_like + outcome_signal * affinity)
 
 
+def outcome_probabilities(
+    user_factors: np.ndarray,
+    skip_bias: float,
+    track_factors: np.ndarray,
+    quality: np.ndarray,
+    params: dict,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(P(skip | play), P(like)) of one user's factors and skip bias against tracks' factors
+    and quality: the formulas above on arrays, for callers that ask many times (the
+    simulated listeners)."""
+    a = _standardised(track_factors @ user_factors, quality, params)
+    s = params["outcome_signal"]
+    p_skip = skip_probability_of(a, skip_bias, params["alpha_skip"], s)
+    return p_skip, (1 - p_skip) * like_if_listened(a, params["alpha_like"], s)
+
+
 def _skip_bias(user_truth: pd.DataFrame, user_ids) -> np.ndarray:
     return user_truth.set_index("user_id").loc[np.asarray(user_ids), "skip_bias"].to_numpy()
 
