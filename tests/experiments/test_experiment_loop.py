@@ -100,7 +100,7 @@ def experiment(trained_project, tmp_path_factory):
             cli, ["ab-summary", "--env", "tiny", "--project-path", str(root)]
         )
         assert printed.exit_code == 0, printed.output
-        assert json.loads(printed.output) == summary
+        assert json.loads(printed.stdout) == summary
     (root / "conf" / "tiny" / "parameters_ab_analysis.yml").write_text(
         "ab_analysis:\n  statistics:\n    alpha: 0.01\n    n_resamples: 300\n"
     )

@@ -64,11 +64,11 @@ def build_report(
         users = list_users[list_users["experiment"] == experiment]
         if len(users) or experiment in counts:
             report["experiments"][experiment] = _list_experiment(
-                experiment, users, assigned_served, counts.get(experiment, {}), params
+                experiment, users, assigned_served, params
             )
     if len(skip_users) or "skip_predictions" in counts:
         report["experiments"]["skip_predictions"] = _skip_experiment(
-            skip_users, assigned_skips, counts.get("skip_predictions", {}), params
+            skip_users, assigned_skips, params
         )
     report["simulation"] = _with_truth(report, list_users, skip_users, truth, stat["alpha"])
     return report
@@ -121,7 +121,7 @@ def _assignment(users: pd.DataFrame, params: dict) -> dict:
 
 
 def _list_experiment(
-    experiment: str, users: pd.DataFrame, served: pd.DataFrame, counts: dict, params: dict
+    experiment: str, users: pd.DataFrame, served: pd.DataFrame, params: dict
 ) -> dict:
     tested = experiment in A_B_EXPERIMENTS
     out: dict = {
@@ -143,7 +143,7 @@ def _list_experiment(
     return out
 
 
-def _skip_experiment(users: pd.DataFrame, skips: pd.DataFrame, counts: dict, params: dict) -> dict:
+def _skip_experiment(users: pd.DataFrame, skips: pd.DataFrame, params: dict) -> dict:
     stat = params["statistics"]
     headline = params["headline"]["skip_predictions"]
     labelled = skips[skips["labelled"]] if len(skips) else skips

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -74,12 +75,13 @@ def ab_summary_command(env: str | None, project_path: str) -> None:
     from .loading import in_project, incoming_path, project_context  # noqa: PLC0415
     from .prediction_log import PredictionLog, ab_summary_with_outcomes  # noqa: PLC0415
 
-    root = Path(project_path).resolve()
-    context = project_context(root, env)
-    config = context.config_loader["serving"]
-    log = PredictionLog(in_project(root, config["prediction_log"]["path"]))
-    events = IncomingWriter(incoming_path(context.config_loader, root, "sessions")).read_all()
-    summary = ab_summary_with_outcomes(log.frame(), events, context.params["ab_analysis"])
+    with contextlib.redirect_stdout(sys.stderr):  # Kedro's log lines: stdout is the JSON
+        root = Path(project_path).resolve()
+        context = project_context(root, env)
+        config = context.config_loader["serving"]
+        log = PredictionLog(in_project(root, config["prediction_log"]["path"]))
+        events = IncomingWriter(incoming_path(context.config_loader, root, "sessions")).read_all()
+        summary = ab_summary_with_outcomes(log.frame(), events, context.params["ab_analysis"])
     click.echo(json.dumps(summary, indent=2, default=str))
 
 
@@ -109,39 +111,18 @@ def ab_summary_command(env: str | None, project_path: str) -> None:
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds per request.")
 @click.option("--env", "-e", default=None, help="Kedro configuration environment.")
 @click.option("--project-path", default=".", show_default=True, type=click.Path(exists=True))
-def simulate(
-    url: str,
-    users: int,
-    days: int,
-    requests_per_day: int,
-    playlist_share: float,
-    group_sizes: str,
-    playlist_length: int,
-    k: int,
-    skip_checks: int,
-    concurrency: int,
-    seed: int,
-    counterfactual: bool,
-    timeout: float,
-    env: str | None,
-    project_path: str,
-) -> None:
+def simulate(url: str, timeout: float, env: str | None, project_path: str, **plan_options) -> None:
     """Rehearse the A/B experiments: simulated listeners of the synthetic catalogue ask the
     running service for playlists, recommendations and skip predictions, listen as the
     generator's hidden truth says they would, and post the events. Saves each answer's true
     expected outcomes (ab_simulation_truth) for `kedro run --pipeline ab_analysis`."""
-    import asyncio  # noqa: PLC0415
-
-    import httpx  # noqa: PLC0415
-
-    from ..experiments.simulator import Listeners, SimulationPlan  # noqa: PLC0415
-    from ..experiments.simulator import simulate as run_simulation  # noqa: PLC0415
-    from .loading import api_key_of, project_context  # noqa: PLC0415
+    from .loading import project_context  # noqa: PLC0415
 
     root = Path(project_path).resolve()
     os.chdir(root)  # the catalog's paths are relative to the project
-    context = project_context(root, env)
-    truth = context.catalog.load("synthetic_truth")
+    with contextlib.redirect_stdout(sys.stderr):  # Kedro's log lines: stdout is the JSON
+        context = project_context(root, env)
+        truth = context.catalog.load("synthetic_truth")
     if truth is None:
         click.echo(
             "pozytywka simulate: no synthetic truth belongs to data/01_raw (simulated listeners "
@@ -149,38 +130,15 @@ def simulate(
             err=True,
         )
         sys.exit(2)
-    try:
-        plan = SimulationPlan(
-            users=users,
-            days=days,
-            requests_per_day=requests_per_day,
-            playlist_share=playlist_share,
-            group_sizes=tuple(int(g) for g in group_sizes.split(",")),
-            playlist_length=playlist_length,
-            k=k,
-            skip_checks=skip_checks,
-            concurrency=concurrency,
-            seed=seed,
-            counterfactual=counterfactual,
-        )
+    from ..experiments.simulator import SimulationPlan  # noqa: PLC0415
+
+    try:  # the options not taken above are SimulationPlan's fields, by name
+        sizes = tuple(int(g) for g in plan_options.pop("group_sizes").split(","))
+        plan = SimulationPlan(group_sizes=sizes, **plan_options)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    serving = context.config_loader["serving"]
-
-    async def main():
-        limits = httpx.Limits(max_connections=concurrency * 2)
-        async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
-            return await run_simulation(
-                client,
-                Listeners(truth),
-                context.catalog.load("users")["user_id"].to_numpy(),
-                plan,
-                api_key_of(context.config_loader),
-                max_batch=serving["events"]["max_batch"],
-            )
-
     try:
-        result = asyncio.run(main())
+        result = _simulate(url, timeout, context, truth, plan)
     except ValueError as exc:
         click.echo(f"pozytywka simulate: {exc}", err=True)
         sys.exit(2)
@@ -192,3 +150,27 @@ def simulate(
         "pozytywka simulate: analyse with: kedro run --pipeline ab_analysis "
         f'--params "ab_analysis.since={result.started_at}"'
     )
+
+
+def _simulate(url: str, timeout: float, context, truth: dict, plan):
+    """The simulation against the service at ``url``, with the project's users and key."""
+    import asyncio  # noqa: PLC0415
+
+    import httpx  # noqa: PLC0415
+
+    from ..experiments.simulator import Listeners, simulate  # noqa: PLC0415
+    from .loading import api_key_of  # noqa: PLC0415
+
+    async def main():
+        limits = httpx.Limits(max_connections=plan.concurrency * 2)
+        async with httpx.AsyncClient(base_url=url, timeout=timeout, limits=limits) as client:
+            return await simulate(
+                client,
+                Listeners(truth),
+                context.catalog.load("users")["user_id"].to_numpy(),
+                plan,
+                api_key_of(context.config_loader),
+                max_batch=context.config_loader["serving"]["events"]["max_batch"],
+            )
+
+    return asyncio.run(main())

@@ -44,7 +44,7 @@ def affinity_matrix(
 
 
 def skip_probability_of(
-    affinity: np.ndarray, skip_bias: np.ndarray, alpha_skip: float, outcome_signal: float
+    affinity: np.ndarray, skip_bias: float | np.ndarray, alpha_skip: float, outcome_signal: float
 ) -> np.ndarray:
     """The generator's skip formula: P(skip | play) from the true affinity and the user's
     skip bias."""
@@ -58,7 +58,7 @@ def like_if_listened(affinity: np.ndarray, alpha_like: float, outcome_signal: fl
 
 def outcome_probabilities(
     user_factors: np.ndarray,
-    skip_bias: float,
+    skip_bias: float | np.ndarray,
     track_factors: np.ndarray,
     quality: np.ndarray,
     params: dict,
