@@ -172,12 +172,20 @@ def _tested_lines(section: dict) -> list[str]:
         )
         if truth:
             t = m.get("truth")
-            row += (
-                f" {_f(t['difference'])} | {'yes' if t['interval_covers_truth'] else 'no'} |"
-                if t
-                else " – | – |"
+            covers = (
+                {True: "yes", False: "**no**"}.get(t["interval_covers_truth"], "–") if t else ""
             )
+            row += f" {_f(t['difference'])} | {covers} |" if t else " – | – |"
         lines.append(row)
+    if "expected_calibration_error" in section["metrics"]:
+        lines += [
+            "",
+            "Balanced accuracy and expected calibration error do not decompose per user: their "
+            "intervals resample users (a cluster bootstrap), their p-values shuffle whole users "
+            "between arms. A resampled calibration error is biased upwards (fewer distinct "
+            "users make the bins noisier), so its interval sits high; the permutation p-value "
+            "is the test.",
+        ]
     lines += ["", _verdict(section)]
     return lines
 
