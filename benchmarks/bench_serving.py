@@ -2,10 +2,14 @@
 
     python benchmarks/bench_serving.py            # after `kedro run`; starts `pozytywka serve`
     python benchmarks/bench_serving.py --url http://127.0.0.1:8000   # an already running one
+    python benchmarks/bench_serving.py --event-writers 40   # skip latency beside event writes
 
 Latency is measured one request at a time on a kept-alive connection (what one client sees);
 throughput with ``--concurrency`` clients, each on its own connection. Members, users and
 tracks are drawn at random from the model's users and the catalogue, with a fixed seed.
+The server it starts serves a sandbox of the project (links to its artifacts, but its own empty
+prediction log and incoming/ folder), so benchmark traffic never reaches the project's A/B log
+or the next run's training data.
 """
 
 from __future__ import annotations
@@ -14,8 +18,10 @@ import argparse
 import http.client
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -55,6 +61,83 @@ def wait_until_up(url: str, server: subprocess.Popen, timeout: float = 300) -> N
         except OSError:
             time.sleep(0.5)
     sys.exit("the server did not come up")
+
+
+KEY = "bench-key"
+OWN = {"01_raw": {"incoming"}, "07_model_output": {"prediction_log.sqlite"}}
+
+
+def sandbox(root: Path, into: Path) -> Path:
+    """``into`` as the project: its configuration copied, its data linked, but for the files
+    the service writes (OWN), which start empty."""
+    shutil.copytree(root / "conf", into / "conf", ignore=shutil.ignore_patterns("local"))
+    (into / "conf" / "local").mkdir()
+    for name in ["pyproject.toml", ".telemetry"]:
+        shutil.copy(root / name, into / name)
+    (into / "src").mkdir()
+    for layer in (root / "data").iterdir():
+        if layer.name not in OWN:
+            (into / "data").mkdir(exist_ok=True)
+            (into / "data" / layer.name).symlink_to(layer)
+            continue
+        (into / "data" / layer.name).mkdir(parents=True)
+        for item in layer.iterdir():
+            if not item.name.startswith(tuple(OWN[layer.name])):
+                (into / "data" / layer.name / item.name).symlink_to(item)
+    return into
+
+
+def event_writers(url: str, n: int, users, tracks, stop: threading.Event) -> list[int]:
+    """``n`` clients posting batches of 20 play events until ``stop``; events written each."""
+    written = [0] * n
+
+    def work(i: int) -> None:
+        u = urlparse(url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        headers = {"content-type": "application/json", "x-api-key": KEY}
+        rng = np.random.default_rng(i)
+        while not stop.is_set():
+            events = [
+                {
+                    "session_id": int(rng.integers(1, 2**40)),
+                    "timestamp": "2026-12-01T12:00:00Z",
+                    "user_id": int(rng.choice(users)),
+                    "track_id": str(rng.choice(tracks)),
+                    "event_type": "play",
+                }
+                for _ in range(20)
+            ]
+            conn.request("POST", "/events", json.dumps({"events": events}), headers)
+            response = conn.getresponse()
+            response.read()
+            written[i] += 20 if response.status == 202 else 0
+
+    threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    return written
+
+
+def writers_scenario(url: str, args, users, tracks, rng) -> None:
+    """Skip-prediction latency alone, then beside ``args.event_writers`` event writers."""
+    reqs = bodies("pair", args.requests + args.warmup, users, tracks, rng)
+    alone = latency(url, "/skip-predictions", reqs, args.warmup)
+    stop = threading.Event()
+    written = event_writers(url, args.event_writers, users, tracks, stop)
+    time.sleep(2)
+    start, before = time.perf_counter(), sum(written)
+    busy = latency(url, "/skip-predictions", reqs, args.warmup)
+    rate = (sum(written) - before) / (time.perf_counter() - start)
+    stop.set()
+    print(
+        f"| `/skip-predictions` alone | {alone['p50_ms']:.2f} | {alone['p95_ms']:.2f} | "
+        f"{alone['p99_ms']:.2f} | – |"
+    )
+    print(
+        f"| beside {args.event_writers} event writers | {busy['p50_ms']:.2f} | "
+        f"{busy['p95_ms']:.2f} | {busy['p99_ms']:.2f} | {rate:,.0f} events/s |"
+    )
+    print(f"\np50 rise: {100 * (busy['p50_ms'] / alone['p50_ms'] - 1):+.0f}%")
 
 
 def bodies(kind: str, n: int, users: np.ndarray, tracks: np.ndarray, rng) -> list[dict]:
@@ -116,20 +199,31 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=1000, help="timed requests per scenario")
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--concurrency", type=int, default=4)
+    ap.add_argument(
+        "--event-writers",
+        type=int,
+        default=0,
+        help="instead: skip-prediction latency alone and beside this many event writers",
+    )
     args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run(args, sandbox(ROOT, Path(tmp) / "project"))
 
+
+def run(args, project: Path) -> None:
     server = None
     url = args.url or f"http://127.0.0.1:{args.port}"
     if not args.url:
         cmd = [sys.executable, "-m", "pozytywka", "serve", "--port", str(args.port)]
+        cmd += ["--project-path", str(project)]
         if args.env:
             cmd += ["--env", args.env]
         server = subprocess.Popen(
             cmd,
-            cwd=ROOT,
+            cwd=project,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"},
+            env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "POZYTYWKA_API_KEY": KEY},
         )
     try:
         if server is not None:
@@ -147,9 +241,14 @@ def main() -> None:
             f"per row after {args.warmup} warm-up, throughput with {args.concurrency} "
             "clients\n"
         )
+        rng = np.random.default_rng(0)
+        if args.event_writers:
+            print("| requests | p50 ms | p95 ms | p99 ms | events written |")
+            print("|---|---:|---:|---:|---:|")
+            writers_scenario(url, args, users, tracks, rng)
+            return
         print("| endpoint | request | p50 ms | p95 ms | p99 ms | req/s | errors |")
         print("|---|---|---:|---:|---:|---:|---:|")
-        rng = np.random.default_rng(0)
         scenarios = [
             (p, f"group_{n}")
             for n in (2, 5, 6, 10)

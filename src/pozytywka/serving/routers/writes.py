@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC
 
 from fastapi import APIRouter, Depends, HTTPException
+from fastapi.concurrency import run_in_threadpool
 
 from ..dependencies import State, limit, require_key
 from ..schemas import EventsRequest, EventsResponse, UserRequest, UserResponse
@@ -28,7 +29,7 @@ async def events(body: EventsRequest, state: State) -> EventsResponse:
         }
         for e in body.events
     ]
-    path = state.events.append(records)
+    path = await run_in_threadpool(state.events.append, records)  # fsync off the event loop
     users, tracks = state.catalogue.users, state.catalogue.track_index
     return EventsResponse(
         accepted=len(records),
@@ -47,7 +48,7 @@ async def users(body: UserRequest, state: State) -> UserResponse:
     if body.user_id in state.catalogue.users:
         raise HTTPException(409, f"user {body.user_id} already exists")
     record = body.model_dump()
-    path = state.users_writer.append([record])
+    path = await run_in_threadpool(state.users_writer.append, [record])
     state.catalogue.register(record)
     genres = state.catalogue.genre_index
     return UserResponse(
