@@ -95,7 +95,8 @@ def experiment(trained_project, tmp_path_factory):
             for u in users[:3]:
                 r = httpx.post(f"{url}/playlists", json={"user_id": u, "other_users": [users[3]]})
                 assert r.status_code == 200
-            summary = httpx.get(f"{url}/ab-summary", timeout=60).json()
+            key = {"X-API-Key": API_KEY}
+            summary = httpx.get(f"{url}/ab-summary", headers=key, timeout=60).json()
         printed = CliRunner().invoke(
             cli, ["ab-summary", "--env", "tiny", "--project-path", str(root)]
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -12,7 +13,8 @@ from fastapi.testclient import TestClient
 
 from pozytywka.serving.app import assign_variant, create_app
 from pozytywka.serving.loading import load_service
-from pozytywka.serving.prediction_log import PredictionLog, Record, ab_summary
+from pozytywka.serving.prediction_log import PredictionLog, Record, ab_summary, capped
+from tests.project import API_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +36,23 @@ def test_every_answer_is_logged_with_variant_version_and_latency(client, state, 
     assert json.loads(first["request"]) == {"user_id": u, "other_users": [v]}
     assert (log["latency_ms"] > 0).all() and log["logged_at"].str.endswith("+00:00").all()
     assert log.iloc[2]["forced"] == 1 and log.iloc[2]["experiment"] == "skip_predictions"
+    salts = state.config["ab_test"]
+    assert first["salt"] == salts["playlists_salt"]
+    assert log.iloc[2]["salt"] == salts["skip_predictions_salt"]
+
+
+def test_a_large_request_is_logged_cut_to_the_configured_size(client, state, ids):
+    u, v = ids["users"][:2]
+    padded = json.dumps({"user_id": u, "other_users": [v]}) + " " * 100_000
+    response = client.post(
+        "/playlists", content=padded, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 200
+    logged = state.log.frame().iloc[-1]["request"]
+    limit = state.config["prediction_log"]["max_request_bytes"]
+    size = len(padded.encode())
+    assert len(logged.encode()) < limit + 100 and logged.endswith(f"[truncated: {size:,} bytes]")
+    assert logged.startswith(json.dumps({"user_id": u, "other_users": [v]}))
 
 
 def test_concurrent_requests_lose_and_break_no_record(client, state, ids):
@@ -99,7 +118,8 @@ def test_worker_processes_share_the_log(tmp_path):
     assert got == sorted((w, i) for w in range(3) for i in range(150))
 
 
-def test_restart_keeps_the_log(served_project, ids):
+def test_restart_keeps_the_log(served_project, ids, monkeypatch):
+    monkeypatch.setenv("POZYTYWKA_API_KEY", API_KEY)
     first = load_service(served_project, "tiny")
     with TestClient(create_app(first)) as c:
         c.post("/skip-predictions", json={"user_id": ids["users"][0], "track_id": ids["track"]})
@@ -108,7 +128,7 @@ def test_restart_keeps_the_log(served_project, ids):
     assert second.log.count() == len(kept) > 0
     with TestClient(create_app(second)) as c:
         c.post("/skip-predictions", json={"user_id": ids["users"][1], "track_id": ids["track"]})
-        summary = c.get("/ab-summary").json()
+        summary = c.get("/ab-summary", headers={"X-API-Key": API_KEY}).json()
     after = PredictionLog(second.log.path).frame()
     assert len(after) == len(kept) + 1
     assert after.iloc[: len(kept)].equals(kept) and after["id"].is_monotonic_increasing
@@ -139,7 +159,23 @@ def test_ab_summary_counts_per_experiment_and_variant(tmp_path):
         log.append(
             Record("t", "/x", exp, variant, False, "v", i, status, 2.0, "{}", json.dumps(body))
         )
+    log.append(
+        Record(
+            "t",
+            "/x",
+            "playlists",
+            "advanced",
+            True,
+            "v",
+            9,
+            200,
+            2.0,
+            "{}",
+            json.dumps({"tracks": list(range(10))}),
+        )
+    )
     summary = ab_summary(log.frame())
+    assert summary["playlists"]["advanced"]["forced"] == 1  # counted, and in no figure below
     assert summary["playlists"]["advanced"]["answers"] == 2
     assert summary["playlists"]["advanced"]["errors"] == 1
     assert summary["playlists"]["advanced"]["mean_playlist_length"] == 4
@@ -161,3 +197,60 @@ def test_registered_users_with_line_separators_in_their_names_survive_a_restart(
     restarted = IncomingWriter(tmp_path / "users").read_all()
     assert [r["user_id"] for r in restarted] == [7000, 7001, 7002, 7003]
     assert [r["name"] for r in restarted] == names
+
+
+def test_a_log_from_before_the_salt_column_gets_it_on_open(tmp_path):
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(  # the table as logs written before the salt column have it
+        "CREATE TABLE predictions (id INTEGER PRIMARY KEY AUTOINCREMENT, logged_at TEXT NOT "
+        "NULL, endpoint TEXT NOT NULL, experiment TEXT, variant TEXT, forced INTEGER NOT NULL "
+        "DEFAULT 0, model_version TEXT, user_id INTEGER, status INTEGER NOT NULL, latency_ms "
+        "REAL NOT NULL, request TEXT NOT NULL, response TEXT NOT NULL)"
+    )
+    db.execute(
+        "INSERT INTO predictions (logged_at, endpoint, status, latency_ms, request, response) "
+        "VALUES ('t', '/playlists', 200, 1.0, '{}', '{}')"
+    )
+    db.commit()
+    db.close()
+    log = PredictionLog(path)
+    log.append(
+        Record(
+            "t", "/playlists", "playlists", "base", False, "v", 1, 200, 1.0, "{}", "{}", salt="s-1"
+        )
+    )
+    salts = log.frame()["salt"]
+    assert salts.isna().tolist() == [True, False] and salts.iloc[1] == "s-1"
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "kept"),
+    [("abc", 3, "abc"), ("abcdef", 3, "abc"), ("zażółć", 4, "zaż")],
+)
+def test_capped_keeps_the_head_in_whole_characters(text, limit, kept):
+    out = capped(text, limit)
+    assert out.startswith(kept)
+    assert (out == text) == (len(text.encode()) <= limit)
+    if out != text:
+        assert out.endswith(f"[truncated: {len(text.encode()):,} bytes]")
+
+
+def test_the_ab_summary_is_behind_the_read_or_the_write_key(served_project, monkeypatch):
+    monkeypatch.setenv("POZYTYWKA_API_KEY", API_KEY)
+    monkeypatch.setenv("POZYTYWKA_READ_KEY", "reader")
+    with TestClient(create_app(load_service(served_project, "tiny"))) as c:
+        assert c.get("/ab-summary").status_code == 401
+        assert c.get("/ab-summary", headers={"X-API-Key": "wrong"}).status_code == 401
+        assert c.get("/ab-summary", headers={"X-API-Key": "reader"}).status_code == 200
+        assert c.get("/ab-summary", headers={"X-API-Key": API_KEY}).status_code == 200
+        # the read key is no write key
+        assert (
+            c.post("/events", json={"events": []}, headers={"X-API-Key": "reader"}).status_code
+            == 401
+        )
+    monkeypatch.delenv("POZYTYWKA_API_KEY")
+    monkeypatch.delenv("POZYTYWKA_READ_KEY")
+    with TestClient(create_app(load_service(served_project, "tiny"))) as c:
+        response = c.get("/ab-summary")
+        assert response.status_code == 503 and "POZYTYWKA_READ_KEY" in response.json()["detail"]

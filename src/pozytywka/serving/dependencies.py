@@ -11,7 +11,7 @@ from typing import Annotated
 import numpy as np
 from fastapi import Depends, HTTPException, Request
 
-from .loading import API_KEY_ENV, ServiceState
+from .loading import API_KEY_ENV, READ_KEY_ENV, ServiceState
 from .schemas import Filters, Variant
 
 VARIANTS: tuple[Variant, Variant] = ("base", "advanced")
@@ -37,6 +37,21 @@ async def require_key(request: Request, state: State) -> None:
         )
     given = request.headers.get("x-api-key", "")
     if not hmac.compare_digest(given.encode(), state.api_key.encode()):
+        raise HTTPException(401, "missing or wrong X-API-Key header")
+
+
+async def require_read_key(request: Request, state: State) -> None:
+    """Guard for reads that are not public (experiment outcomes): the read key or the write
+    key; 503 when neither is configured, 401 for a missing or wrong one."""
+    keys = [k for k in (state.read_key, state.api_key) if k]
+    if not keys:
+        raise HTTPException(
+            503,
+            f"the A/B summary is disabled: no key is configured (set {READ_KEY_ENV} or "
+            f"{API_KEY_ENV}, or serving_read_key in conf/local/credentials.yml)",
+        )
+    given = request.headers.get("x-api-key", "").encode()
+    if not any(hmac.compare_digest(given, k.encode()) for k in keys):
         raise HTTPException(401, "missing or wrong X-API-Key header")
 
 

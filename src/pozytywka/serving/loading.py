@@ -26,6 +26,7 @@ from .skip import SkipEngine
 logger = logging.getLogger(__name__)
 
 API_KEY_ENV = "POZYTYWKA_API_KEY"
+READ_KEY_ENV = "POZYTYWKA_READ_KEY"  # reads that are not public (/ab-summary); the write key too
 
 
 class StartupError(RuntimeError):
@@ -45,6 +46,7 @@ class ServiceState:
     sources: dict[str, str]
     api_key: str | None = field(repr=False, default=None)
     ab_analysis: dict = field(default_factory=dict)  # parameters_ab_analysis.yml
+    read_key: str | None = field(repr=False, default=None)
 
     def summary(self) -> list[str]:
         r = self.recommender
@@ -67,6 +69,12 @@ class ServiceState:
                 if self.api_key
                 else f"DISABLED, no API key (set {API_KEY_ENV} or "
                 "serving_api_key in conf/local/credentials.yml)"
+            ),
+            "A/B summary: "
+            + (
+                "behind the API key" + (" or the read key" if self.read_key else "")
+                if self.api_key or self.read_key
+                else f"DISABLED, no key (set {READ_KEY_ENV} or {API_KEY_ENV})"
             ),
         ]
 
@@ -140,6 +148,7 @@ def load_service(
         sources,
         api_key_of(conf),
         params["ab_analysis"],
+        read_key_of(conf),
     )
     for line in state.summary():
         logger.info("Serving: %s", line)
@@ -148,11 +157,19 @@ def load_service(
 
 def api_key_of(conf) -> str | None:
     """The write endpoints' key: the environment variable, else conf/local/credentials.yml."""
+    return os.environ.get(API_KEY_ENV) or _credentials(conf).get("serving_api_key")
+
+
+def read_key_of(conf) -> str | None:
+    """The key of reads that are not public (the A/B summary), beside the write key."""
+    return os.environ.get(READ_KEY_ENV) or _credentials(conf).get("serving_read_key")
+
+
+def _credentials(conf) -> dict:
     try:
-        credentials = conf["credentials"] or {}
+        return conf["credentials"] or {}
     except MissingConfigException:
-        credentials = {}
-    return os.environ.get(API_KEY_ENV) or credentials.get("serving_api_key")
+        return {}
 
 
 def _models(catalog, models: dict[str, Any]) -> tuple[Any, Any, dict[str, str]]:

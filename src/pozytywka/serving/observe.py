@@ -13,7 +13,7 @@ from starlette.routing import Match
 
 from .dependencies import assign_variant
 from .loading import ServiceState
-from .prediction_log import Record
+from .prediction_log import Record, capped
 
 LOGGED = ("/playlists", "/skip-predictions", "/recommendations", "/similar-tracks", "/rerank")
 MAX_JSON_DEPTH = 32  # far beyond any request body here; Python's parser fails near 1,000
@@ -149,8 +149,12 @@ class ObserveMiddleware:
                 user_id=user_id,
                 status=status,
                 latency_ms=latency * 1e3,
-                request=body.decode("utf-8", "replace"),
+                request=capped(
+                    body.decode("utf-8", "replace"),
+                    service.config["prediction_log"]["max_request_bytes"],
+                ),
                 response=b"".join(chunks).decode("utf-8", "replace"),
+                salt=_salt_of(ab.get("experiment"), service.config["ab_test"]),
             )
         )
 
@@ -214,6 +218,12 @@ def _arm_of(endpoint: str, user_id: int | None, ab_test: dict) -> dict:
         return {"experiment": experiment}
     salt = ab_test[f"{experiment}_salt"]
     return {"experiment": experiment, "variant": assign_variant(user_id, salt), "forced": False}
+
+
+def _salt_of(experiment: str | None, ab_test: dict) -> str | None:
+    """The salt that assigns users of ``experiment`` (logged, so an analysis can tell one
+    experiment's answers from the next one's after a salt change)."""
+    return ab_test.get(f"{experiment}_salt") if experiment else None
 
 
 def _split_route(endpoint: str) -> tuple[str, str]:

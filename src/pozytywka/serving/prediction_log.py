@@ -31,8 +31,9 @@ CREATE TABLE IF NOT EXISTS predictions (
     user_id       INTEGER,
     status        INTEGER NOT NULL,   -- HTTP status of the answer
     latency_ms    REAL    NOT NULL,
-    request       TEXT    NOT NULL,   -- the request body as received
-    response      TEXT    NOT NULL    -- the response body as sent
+    request       TEXT    NOT NULL,   -- the request body as received (capped, see below)
+    response      TEXT    NOT NULL,   -- the response body as sent
+    salt          TEXT                -- the experiment's assignment salt when it answered
 );
 CREATE INDEX IF NOT EXISTS predictions_experiment ON predictions (experiment, variant);
 """
@@ -51,6 +52,21 @@ class Record:
     latency_ms: float
     request: str
     response: str
+    salt: str | None = None
+
+
+# Logs written before a column existed get it on open (old rows: NULL).
+ADDED_COLUMNS = {"salt": "TEXT"}
+
+
+def capped(text: str, limit: int) -> str:
+    """``text`` whole if it fits ``limit`` bytes of UTF-8, else its head and how long it was:
+    an oversized request is logged, but cannot grow the log by its size."""
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    head = data[:limit].decode("utf-8", "ignore")
+    return f"{head}... [truncated: {len(data):,} bytes]"
 
 
 class PredictionLog:
@@ -66,14 +82,18 @@ class PredictionLog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.executescript(SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(predictions)")}
+        for column, kind in ADDED_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE predictions ADD COLUMN {column} {kind}")
 
     def append(self, record: Record) -> None:
         """Commit one record (its own transaction) before the caller answers."""
         with self._lock:
             self._db.execute(
                 "INSERT INTO predictions (logged_at, endpoint, experiment, variant, forced, "
-                "model_version, user_id, status, latency_ms, request, response) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "model_version, user_id, status, latency_ms, request, response, salt) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.logged_at,
                     record.endpoint,
@@ -86,6 +106,7 @@ class PredictionLog:
                     record.latency_ms,
                     record.request,
                     record.response,
+                    record.salt,
                 ),
             )
 
@@ -103,17 +124,23 @@ class PredictionLog:
 
 
 def ab_summary(log: pd.DataFrame) -> dict:
-    """Per experiment and variant: answers, distinct users, errors, latency percentiles, and
-    what the variant answered (playlist length; SKIP share and mean skip probability)."""
+    """Per experiment and variant: answers, users, errors, latency percentiles, and what the
+    variant answered (playlist length; SKIP share and mean skip probability). Answers a route
+    forced to an arm are counted (``forced``) but kept out of every other figure, which
+    describes the arm as the hash assigned it; ``salts``: the assignment salts logged."""
     out: dict = {}
     tested = log[log["experiment"].notna()]
     for (experiment, variant), rows in tested.groupby(["experiment", "variant"], dropna=False):
-        ok = rows[rows["status"] == 200]
-        entry: dict[str, float] = {
-            "answers": int(len(rows)),
-            "users": int(rows["user_id"].nunique()),
-            "assigned_by_hash": int((rows["forced"] == 0).sum()),
-            "errors": int((rows["status"] >= 400).sum()),
+        assigned = rows[rows["forced"] == 0]
+        ok = assigned[assigned["status"] == 200]
+        entry: dict = {
+            "answers": int(len(assigned)),
+            "forced": int(len(rows) - len(assigned)),
+            "users": int(assigned["user_id"].nunique()),
+            "errors": int((assigned["status"] >= 400).sum()),
+            "salts": sorted(assigned["salt"].dropna().unique().tolist())
+            if "salt" in assigned
+            else [],
         }
         if len(ok):
             entry.update(

@@ -5,12 +5,12 @@ a comment instead, so the document stays as it was."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..dependencies import State
+from ..dependencies import State, require_read_key
 from ..loading import ServiceState
 from ..prediction_log import ab_summary_with_outcomes
 
@@ -39,9 +39,10 @@ async def metrics(request: Request) -> Response:
     )
 
 
-@router.get("/ab-summary")
+@router.get("/ab-summary", dependencies=[Depends(require_read_key)])
 async def summary(state: State) -> dict:
-    """Per experiment and variant: answers, users, errors, latency and what was answered,
+    """Behind the read key or the API key (``X-API-Key``). Per experiment and variant:
+    answers, users, errors, latency and what was answered,
     read from the prediction log; under ``outcomes``, each arm's like, skip and hit rates or
     skip-prediction accuracy from the events posted since, and the headline difference with
     its interval and p-value. Computed off the event loop."""
