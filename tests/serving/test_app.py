@@ -146,6 +146,11 @@ def test_filters_apply_to_playlists(client, state, ids):
         ({"playlist_length": 101}, 422, "at most 100"),
         ({"other_users": list(range(1000, 1030))}, 422, "group size"),
         ({"user_id": "abc"}, 422, "valid integer"),
+        ({"user_id": "101"}, 422, "valid integer"),  # no coercion of what the schema says
+        ({"user_id": True}, 422, "valid integer"),
+        ({"user_id": 101.0}, 422, "valid integer"),
+        ({"filters": {"exclude_explicit": 0}}, 422, "valid boolean"),
+        ({"other_users": list(range(1000, 2000))}, 422, "at most 999"),
         ({"user_id": -3}, 422, "greater than or equal to 0"),
         ({"other_users": [-1]}, 422, "non-negative"),
         ({"strategy": "dictatorship"}, 422, "mean_rank"),

@@ -27,6 +27,7 @@ Search = Literal["exact", "hnsw"]
 Prediction = Literal["PLAY", "SKIP"]
 
 MAX_GENRES = 50
+MAX_OTHER_USERS = 999  # the schema's hard bound; playlists.max_group_size is the served one
 EVENT_YEARS = (1970, 2100)  # the range of event timestamps accepted (UTC)
 
 
@@ -37,7 +38,10 @@ def _repeated(values: list) -> list:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Request bodies: no unknown fields, and no coercion: ``"101"``, ``true`` or ``1.0`` for
+    an integer, ``0`` or ``"yes"`` for a boolean are 422s, as the schema documents."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Filters(Strict):
@@ -51,7 +55,11 @@ class Filters(Strict):
 
 class PlaylistRequest(Strict):
     user_id: int = UserId
-    other_users: list[int] = Field(description="the other members of the group (at least one)")
+    other_users: list[int] = Field(
+        max_length=MAX_OTHER_USERS,
+        description="the other members of the group (at least one; conf serving.yml caps the "
+        "group size lower)",
+    )
     playlist_length: int = Field(20, ge=1, description="tracks in the playlist")
     strategy: Strategy | None = Field(
         None, description="how members' rankings are combined; default from conf serving.yml"
@@ -173,7 +181,7 @@ class Event(Strict):
     """One raw session event (design.md §1); ``track_id`` for play, skip and like only."""
 
     session_id: int = Field(ge=0, le=2**63 - 1)
-    timestamp: datetime
+    timestamp: datetime = Field(strict=False)  # ISO-8601 text: JSON has no datetime
     user_id: int = UserId
     track_id: str | None = Field(None, pattern=TRACK_ID)
     event_type: EventType
