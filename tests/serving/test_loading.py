@@ -20,6 +20,33 @@ def test_start_up_without_artifacts_says_what_to_do(tmp_path):
         load_service(project, "tiny")
 
 
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("missing", r"'recommender' is missing \(.*recommender.pkl\)"),
+        ("truncated", r"'recommender' cannot be read \(.*\): the file is damaged"),
+        ("wrong_type", r"'recommender' holds a dict, not what the pipelines save"),
+        ("garbage_log", r"prediction log .* is not a SQLite database"),
+    ],
+)
+def test_each_broken_artifact_is_named_with_why(trained_project, tmp_path, damage, message):
+    import pickle  # noqa: PLC0415
+
+    project = copy_project(trained_project, tmp_path / "project")
+    model = project / "data" / "06_models" / "recommender.pkl"
+    if damage == "missing":
+        model.unlink()
+    elif damage == "truncated":
+        model.write_bytes(model.read_bytes()[:1000])
+    elif damage == "wrong_type":
+        model.write_bytes(pickle.dumps({"not": "a model"}))
+    else:
+        log = project / "data" / "07_model_output" / "prediction_log.sqlite"
+        log.write_bytes(b"garbage " * 1000)
+    with pytest.raises(StartupError, match=message):
+        load_service(project, "tiny")
+
+
 def test_start_up_summary_names_models_and_sources(state):
     summary = "\n".join(state.summary())
     assert state.versions["recommender"] in summary and "catalog: recommender" in summary
@@ -76,3 +103,28 @@ def test_recorded_events_and_users_reach_the_next_run(trained_project, tmp_path,
     # A restarted service still knows the registered user (cold start), before retraining.
     again = load_service(project, "tiny")
     assert 880001 in again.catalogue.users and again.recommender.member(880001).cold_start
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line(served_project):
+    import socket  # noqa: PLC0415
+
+    from click.testing import CliRunner  # noqa: PLC0415
+
+    from pozytywka.serving.cli import cli  # noqa: PLC0415
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = [
+            "serve",
+            "--env",
+            "tiny",
+            "--port",
+            str(port),
+            "--project-path",
+            str(served_project),
+        ]
+        done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 2
+    assert f"127.0.0.1:{port} is not free" in done.stderr and "listening on" not in done.output

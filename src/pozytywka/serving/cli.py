@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -44,6 +45,16 @@ def serve(env: str | None, host: str, port: int, workers: int, project_path: str
     except StartupError as exc:
         click.echo(f"pozytywka serve: cannot start: {exc}", err=True)
         sys.exit(2)
+    with socket.socket() as probe:  # as uvicorn binds: a port in use is one line, not exit 3
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            click.echo(
+                f"pozytywka serve: cannot start: {host}:{port} is not free ({exc.strerror})",
+                err=True,
+            )
+            sys.exit(2)
     for line in state.summary():
         click.echo(f"pozytywka serve: {line}")
     click.echo(

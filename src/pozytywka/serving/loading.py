@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 import pickle
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -87,14 +88,39 @@ def _digest(*parts: bytes) -> str:
 
 
 def _load(catalog, name: str):
+    """The catalog entry ``name``; a missing file and an unreadable one (truncated, not what
+    the pipelines save) are different messages."""
     try:
         return catalog.load(name)
     except DatasetError as exc:
+        cause = _root_cause(exc)
+        if isinstance(cause, FileNotFoundError):
+            raise StartupError(
+                f"'{name}' is missing ({cause.filename}). Run `kedro run` first to train and "
+                "save the models, or point conf/<env>/serving.yml models.*_uri at MLflow models."
+            ) from exc
         raise StartupError(
-            f"cannot load '{name}' ({exc.__class__.__name__}: {str(exc).splitlines()[0]}). "
-            "Run `kedro run` first to train and save the models, or point "
-            "conf/<env>/serving.yml models.*_uri at MLflow models."
+            f"'{name}' cannot be read ({cause.__class__.__name__}: "
+            f"{str(cause).splitlines()[0] if str(cause) else 'no detail'}): the file is damaged or "
+            "not what the pipelines save. Rerun `kedro run` to write it again."
         ) from exc
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    while exc.__cause__ is not None or exc.__context__ is not None:
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return exc
+
+
+def _expect(name: str, value, *attributes: str):
+    """``value`` if it has what the service uses of it, else a StartupError naming it."""
+    missing = [a for a in attributes if not hasattr(value, a)]
+    if missing:
+        raise StartupError(
+            f"'{name}' holds a {type(value).__name__}, not what the pipelines save (it lacks "
+            f"{', '.join(missing)}). Rerun `kedro run` to write it again."
+        )
+    return value
 
 
 def load_service(
@@ -110,6 +136,8 @@ def load_service(
     )
     params = context.params
     recommender, skip_model, sources = _models(catalog, config["models"])
+    _expect("recommender", recommender, "track_ids", "user_index", "scorer")
+    _expect("skip_model", skip_model, "predict_proba")
     tracks = _load(catalog, "tracks")
     catalogue = Catalogue.build(
         recommender.track_ids,
@@ -128,10 +156,14 @@ def load_service(
         catalogue,
         params["skip_prediction"]["scoring"],
     )
-    log = PredictionLog(
-        in_project(project_path, config["prediction_log"]["path"]),
-        config["prediction_log"]["synchronous"],
-    )
+    log_path = in_project(project_path, config["prediction_log"]["path"])
+    try:
+        log = PredictionLog(log_path, config["prediction_log"]["synchronous"])
+    except sqlite3.DatabaseError as exc:
+        raise StartupError(
+            f"the prediction log {log_path} is not a SQLite database ({exc}); move it aside "
+            "and the service starts a new one"
+        ) from exc
     versions = {
         "recommender": "lightfm-" + _digest(engine.item_emb.tobytes(), engine.user_emb.tobytes()),
         "skip": f"{type(skip_model).__name__.lower()}-" + _digest(pickle.dumps(skip_model)),
