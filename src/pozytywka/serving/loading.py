@@ -106,6 +106,16 @@ def _load(catalog, name: str):
         ) from exc
 
 
+def _open_log(path: Path, config: dict) -> PredictionLog:
+    try:
+        return PredictionLog(path, config["prediction_log"]["synchronous"])
+    except sqlite3.DatabaseError as exc:
+        raise StartupError(
+            f"the prediction log {path} is not a SQLite database ({exc}); move it aside "
+            "and the service starts a new one"
+        ) from exc
+
+
 def _root_cause(exc: BaseException) -> BaseException:
     while exc.__cause__ is not None or exc.__context__ is not None:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
@@ -156,14 +166,7 @@ def load_service(
         catalogue,
         params["skip_prediction"]["scoring"],
     )
-    log_path = in_project(project_path, config["prediction_log"]["path"])
-    try:
-        log = PredictionLog(log_path, config["prediction_log"]["synchronous"])
-    except sqlite3.DatabaseError as exc:
-        raise StartupError(
-            f"the prediction log {log_path} is not a SQLite database ({exc}); move it aside "
-            "and the service starts a new one"
-        ) from exc
+    log = _open_log(in_project(project_path, config["prediction_log"]["path"]), config)
     versions = {
         "recommender": "lightfm-" + _digest(engine.item_emb.tobytes(), engine.user_emb.tobytes()),
         "skip": f"{type(skip_model).__name__.lower()}-" + _digest(pickle.dumps(skip_model)),
