@@ -49,6 +49,16 @@ def utc(moment) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
+def in_period(times: pd.Series, since=None, until=None) -> pd.Series:
+    """Which ``times`` (UTC) fall in [since, until); an open end is None."""
+    keep = pd.Series(True, index=times.index)
+    if since is not None:
+        keep &= times >= utc(since)
+    if until is not None:
+        keep &= times < utc(until)
+    return keep
+
+
 def answers(log: pd.DataFrame, since=None, until=None) -> pd.DataFrame:
     """One row per prediction-log record of an answering route in [since, until): its time,
     experiment, arm (``none`` where no A/B test ran), whether the route forced the arm, user
@@ -58,10 +68,7 @@ def answers(log: pd.DataFrame, since=None, until=None) -> pd.DataFrame:
     rows["experiment"] = base[rows.index].map(EXPERIMENT_OF)
     rows["variant"] = rows["variant"].where(rows["variant"].isin(ARMS), NO_ARM)
     rows["answered_at"] = pd.to_datetime(rows["logged_at"], utc=True, format="ISO8601").astype(TIME)
-    if since is not None:
-        rows = rows[rows["answered_at"] >= utc(since)]
-    if until is not None:
-        rows = rows[rows["answered_at"] < utc(until)]
+    rows = rows[in_period(rows["answered_at"], since, until)]
     return pd.DataFrame(
         {
             "answer_id": rows["id"].astype("int64"),

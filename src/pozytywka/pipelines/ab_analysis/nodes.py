@@ -56,12 +56,7 @@ def report_experiment(
     truth = simulation_truth
     if len(truth):
         at = pd.to_datetime(truth["answered_at"], utc=True)
-        keep = np.ones(len(truth), dtype=bool)
-        if params.get("since") is not None:
-            keep &= at >= outcomes.utc(params["since"])
-        if params.get("until") is not None:
-            keep &= at < outcomes.utc(params["until"])
-        truth = truth[keep]
+        truth = truth[outcomes.in_period(at, params.get("since"), params.get("until"))]
     return build_report(answered, served, skips, truth, params)
 
 
