@@ -50,6 +50,8 @@ async def lifespan(app: FastAPI):
     yield
     if app.state.close_on_shutdown:
         app.state.service.log.close()
+        if app.state.service.catalogue.registry is not None:
+            app.state.service.catalogue.registry.close()
 
 
 async def unknown_ids(request: Request, exc: UnknownIds) -> JSONResponse:
@@ -76,8 +78,38 @@ def _json_safe(value):
 
 
 async def unknown_genres(request: Request, exc: UnknownGenres) -> JSONResponse:
-    """422 for genres outside the catalogue's vocabulary."""
-    return JSONResponse({"detail": str(exc)}, status_code=422)
+    """422 in the validation errors' shape for genres outside the catalogue's vocabulary."""
+    error = {"type": "unknown_genre", "loc": ["body", "filters"], "msg": str(exc)}
+    return JSONResponse({"detail": [{**error, "input": exc.genres}]}, status_code=422)
+
+
+# OpenAPI paths of the limits conf serving.yml sets: (schema, field, keyword, value of config)
+SERVED_LIMITS = (
+    ("PlaylistRequest", "playlist_length", "maximum", lambda c: c["playlists"]["max_length"]),
+    ("PlaylistRequest", "other_users", "maxItems", lambda c: c["playlists"]["max_group_size"] - 1),
+    ("RecommendationRequest", "k", "maximum", lambda c: c["recommendations"]["max_k"]),
+    ("SimilarRequest", "k", "maximum", lambda c: c["recommendations"]["max_k"]),
+    ("RerankRequest", "track_ids", "maxItems", lambda c: c["rerank"]["max_tracks"]),
+    ("EventsRequest", "events", "maxItems", lambda c: c["events"]["max_batch"]),
+)
+
+
+def served_openapi(app: FastAPI, config: dict):
+    """``app.openapi`` with the limits this service was configured with written into the
+    request schemas, so that the document says what a 422 will refuse."""
+    default = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            document = default()
+            schemas = document["components"]["schemas"]
+            for schema, name, keyword, value in SERVED_LIMITS:
+                field = schemas[schema]["properties"][name]
+                field[keyword] = min(value(config), field.get(keyword, value(config)))
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    return openapi
 
 
 def create_app(state: ServiceState, close_on_shutdown: bool = True) -> FastAPI:
@@ -98,6 +130,7 @@ def create_app(state: ServiceState, close_on_shutdown: bool = True) -> FastAPI:
     app.add_exception_handler(UnknownGenres, cast(ExceptionHandler, unknown_genres))
     for router in ROUTERS:
         app.include_router(router)
+    app.openapi = served_openapi(app, state.config)  # type: ignore[method-assign]
     return app
 
 

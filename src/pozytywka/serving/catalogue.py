@@ -10,6 +10,7 @@ import scipy.sparse as sp
 
 from pozytywka.recsys.encoding import multi_hot
 
+from .registry import UserRegistry
 from .schemas import TrackOut
 
 
@@ -26,6 +27,7 @@ class UnknownIds(LookupError):
 
 class UnknownGenres(ValueError):
     def __init__(self, genres: list[str]):
+        self.genres = genres
         super().__init__(f"unknown genre(s) {genres}; GET /genres lists the known ones")
 
 
@@ -43,7 +45,8 @@ class UserProfile:
 @dataclass
 class Catalogue:
     """Track metadata in the model's track order, the genre vocabulary, and user profiles
-    (the user table plus users registered through the API since)."""
+    (the user table in memory; users registered through the API since, from the shared
+    registry on first use)."""
 
     track_ids: np.ndarray
     track_names: np.ndarray
@@ -55,10 +58,13 @@ class Catalogue:
     users: dict[int, UserProfile]
     track_index: dict[str, int] = field(init=False)
     genre_index: dict[str, int] = field(init=False)
+    table_users: int = field(init=False)
+    registry: UserRegistry | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.track_index = {t: i for i, t in enumerate(self.track_ids)}
         self.genre_index = {g: i for i, g in enumerate(self.genres)}
+        self.table_users = len(self.users)
 
     @classmethod
     def build(
@@ -105,11 +111,35 @@ class Catalogue:
             profiles,
         )
 
-    def register(self, record: dict) -> None:
+    def register(self, record: dict) -> UserProfile:
         """Know a user from a raw users-export record (favourite genres, premium flag)."""
-        self.users[int(record["user_id"])] = UserProfile(
+        profile = UserProfile(
             tuple(_as_list(record.get("favourite_genres"))), bool(record.get("premium_user"))
         )
+        self.users[int(record["user_id"])] = profile
+        return profile
+
+    def profile(self, user_id: int) -> UserProfile | None:
+        """The user's profile: the user table's, else the registry's (whichever worker
+        registered them), else None."""
+        found = self.users.get(user_id)
+        if found is None and self.registry is not None:
+            record = self.registry.get(user_id)
+            if record is not None:
+                found = self.register(record)
+        return found
+
+    def unknown_users(self, user_ids: list[int]) -> set[int]:
+        """Which of ``user_ids`` neither the user table nor the registry knows."""
+        unknown = {u for u in user_ids if u not in self.users}
+        if unknown and self.registry is not None:
+            unknown -= self.registry.known(unknown)
+        return unknown
+
+    def user_count(self) -> int:
+        """Users of the table plus users registered through the API."""
+        registered = self.registry.count() if self.registry is not None else 0
+        return self.table_users + registered
 
     def track_positions(self, track_ids: list[str]) -> np.ndarray:
         unknown = [t for t in track_ids if t not in self.track_index]

@@ -9,10 +9,12 @@ import hmac
 from typing import Annotated
 
 import numpy as np
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyHeader
 
 from .loading import API_KEY_ENV, READ_KEY_ENV, ServiceState
-from .schemas import Filters, Variant
+from .schemas import ErrorBody, Filters, UnknownIdsBody, Variant
 
 VARIANTS: tuple[Variant, Variant] = ("base", "advanced")
 BASELINE_VERSIONS = {"playlists": "history-baseline", "skip_predictions": "genre-rule"}
@@ -25,8 +27,28 @@ async def get_state(request: Request) -> ServiceState:
 
 State = Annotated[ServiceState, Depends(get_state)]
 
+# The OpenAPI security scheme of the guarded routes; the guards below check the header.
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    description="the write key (POZYTYWKA_API_KEY); /ab-summary also takes the read key",
+)
+ApiKey = Annotated[str | None, Security(API_KEY_HEADER)]
 
-async def require_key(request: Request, state: State) -> None:
+# Documented answers besides 200 and 422, by what raises them.
+BODY_ERRORS: dict[int | str, dict] = {
+    413: {"model": ErrorBody, "description": "request body over limits.max_body_bytes"}
+}
+UNKNOWN_IDS: dict[int | str, dict] = {
+    404: {"model": UnknownIdsBody, "description": "ids neither the model nor the user table knows"}
+}
+KEYED: dict[int | str, dict] = {
+    401: {"model": ErrorBody, "description": "missing or wrong X-API-Key"},
+    503: {"model": ErrorBody, "description": "no key configured: the route is disabled"},
+}
+
+
+async def require_key(request: Request, state: State, _: ApiKey) -> None:
     """Guard for write endpoints: 503 without a configured key, 401 for a wrong one."""
     if not state.api_key:
         raise HTTPException(
@@ -40,7 +62,7 @@ async def require_key(request: Request, state: State) -> None:
         raise HTTPException(401, "missing or wrong X-API-Key header")
 
 
-async def require_read_key(request: Request, state: State) -> None:
+async def require_read_key(request: Request, state: State, _: ApiKey) -> None:
     """Guard for reads that are not public (experiment outcomes): the read key or the write
     key; 503 when neither is configured, 401 for a missing or wrong one."""
     keys = [k for k in (state.read_key, state.api_key) if k]
@@ -69,10 +91,19 @@ def mark(request: Request, **ab) -> None:
 
 
 def limit(name: str, value: int, maximum: int) -> None:
-    """422 when a request asks for more than the configured ``maximum``."""
+    """422 in the validation errors' shape when a request asks for more than the configured
+    ``maximum`` (the OpenAPI document states it: see ``served_limits``)."""
     if value > maximum:
-        raise HTTPException(
-            422, f"{name} is {value}; this service allows at most {maximum} (conf serving.yml)"
+        raise RequestValidationError(
+            [
+                {
+                    "type": "served_limit",
+                    "loc": ["body", name],
+                    "msg": f"{name}: {value} asked, this service allows at most {maximum} "
+                    "(conf serving.yml)",
+                    "input": value,
+                }
+            ]
         )
 
 

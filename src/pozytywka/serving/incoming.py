@@ -31,8 +31,9 @@ class IncomingWriter:
     def path_for(self, when: datetime) -> Path:
         return self.directory / f"{when:%Y-%m-%d}.jsonl"
 
-    def append(self, records: list[dict]) -> Path:
-        path = self.path_for(datetime.now(UTC))
+    def append(self, records: list[dict], when: datetime | None = None) -> Path:
+        """Append ``records`` to the file of ``when``'s day (default: now, UTC)."""
+        path = self.path_for(when or datetime.now(UTC))
         # ASCII JSON: no raw line separator (U+2028, U+0085) or lone surrogate in the file.
         data = "".join(json.dumps(r) + "\n" for r in records).encode("ascii")
         path.parent.mkdir(parents=True, exist_ok=True)

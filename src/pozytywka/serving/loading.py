@@ -22,6 +22,7 @@ from .catalogue import Catalogue
 from .incoming import IncomingWriter
 from .prediction_log import PredictionLog
 from .recommender import RecommenderEngine
+from .registry import UserRegistry
 from .skip import SkipEngine
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,9 @@ class ServiceState:
             f"similar tracks: {'HNSW index' if r.index is not None else 'exact search'} "
             f"({r.n_tracks:,} tracks, HNSW from "
             f"{self.config['similar_tracks']['ann_threshold']:,})",
-            f"users known: {len(self.catalogue.users):,} (cold start for those the model lacks)",
+            f"users known: {self.catalogue.table_users:,} in the user table, "
+            f"{self.catalogue.user_count() - self.catalogue.table_users:,} registered through "
+            "the API (cold start for those the model lacks)",
             f"prediction log: {self.log.path} ({self.log.count():,} records)",
             f"events recorded to: {self.events.directory}",
             "write endpoints: "
@@ -106,9 +109,10 @@ def _load(catalog, name: str):
         ) from exc
 
 
-def _open_log(path: Path, config: dict) -> PredictionLog:
+def _open_database(path: Path, opener):
+    """``opener(path)``: the prediction log or the user registry, which share the file."""
     try:
-        return PredictionLog(path, config["prediction_log"]["synchronous"])
+        return opener(path)
     except sqlite3.DatabaseError as exc:
         raise StartupError(
             f"the prediction log {path} is not a SQLite database ({exc}); move it aside "
@@ -156,8 +160,9 @@ def load_service(
         _load(catalog, "users"),
         _load(catalog, "genre_vocabulary"),
     )
+    log_path = in_project(project_path, config["prediction_log"]["path"])
     users_writer = IncomingWriter(incoming_path(conf, project_path, "users"), project_path)
-    _register_incoming_users(catalogue, users_writer)
+    catalogue.registry = _open_registry(log_path, users_writer)
     engine = RecommenderEngine(recommender, catalogue, config, params["recommendation"]["groups"])
     skip = SkipEngine(
         skip_model,
@@ -166,7 +171,9 @@ def load_service(
         catalogue,
         params["skip_prediction"]["scoring"],
     )
-    log = _open_log(in_project(project_path, config["prediction_log"]["path"]), config)
+    log = _open_database(
+        log_path, lambda p: PredictionLog(p, config["prediction_log"]["synchronous"])
+    )
     versions = {
         "recommender": "lightfm-" + _digest(engine.item_emb.tobytes(), engine.user_emb.tobytes()),
         "skip": f"{type(skip_model).__name__.lower()}-" + _digest(pickle.dumps(skip_model)),
@@ -249,13 +256,15 @@ def incoming_path(conf, project_path: Path, file: str) -> Path:
     return in_project(project_path, entry["path"].replace("{file}", file))
 
 
-def _register_incoming_users(catalogue: Catalogue, writer: IncomingWriter) -> None:
-    """Users registered through the API since the last pipeline run are known again after a
-    restart (ids in the user table stay as they are)."""
-    for record in writer.read_all():
-        user_id = record.get("user_id")
-        if isinstance(user_id, int) and user_id not in catalogue.users:
-            catalogue.register(record)
+def _open_registry(path: Path, writer: IncomingWriter) -> UserRegistry:
+    """The registry of users registered through the API (in the prediction log's database),
+    holding every user of the raw incoming files too: a registration the service wrote to the
+    file but crashed before committing is there after the restart."""
+    registry = _open_database(path, UserRegistry)
+    adopted = registry.adopt(writer.read_all())
+    if adopted:
+        logger.info("Serving: %d registered users found only in %s", adopted, writer.directory)
+    return registry
 
 
 def _mlflow_recommender(uri: str):

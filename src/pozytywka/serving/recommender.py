@@ -127,7 +127,7 @@ class RecommenderEngine:
         row = self.recommender.user_index.get(user_id)
         if row is not None:
             return Member(user_id, row, float(self.user_bias[row]), self.user_emb[row])
-        profile = self.catalogue.users.get(user_id)
+        profile = self.catalogue.profile(user_id)
         if profile is None:
             raise UnknownIds("user", [user_id], UNKNOWN_USER_HINT)
         bias, emb = self.recommender.cold_start_representation(

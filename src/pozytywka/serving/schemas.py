@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -28,7 +28,10 @@ Prediction = Literal["PLAY", "SKIP"]
 
 MAX_GENRES = 50
 MAX_OTHER_USERS = 999  # the schema's hard bound; playlists.max_group_size is the served one
-EVENT_YEARS = (1970, 2100)  # the range of event timestamps accepted (UTC)
+EVENT_YEARS = (1970, 2100)  # the years of event timestamps accepted, as written
+# The same in the schema, so that generated clients and fuzzers know it; in range, the UTC
+# time the raw file gets can never overflow (as 0001-01-01T00:00:00+14:00 would).
+EVENT_TIMESTAMP = r"^(19[7-9][0-9]|20[0-9][0-9]|2100)-"
 
 
 def _repeated(values: list) -> list:
@@ -181,10 +184,21 @@ class Event(Strict):
     """One raw session event (design.md §1); ``track_id`` for play, skip and like only."""
 
     session_id: int = Field(ge=0, le=2**63 - 1)
-    timestamp: datetime = Field(strict=False)  # ISO-8601 text: JSON has no datetime
+    timestamp: datetime = Field(  # ISO-8601 text (JSON has no datetime), with a time zone
+        strict=False,
+        json_schema_extra={"pattern": EVENT_TIMESTAMP},
+        description=f"ISO-8601 with a time zone, years {EVENT_YEARS[0]}-{EVENT_YEARS[1]}",
+    )
     user_id: int = UserId
     track_id: str | None = Field(None, pattern=TRACK_ID)
     event_type: EventType
+
+    @field_validator("timestamp", mode="before")
+    @classmethod
+    def _text(cls, v):
+        if not isinstance(v, str):  # lax datetimes would take Unix seconds too
+            raise ValueError("timestamp is ISO-8601 text, e.g. 2026-11-22T18:00:00Z")
+        return v
 
     @model_validator(mode="after")
     def _track(self):
@@ -195,14 +209,8 @@ class Event(Strict):
             raise ValueError(f"an {self.event_type} event carries no track_id")
         if self.timestamp.tzinfo is None:
             raise ValueError("timestamp needs a time zone (e.g. 2026-11-22T18:00:00Z)")
-        try:
-            utc = self.timestamp.astimezone(UTC)
-        except OverflowError:  # 0001-01-01T00:00:00+14:00 is before year 1 in UTC
-            utc = None
-        if utc is None or not EVENT_YEARS[0] <= utc.year <= EVENT_YEARS[1]:
-            raise ValueError(
-                f"timestamp must fall in the years {EVENT_YEARS[0]}-{EVENT_YEARS[1]} (UTC)"
-            )
+        if not EVENT_YEARS[0] <= self.timestamp.year <= EVENT_YEARS[1]:
+            raise ValueError(f"timestamp must fall in the years {EVENT_YEARS[0]}-{EVENT_YEARS[1]}")
         return self
 
 
@@ -226,6 +234,19 @@ class UserRequest(Strict):
     street: str = Field("", max_length=200)
     favourite_genres: list[str] = Field(min_length=1, max_length=MAX_GENRES)
     premium_user: bool = False
+
+
+class ErrorBody(BaseModel):
+    """A 401, 409, 413 or 503 answer."""
+
+    detail: str
+
+
+class UnknownIdsBody(BaseModel):
+    """A 404 answer: the ids neither the model nor the user table knows, by kind."""
+
+    detail: str
+    unknown: dict[str, list[int | str]]
 
 
 class UserResponse(BaseModel):

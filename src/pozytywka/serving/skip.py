@@ -123,7 +123,7 @@ class SkipEngine:
 
     def features(self, user_id: int, track_position: int) -> tuple[np.ndarray, bool, bool]:
         """The model's feature row (its column order), genre match, and cold start."""
-        profile = self.catalogue.users.get(user_id)
+        profile = self.catalogue.profile(user_id)
         if profile is None:
             raise UnknownIds("user", [user_id], UNKNOWN_USER_HINT)
         m = self.params["rate_smoothing"]

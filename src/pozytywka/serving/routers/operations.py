@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..dependencies import State, require_read_key
+from ..dependencies import KEYED, State, require_read_key
 from ..loading import ServiceState
 from ..prediction_log import ab_summary_with_outcomes
 
@@ -25,7 +25,7 @@ async def health(state: State) -> dict:
         "models": state.versions,
         "sources": state.sources,
         "tracks": state.recommender.n_tracks,
-        "users": len(state.catalogue.users),
+        "users": state.catalogue.user_count(),
         "similar_tracks_search": "hnsw" if state.recommender.index is not None else "exact",
         "prediction_log_records": state.log.count(),
     }
@@ -39,7 +39,7 @@ async def metrics(request: Request) -> Response:
     )
 
 
-@router.get("/ab-summary", dependencies=[Depends(require_read_key)])
+@router.get("/ab-summary", dependencies=[Depends(require_read_key)], responses=KEYED)
 async def summary(state: State) -> dict:
     """Behind the read key or the API key (``X-API-Key``). Per experiment and variant:
     answers, users, errors, latency and what was answered,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from fastapi import APIRouter, Request
 
-from ..dependencies import State, limit, mark, removed_tracks
+from ..dependencies import BODY_ERRORS, UNKNOWN_IDS, State, limit, mark, removed_tracks
 from ..schemas import (
     RecommendationRequest,
     RecommendationResponse,
@@ -25,7 +25,7 @@ async def genres(state: State) -> list[str]:
     return state.catalogue.genres
 
 
-@router.post("/recommendations", tags=["personalisation"])
+@router.post("/recommendations", tags=["personalisation"], responses={**UNKNOWN_IDS, **BODY_ERRORS})
 async def recommendations(
     request: Request, body: RecommendationRequest, state: State
 ) -> RecommendationResponse:
@@ -46,7 +46,7 @@ async def recommendations(
     )
 
 
-@router.post("/similar-tracks", tags=["personalisation"])
+@router.post("/similar-tracks", tags=["personalisation"], responses={**UNKNOWN_IDS, **BODY_ERRORS})
 async def similar_tracks(request: Request, body: SimilarRequest, state: State) -> SimilarResponse:
     """Tracks closest to ``track_id`` by cosine similarity of LightFM item embeddings
     (exact search, or HNSW past the configured catalogue size)."""
@@ -64,11 +64,11 @@ async def similar_tracks(request: Request, body: SimilarRequest, state: State) -
     )
 
 
-@router.post("/rerank", tags=["personalisation"])
+@router.post("/rerank", tags=["personalisation"], responses={**UNKNOWN_IDS, **BODY_ERRORS})
 async def rerank(request: Request, body: RerankRequest, state: State) -> RerankResponse:
     """The given tracks ordered for the user, best first. Tracks the catalogue does not
     know, or the filters remove, are listed in ``not_ranked`` with the reason."""
-    limit("track_ids length", len(body.track_ids), state.config["rerank"]["max_tracks"])
+    limit("track_ids", len(body.track_ids), state.config["rerank"]["max_tracks"])
     index = state.catalogue.track_index
     known = [t for t in body.track_ids if t in index]
     positions = np.array([index[t] for t in known], dtype=np.int64)

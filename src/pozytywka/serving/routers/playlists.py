@@ -5,11 +5,20 @@ from __future__ import annotations
 import numpy as np
 from fastapi import APIRouter, Request
 
-from ..dependencies import BASELINE_VERSIONS, State, assign_variant, limit, mark, removed_tracks
+from ..dependencies import (
+    BASELINE_VERSIONS,
+    BODY_ERRORS,
+    UNKNOWN_IDS,
+    State,
+    assign_variant,
+    limit,
+    mark,
+    removed_tracks,
+)
 from ..loading import ServiceState
 from ..schemas import PlaylistRequest, PlaylistResponse, Variant
 
-router = APIRouter(tags=["group playlists"])
+router = APIRouter(tags=["group playlists"], responses={**UNKNOWN_IDS, **BODY_ERRORS})
 
 
 def playlist(
@@ -18,7 +27,7 @@ def playlist(
     """The group's playlist from ``variant``, marked for the prediction log."""
     cfg = state.config["playlists"]
     limit("playlist_length", body.playlist_length, cfg["max_length"])
-    limit("group size", 1 + len(body.other_users), cfg["max_group_size"])
+    limit("other_users", len(body.other_users), cfg["max_group_size"] - 1)
     engine = state.recommender
     members = engine.members([body.user_id, *body.other_users])
     removed = removed_tracks(state, body.filters)

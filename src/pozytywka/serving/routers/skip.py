@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ..dependencies import BASELINE_VERSIONS, State, assign_variant, mark
+from ..dependencies import BASELINE_VERSIONS, BODY_ERRORS, UNKNOWN_IDS, State, assign_variant, mark
 from ..loading import ServiceState
 from ..schemas import SkipRequest, SkipResponse, Variant
 
-router = APIRouter(tags=["skip prediction"])
+router = APIRouter(tags=["skip prediction"], responses={**UNKNOWN_IDS, **BODY_ERRORS})
 
 
 def skip(
