@@ -94,9 +94,10 @@ SERVED_LIMITS = (
 )
 
 
-def served_openapi(app: FastAPI, config: dict):
-    """``app.openapi`` with the limits this service was configured with written into the
-    request schemas, so that the document says what a 422 will refuse."""
+def served_openapi(app: FastAPI, config: dict, genres: list[str]):
+    """``app.openapi`` with what this service was configured and trained with written into
+    the request schemas (the limits of conf serving.yml, the genres filters take), so that the
+    document says what a 422 will refuse."""
     default = app.openapi
 
     def openapi() -> dict:
@@ -106,6 +107,8 @@ def served_openapi(app: FastAPI, config: dict):
             for schema, name, keyword, value in SERVED_LIMITS:
                 field = schemas[schema]["properties"][name]
                 field[keyword] = min(value(config), field.get(keyword, value(config)))
+            for name in ("include_genres", "exclude_genres"):
+                schemas["Filters"]["properties"][name]["items"]["enum"] = list(genres)
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -130,7 +133,9 @@ def create_app(state: ServiceState, close_on_shutdown: bool = True) -> FastAPI:
     app.add_exception_handler(UnknownGenres, cast(ExceptionHandler, unknown_genres))
     for router in ROUTERS:
         app.include_router(router)
-    app.openapi = served_openapi(app, state.config)  # type: ignore[method-assign]
+    app.openapi = served_openapi(  # type: ignore[method-assign]
+        app, state.config, state.catalogue.genres
+    )
     return app
 
 

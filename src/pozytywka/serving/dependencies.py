@@ -37,7 +37,8 @@ ApiKey = Annotated[str | None, Security(API_KEY_HEADER)]
 
 # Documented answers besides 200 and 422, by what raises them.
 BODY_ERRORS: dict[int | str, dict] = {
-    413: {"model": ErrorBody, "description": "request body over limits.max_body_bytes"}
+    400: {"model": ErrorBody, "description": "a body that is not UTF-8 JSON"},
+    413: {"model": ErrorBody, "description": "request body over limits.max_body_bytes"},
 }
 UNKNOWN_IDS: dict[int | str, dict] = {
     404: {"model": UnknownIdsBody, "description": "ids neither the model nor the user table knows"}

@@ -5,23 +5,42 @@ from __future__ import annotations
 import re
 from collections import Counter
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from pozytywka.contract import BASE62_ID, EVENT_TYPES, TRACK_EVENTS
 from pozytywka.recsys.groups import STRATEGIES
 
 TRACK_ID = BASE62_ID
-UserId = Field(ge=0, le=2**63 - 1, description="a user id (non-negative integer)")
+# Ids up to 2^53 - 1, the integers every JSON reader holds exactly (I-JSON, RFC 7493): above
+# it, readers that parse numbers as doubles (JavaScript, many validators) see other ids.
+MAX_ID = 2**53 - 1
+
+
+def _integral(value):
+    """JSON Schema's integer: 18 or 18.0, never 18.5, "18" or true (strict models)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
+UserId = Field(ge=0, le=MAX_ID, description="a user id (non-negative integer)")
 TrackIdField = Field(pattern=TRACK_ID, description="a track id (22 base62 characters)")
+MemberId = Annotated[
+    int, Field(ge=0, le=MAX_ID), BeforeValidator(_integral)
+]  # this order: min/max in the schema
+TrackId = Annotated[str, Field(pattern=TRACK_ID)]
 # Literals built from their one source (recsys.groups, the contract); plain text to mypy.
 if TYPE_CHECKING:
     Strategy: TypeAlias = str
-    EventType: TypeAlias = str
+    TrackEventType: TypeAlias = str
+    OtherEventType: TypeAlias = str
 else:
     Strategy = Literal[STRATEGIES]
-    EventType = Literal[tuple(EVENT_TYPES)]
+    TrackEventType = Literal[tuple(TRACK_EVENTS)]
+    OtherEventType = Literal[tuple(t for t in EVENT_TYPES if t not in TRACK_EVENTS)]
 Variant = Literal["base", "advanced"]
 Search = Literal["exact", "hnsw"]
 Prediction = Literal["PLAY", "SKIP"]
@@ -31,7 +50,10 @@ MAX_OTHER_USERS = 999  # the schema's hard bound; playlists.max_group_size is th
 EVENT_YEARS = (1970, 2100)  # the years of event timestamps accepted, as written
 # The same in the schema, so that generated clients and fuzzers know it; in range, the UTC
 # time the raw file gets can never overflow (as 0001-01-01T00:00:00+14:00 would).
-EVENT_TIMESTAMP = r"^(19[7-9][0-9]|20[0-9][0-9]|2100)-"
+EVENT_TIMESTAMP = (
+    r"^(19[7-9][0-9]|20[0-9][0-9]|2100)-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
+    r"(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+)
 
 
 def _repeated(values: list) -> list:
@@ -41,8 +63,9 @@ def _repeated(values: list) -> list:
 
 
 class Strict(BaseModel):
-    """Request bodies: no unknown fields, and no coercion: ``"101"``, ``true`` or ``1.0`` for
-    an integer, ``0`` or ``"yes"`` for a boolean are 422s, as the schema documents."""
+    """Request bodies: no unknown fields, and no coercion: ``"101"``, ``true`` or ``1.5`` for
+    an integer, ``0`` or ``"yes"`` for a boolean are 422s, as the schema documents (``101.0``
+    is JSON Schema's integer 101)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -57,32 +80,23 @@ class Filters(Strict):
 
 
 class PlaylistRequest(Strict):
-    user_id: int = UserId
-    other_users: list[int] = Field(
+    user_id: Integer = UserId
+    other_users: list[MemberId] = Field(
+        min_length=1,
         max_length=MAX_OTHER_USERS,
-        description="the other members of the group (at least one; conf serving.yml caps the "
-        "group size lower)",
+        description="the other members of the group (conf serving.yml caps the group size "
+        "lower); a member listed twice, or the asking user among them, counts once",
     )
-    playlist_length: int = Field(20, ge=1, description="tracks in the playlist")
+    playlist_length: Integer = Field(20, ge=1, description="tracks in the playlist")
     strategy: Strategy | None = Field(
         None, description="how members' rankings are combined; default from conf serving.yml"
     )
     filters: Filters = Field(default_factory=Filters)
 
-    @field_validator("other_users")
-    @classmethod
-    def _members(cls, v: list[int]) -> list[int]:
-        if not v:
-            raise ValueError("a group playlist needs at least one other member")
-        if any(u < 0 for u in v):
-            raise ValueError("user ids are non-negative integers")
-        return v
-
     @model_validator(mode="after")
-    def _distinct(self):
-        dup = _repeated([self.user_id, *self.other_users])
-        if dup:
-            raise ValueError(f"each member once: {dup} appear more than once")
+    def _once_each(self):
+        """The group is a set: repeats (the asking user among the others too) count once."""
+        self.other_users = [u for u in dict.fromkeys(self.other_users) if u != self.user_id]
         return self
 
 
@@ -106,7 +120,7 @@ class PlaylistResponse(BaseModel):
 
 
 class SkipRequest(Strict):
-    user_id: int = UserId
+    user_id: Integer = UserId
     track_id: str = TrackIdField
 
 
@@ -122,8 +136,8 @@ class SkipResponse(BaseModel):
 
 
 class RecommendationRequest(Strict):
-    user_id: int = UserId
-    k: int = Field(10, ge=1)
+    user_id: Integer = UserId
+    k: Integer = Field(10, ge=1)
     exclude_known: bool | None = Field(
         None, description="leave out tracks the user played (default from conf serving.yml)"
     )
@@ -139,7 +153,7 @@ class RecommendationResponse(BaseModel):
 
 class SimilarRequest(Strict):
     track_id: str = TrackIdField
-    k: int = Field(10, ge=1)
+    k: Integer = Field(10, ge=1)
     filters: Filters = Field(default_factory=Filters)
 
 
@@ -151,16 +165,13 @@ class SimilarResponse(BaseModel):
 
 
 class RerankRequest(Strict):
-    user_id: int = UserId
-    track_ids: list[str] = Field(min_length=1)
+    user_id: Integer = UserId
+    track_ids: list[TrackId] = Field(min_length=1, json_schema_extra={"uniqueItems": True})
     filters: Filters = Field(default_factory=Filters)
 
     @field_validator("track_ids")
     @classmethod
     def _ids(cls, v: list[str]) -> list[str]:
-        bad = [t for t in v if not re.fullmatch(TRACK_ID, t)]
-        if bad:
-            raise ValueError(f"malformed track ids (22 base62 characters expected): {bad[:5]}")
         dup = _repeated(v)
         if dup:
             raise ValueError(f"each track once: {dup[:5]} appear more than once")
@@ -180,38 +191,43 @@ class RerankResponse(BaseModel):
     not_ranked: list[NotRanked]
 
 
-class Event(Strict):
-    """One raw session event (design.md §1); ``track_id`` for play, skip and like only."""
-
-    session_id: int = Field(ge=0, le=2**63 - 1)
+class _Event(Strict):
+    session_id: Integer = Field(ge=0, le=MAX_ID)
     timestamp: datetime = Field(  # ISO-8601 text (JSON has no datetime), with a time zone
         strict=False,
         json_schema_extra={"pattern": EVENT_TIMESTAMP},
         description=f"ISO-8601 with a time zone, years {EVENT_YEARS[0]}-{EVENT_YEARS[1]}",
     )
-    user_id: int = UserId
-    track_id: str | None = Field(None, pattern=TRACK_ID)
-    event_type: EventType
+    user_id: Integer = UserId
 
     @field_validator("timestamp", mode="before")
     @classmethod
     def _text(cls, v):
-        if not isinstance(v, str):  # lax datetimes would take Unix seconds too
-            raise ValueError("timestamp is ISO-8601 text, e.g. 2026-11-22T18:00:00Z")
+        # Lax datetimes would also take Unix seconds, as numbers or text, and dates alone.
+        if not isinstance(v, str) or not re.fullmatch(EVENT_TIMESTAMP, v):
+            raise ValueError(
+                "timestamp is ISO-8601 text with a time zone, in the years "
+                f"{EVENT_YEARS[0]}-{EVENT_YEARS[1]}, e.g. 2026-11-22T18:00:00Z"
+            )
         return v
 
-    @model_validator(mode="after")
-    def _track(self):
-        needs = self.event_type in TRACK_EVENTS
-        if needs and self.track_id is None:
-            raise ValueError(f"a {self.event_type} event needs a track_id")
-        if not needs and self.track_id is not None:
-            raise ValueError(f"an {self.event_type} event carries no track_id")
-        if self.timestamp.tzinfo is None:
-            raise ValueError("timestamp needs a time zone (e.g. 2026-11-22T18:00:00Z)")
-        if not EVENT_YEARS[0] <= self.timestamp.year <= EVENT_YEARS[1]:
-            raise ValueError(f"timestamp must fall in the years {EVENT_YEARS[0]}-{EVENT_YEARS[1]}")
-        return self
+
+class TrackEvent(_Event):
+    """A play, skip or like of a track."""
+
+    event_type: TrackEventType
+    track_id: str = TrackIdField
+
+
+class OtherEvent(_Event):
+    """An advertisement or a premium purchase: no track."""
+
+    event_type: OtherEventType
+    track_id: None = None
+
+
+# One raw session event (design.md §1), told apart by event_type.
+Event = Annotated[TrackEvent | OtherEvent, Field(discriminator="event_type")]
 
 
 class EventsRequest(Strict):
@@ -228,7 +244,7 @@ class EventsResponse(BaseModel):
 class UserRequest(Strict):
     """A new user, in the raw users export's format (design.md §1)."""
 
-    user_id: int = UserId
+    user_id: Integer = UserId
     name: str = Field("", max_length=200)
     city: str = Field("", max_length=200)
     street: str = Field("", max_length=200)
