@@ -232,7 +232,9 @@ def test_skip_base_is_the_genre_rule(client, state, ids):
             answer = post(client, "/skip-predictions/base", {"user_id": u, "track_id": t}).json()
             assert answer["variant"] == "base" and answer["model_version"] == "genre-rule"
             assert answer["prediction"] == ("PLAY" if answer["genre_match"] else "SKIP")
-            assert answer["skip_probability"] == pytest.approx(
+            # The answer and its probability agree; the group's skip share is said apart.
+            assert answer["skip_probability"] == (0.0 if answer["genre_match"] else 1.0)
+            assert answer["observed_skip_share"] == pytest.approx(
                 state.skip.rule_probability[answer["genre_match"]], abs=1e-6
             )
 

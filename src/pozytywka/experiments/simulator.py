@@ -197,7 +197,7 @@ class _Run:
     async def user(self, user_id: int, seed: np.random.SeedSequence, bar) -> None:
         rng = np.random.default_rng(seed)
         for _ in range(self.plan.days):
-            session_id = int(rng.integers(1, 2**62))
+            session_id = int(rng.integers(1, 2**53))  # the API takes ids up to 2^53 - 1
             for _ in range(self.plan.requests_per_day):
                 await self.request(user_id, session_id, rng)
             bar.update(1)

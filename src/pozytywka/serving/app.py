@@ -127,7 +127,12 @@ def create_app(state: ServiceState, close_on_shutdown: bool = True) -> FastAPI:
     app.state.service = state
     app.state.metrics = Metrics()
     app.state.close_on_shutdown = close_on_shutdown
-    app.add_middleware(ObserveMiddleware, max_body_bytes=state.config["limits"]["max_body_bytes"])
+    limits = state.config["limits"]
+    app.add_middleware(
+        ObserveMiddleware,
+        max_body_bytes=limits["max_body_bytes"],
+        body_timeout=limits["body_timeout_s"],
+    )
     app.add_exception_handler(RequestValidationError, cast(ExceptionHandler, invalid_request))
     app.add_exception_handler(UnknownIds, cast(ExceptionHandler, unknown_ids))
     app.add_exception_handler(UnknownGenres, cast(ExceptionHandler, unknown_genres))

@@ -32,7 +32,6 @@ def cli() -> None:
 @click.option("--project-path", default=".", show_default=True, type=click.Path(exists=True))
 def serve(env: str | None, host: str, port: int, workers: int, project_path: str) -> None:
     """Start the FastAPI service on the artifacts the last `kedro run` saved."""
-    import uvicorn  # noqa: PLC0415
 
     from .loading import StartupError, load_service  # noqa: PLC0415
 
@@ -60,19 +59,34 @@ def serve(env: str | None, host: str, port: int, workers: int, project_path: str
     click.echo(
         f"pozytywka serve: listening on http://{host}:{port} (docs: /docs), {workers} worker(s)"
     )
+    _run(state, host, port, workers)
+
+
+def _run(state, host: str, port: int, workers: int) -> None:
+    """uvicorn with the limits of conf serving.yml: header and keep-alive deadlines (the
+    body's is the app's), one worker in this process or ``workers`` processes."""
+    import uvicorn  # noqa: PLC0415
+
+    from .protocol import HEADER_TIMEOUT_ENV, HeaderDeadlineProtocol  # noqa: PLC0415
+
+    limits = state.config["limits"]
+    os.environ[HEADER_TIMEOUT_ENV] = str(limits["header_timeout_s"])  # workers inherit it
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "http": HeaderDeadlineProtocol,
+        "timeout_keep_alive": limits["keep_alive_s"],
+    }
     if workers == 1:
         from .app import create_app  # noqa: PLC0415
 
-        uvicorn.run(create_app(state), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(state), **options)
         return
     state.log.close()
+    state.catalogue.registry.close()
     uvicorn.run(
-        "pozytywka.serving.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
+        "pozytywka.serving.app:app_from_environment", factory=True, workers=workers, **options
     )
 
 

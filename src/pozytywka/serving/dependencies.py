@@ -38,6 +38,7 @@ ApiKey = Annotated[str | None, Security(API_KEY_HEADER)]
 # Documented answers besides 200 and 422, by what raises them.
 BODY_ERRORS: dict[int | str, dict] = {
     400: {"model": ErrorBody, "description": "a body that is not UTF-8 JSON"},
+    408: {"model": ErrorBody, "description": "the body did not arrive in limits.body_timeout_s"},
     413: {"model": ErrorBody, "description": "request body over limits.max_body_bytes"},
 }
 UNKNOWN_IDS: dict[int | str, dict] = {

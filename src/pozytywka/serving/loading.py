@@ -172,7 +172,10 @@ def load_service(
         params["skip_prediction"]["scoring"],
     )
     log = _open_database(
-        log_path, lambda p: PredictionLog(p, config["prediction_log"]["synchronous"])
+        log_path,
+        lambda p: PredictionLog(
+            p, config["prediction_log"]["synchronous"], config["prediction_log"]["retention"]
+        ),
     )
     versions = {
         "recommender": "lightfm-" + _digest(engine.item_emb.tobytes(), engine.user_emb.tobytes()),

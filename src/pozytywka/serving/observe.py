@@ -3,6 +3,7 @@ writes the prediction log."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from datetime import UTC, datetime
@@ -46,8 +47,8 @@ class ObserveMiddleware:
     """Pure ASGI: caps the request body, times every request for Prometheus, and commits a
     prediction-log record before the last byte of a prediction endpoint's answer is sent."""
 
-    def __init__(self, app, max_body_bytes: int):
-        self.app, self.max_body = app, max_body_bytes
+    def __init__(self, app, max_body_bytes: int, body_timeout: float):
+        self.app, self.max_body, self.body_timeout = app, max_body_bytes, body_timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -96,10 +97,23 @@ class ObserveMiddleware:
         return None
 
     async def _read_body(self, scope, receive, send, metrics: Metrics) -> bytes | None:
-        """The whole request body; None after a disconnect or once 413 has been answered."""
+        """The whole request body; None after a disconnect or once 408 (the body did not
+        arrive within ``limits.body_timeout_s``) or 413 has been answered."""
         body, more = b"", True
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
         while more:
-            message = await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                response = JSONResponse(
+                    {"detail": f"request body not received within {self.body_timeout:g} s"},
+                    status_code=408,
+                    headers={"connection": "close"},
+                )
+                metrics.requests.labels(_known_path(scope), "none", "408").inc()
+                await response(scope, receive, send)
+                return None
             if message["type"] == "http.disconnect":
                 return None
             body += message.get("body", b"")
@@ -108,7 +122,7 @@ class ObserveMiddleware:
                 response = JSONResponse(
                     {"detail": f"request body over {self.max_body} bytes"}, status_code=413
                 )
-                metrics.requests.labels(scope["path"][:64], "none", "413").inc()
+                metrics.requests.labels(_known_path(scope), "none", "413").inc()
                 await response(scope, receive, send)
                 return None
         return body

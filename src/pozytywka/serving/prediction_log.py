@@ -11,6 +11,7 @@ import json
 import sqlite3
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +71,19 @@ def capped(text: str, limit: int) -> str:
 
 
 class PredictionLog:
-    def __init__(self, path: str | Path, synchronous: str = "NORMAL"):
+    """``retention``: keep at most ``max_rows`` records and none older than ``max_age_days``
+    (each optional); the oldest go first, checked on open and every ``PRUNE_EVERY`` appends.
+    SQLite reuses the freed pages, so the file stops growing at about the rows kept."""
+
+    PRUNE_EVERY = 1000
+
+    def __init__(
+        self, path: str | Path, synchronous: str = "NORMAL", retention: dict | None = None
+    ):
         if synchronous not in {"NORMAL", "FULL"}:
             raise ValueError(f"prediction_log.synchronous must be NORMAL or FULL: {synchronous}")
+        self.retention = {"max_rows": None, "max_age_days": None, **(retention or {})}
+        self._appended = 0
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -86,6 +97,7 @@ class PredictionLog:
         for column, kind in ADDED_COLUMNS.items():
             if column not in present:
                 self._db.execute(f"ALTER TABLE predictions ADD COLUMN {column} {kind}")
+        self.prune()
 
     def append(self, record: Record) -> None:
         """Commit one record (its own transaction) before the caller answers."""
@@ -109,6 +121,33 @@ class PredictionLog:
                     record.salt,
                 ),
             )
+            self._appended += 1
+            if self._appended % self.PRUNE_EVERY == 0:
+                self._prune()
+
+    def prune(self) -> int:
+        """Apply the retention now; returns the records removed."""
+        with self._lock:
+            return self._prune()
+
+    def _prune(self) -> int:
+        max_rows, max_age = self.retention["max_rows"], self.retention["max_age_days"]
+        removed = 0
+        if max_rows is not None:
+            removed += self._db.execute(
+                "DELETE FROM predictions WHERE id <= (SELECT MAX(id) FROM predictions) - ?",
+                (int(max_rows),),
+            ).rowcount
+        if max_age is not None:
+            cutoff = (datetime.now(UTC) - timedelta(days=float(max_age))).isoformat()
+            # Ids grow with time: the old rows are a prefix, found without an index.
+            removed += self._db.execute(
+                "DELETE FROM predictions WHERE id < coalesce((SELECT id FROM predictions "
+                "WHERE logged_at >= ? ORDER BY id LIMIT 1), (SELECT MAX(id) + 1 FROM "
+                "predictions))",
+                (cutoff,),
+            ).rowcount
+        return removed
 
     def count(self) -> int:
         with self._lock:

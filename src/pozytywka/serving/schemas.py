@@ -130,9 +130,16 @@ class SkipResponse(BaseModel):
     user_id: int
     track_id: str
     prediction: Prediction
-    skip_probability: float
+    skip_probability: float = Field(
+        description="SKIP exactly when at least the threshold; the genre rule's is 1 or 0"
+    )
     genre_match: bool
     cold_start: bool
+    observed_skip_share: float | None = Field(
+        None,
+        description="the genre rule's: the training skip share of pairs with the same genre "
+        "match (null for the model)",
+    )
 
 
 class RecommendationRequest(Strict):

@@ -33,6 +33,7 @@ class SkipAnswer:
     skip_probability: float
     genre_match: bool
     cold_start: bool  # the user has no training-period plays: rates are the prior
+    observed_skip_share: float | None = None  # the rule's: training share of its match group
 
 
 class SkipEngine:
@@ -154,12 +155,16 @@ class SkipEngine:
         position = int(self.catalogue.track_positions([track_id])[0])
         x, match, cold = self.features(user_id, position)
         if variant == "base":
+            # A rule, not a probability model: it claims SKIP (1.0) or PLAY (0.0), so that
+            # the answer and its probability never disagree; how often pairs of its genre
+            # match were skipped in training is said apart.
             skip = not match
             return SkipAnswer(
                 "SKIP" if skip else "PLAY",
-                self.rule_probability.get(match, self.prior),
+                float(skip),
                 match,
                 cold,
+                self.rule_probability.get(match, self.prior),
             )
         if self.compiled is not None:
             probability = self._compiled_probability(self.compiled, x)

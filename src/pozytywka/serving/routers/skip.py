@@ -36,6 +36,9 @@ def skip(
         skip_probability=round(answer.skip_probability, 6),
         genre_match=answer.genre_match,
         cold_start=answer.cold_start,
+        observed_skip_share=None
+        if answer.observed_skip_share is None
+        else round(answer.observed_skip_share, 6),
     )
 
 
@@ -49,8 +52,9 @@ async def skip_predictions(request: Request, body: SkipRequest, state: State) ->
 
 @router.post("/skip-predictions/base")
 async def skip_base(request: Request, body: SkipRequest, state: State) -> SkipResponse:
-    """Forced baseline rule: SKIP when the track's genres miss the user's favourites; the
-    probability is the training skip share of pairs with the same genre match."""
+    """Forced baseline rule: SKIP when the track's genres miss the user's favourites
+    (``skip_probability`` 1, else 0); ``observed_skip_share``: the training skip share of
+    pairs with the same genre match."""
     return skip(request, state, body, "base", True)
 
 
