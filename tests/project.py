@@ -4,11 +4,18 @@ through a Kedro session (imported by tests and fixtures; conftest.py holds only 
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import mlflow
 import pytest
 from kedro.config import OmegaConfigLoader
@@ -87,3 +94,48 @@ def copy_project(source: Path, target: Path) -> Path:
     """A copy of a run project (data, conf, MLflow database), without run folders."""
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("mlruns", "mlartifacts"))
     return target
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def live_service(root: Path, workers: int = 1, env: dict | None = None) -> Iterator[LiveService]:
+    """``pozytywka serve --env tiny`` on the project at ``root``, in its own process (with
+    the write key), until its health check answers; killed on exit."""
+    port = free_port()
+    command = [sys.executable, "-m", "pozytywka", "serve", "--env", "tiny", "--port", str(port)]
+    command += ["--workers", str(workers), "--project-path", str(root)]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "POZYTYWKA_API_KEY": API_KEY, **(env or {})},
+        cwd=root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    service = LiveService(process, f"http://127.0.0.1:{port}", port)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"the service exited: {process.stderr.read().decode()}")
+            assert time.monotonic() < deadline, "the service did not start"
+            try:
+                if httpx.get(f"{service.url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield service
+    finally:
+        process.kill()
+        process.wait(30)
+
+
+@dataclass
+class LiveService:
+    process: subprocess.Popen
+    url: str
+    port: int

@@ -50,10 +50,24 @@ MAX_OTHER_USERS = 999  # the schema's hard bound; playlists.max_group_size is th
 EVENT_YEARS = (1970, 2100)  # the years of event timestamps accepted, as written
 # The same in the schema, so that generated clients and fuzzers know it; in range, the UTC
 # time the raw file gets can never overflow (as 0001-01-01T00:00:00+14:00 would).
-EVENT_TIMESTAMP = (
-    r"^(19[7-9][0-9]|20[0-9][0-9]|2100)-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}"
-    r"(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+_YEAR = r"(?:19[7-9][0-9]|20[0-9][0-9]|2100)"
+_LEAP_YEAR = r"(?:19(?:7[26]|8[048]|9[26])|20(?:[02468][048]|[13579][26]))"
+_MONTH_DAY = (  # days 1-28 of every month, 29-30 of all but February, 31 of the long months
+    r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
+    r"|(?:0[13578]|1[02])-31)"
 )
+_TIME = (
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
+    r"(?:Z|[+-](?:(?:0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+)
+# Exactly the timestamps accepted (RFC 3339, a real calendar date): a schema that says it
+# whole, so that clients and fuzzers generate no timestamp the service refuses.
+EVENT_TIMESTAMP = rf"^(?:{_YEAR}-{_MONTH_DAY}|{_LEAP_YEAR}-02-29){_TIME}$"
+
+
+def _timestamp_schema(schema: dict) -> None:
+    schema.pop("format", None)  # the pattern says all that date-time would, and more
+    schema["pattern"] = EVENT_TIMESTAMP
 
 
 def _repeated(values: list) -> list:
@@ -202,7 +216,7 @@ class _Event(Strict):
     session_id: Integer = Field(ge=0, le=MAX_ID)
     timestamp: datetime = Field(  # ISO-8601 text (JSON has no datetime), with a time zone
         strict=False,
-        json_schema_extra={"pattern": EVENT_TIMESTAMP},
+        json_schema_extra=_timestamp_schema,
         description=f"ISO-8601 with a time zone, years {EVENT_YEARS[0]}-{EVENT_YEARS[1]}",
     )
     user_id: Integer = UserId
