@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -87,9 +88,10 @@ def sandbox(root: Path, into: Path) -> Path:
     return into
 
 
-def event_writers(url: str, n: int, users, tracks, stop: threading.Event) -> list[int]:
-    """``n`` clients posting batches of 20 play events until ``stop``; events written each."""
-    written = [0] * n
+def event_writers(url: str, n: int, users, tracks, stop, written) -> None:
+    """``n`` clients posting batches of 20 play events until ``stop``; ``written[i]``: events
+    client i had acknowledged. Run in a process of its own (``writers_scenario``), so that the
+    writers' threads do not hold the GIL the latency client measures with."""
 
     def work(i: int) -> None:
         u = urlparse(url)
@@ -110,25 +112,31 @@ def event_writers(url: str, n: int, users, tracks, stop: threading.Event) -> lis
             conn.request("POST", "/events", json.dumps({"events": events}), headers)
             response = conn.getresponse()
             response.read()
-            written[i] += 20 if response.status == 202 else 0
+            if response.status == 202:
+                written[i] += 20
 
     threads = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(n)]
     for t in threads:
         t.start()
-    return written
+    for t in threads:
+        t.join()
 
 
 def writers_scenario(url: str, args, users, tracks, rng) -> None:
     """Skip-prediction latency alone, then beside ``args.event_writers`` event writers."""
     reqs = bodies("pair", args.requests + args.warmup, users, tracks, rng)
     alone = latency(url, "/skip-predictions", reqs, args.warmup)
-    stop = threading.Event()
-    written = event_writers(url, args.event_writers, users, tracks, stop)
+    stop, written = multiprocessing.Event(), multiprocessing.Array("q", args.event_writers)
+    writers = multiprocessing.Process(
+        target=event_writers, args=(url, args.event_writers, users, tracks, stop, written)
+    )
+    writers.start()
     time.sleep(2)
     start, before = time.perf_counter(), sum(written)
     busy = latency(url, "/skip-predictions", reqs, args.warmup)
     rate = (sum(written) - before) / (time.perf_counter() - start)
     stop.set()
+    writers.join(60)
     print(
         f"| `/skip-predictions` alone | {alone['p50_ms']:.2f} | {alone['p95_ms']:.2f} | "
         f"{alone['p99_ms']:.2f} | – |"

@@ -525,6 +525,11 @@ def test_json_depth_is_checked_outside_strings():
     assert not too_deep(b"[" * MAX_JSON_DEPTH + b"]" * MAX_JSON_DEPTH)
     assert not too_deep(b'{"name": "' + b"[" * 1000 + b'"}')  # brackets in a string
     assert not too_deep(b'{"a": "\\"' + b"[" * 1000 + b'"}')  # after an escaped quote
+    # An escaped backslash does not escape the quote after it: the brackets are outside.
+    deep = b'{"a": "\\\\", "b": ' + b"[" * 40 + b"]" * 40 + b"}"
+    assert json.loads(deep)["a"] == "\\" and too_deep(deep)
+    nested = b"[" * 20 + b'"]]]]' + b"[" * 50 + b'"' + b"]" * 20
+    assert not too_deep(nested) and too_deep(b"[" * 13 + nested + b"]" * 13)
 
 
 def test_refused_ab_answers_are_logged_against_the_users_arm(client, state, ids):

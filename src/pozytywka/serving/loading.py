@@ -31,6 +31,15 @@ API_KEY_ENV = "POZYTYWKA_API_KEY"
 READ_KEY_ENV = "POZYTYWKA_READ_KEY"  # reads that are not public (/ab-summary); the write key too
 
 
+# Settings newer than some conf/<env>/serving.yml files (an environment's top-level key
+# replaces the base's whole section): deadlines as in conf/base, and no retention (nothing is
+# deleted that the configuration does not ask to delete).
+DEFAULTS = {
+    "limits": {"body_timeout_s": 10, "header_timeout_s": 10, "keep_alive_s": 5},
+    "prediction_log": {"retention": {"max_rows": None, "max_age_days": None}},
+}
+
+
 class StartupError(RuntimeError):
     """The service cannot start; the message says why and what to do."""
 
@@ -146,7 +155,8 @@ def load_service(
     context = project_context(project_path, env)
     catalog, conf = context.catalog, context.config_loader
     config = cast(
-        dict[str, Any], OmegaConf.to_container(OmegaConf.merge(conf["serving"], overrides or {}))
+        dict[str, Any],
+        OmegaConf.to_container(OmegaConf.merge(DEFAULTS, conf["serving"], overrides or {})),
     )
     params = context.params
     recommender, skip_model, sources = _models(catalog, config["models"])

@@ -8,6 +8,7 @@ import json
 import time
 from datetime import UTC, datetime
 
+import numpy as np
 from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.routing import Match
@@ -175,27 +176,20 @@ class ObserveMiddleware:
 
 def too_deep(body: bytes) -> bool:
     """Whether JSON ``body`` nests arrays or objects deeper than MAX_JSON_DEPTH (brackets in
-    strings do not count). Only a body with that many brackets at all is scanned."""
+    strings do not count). Only a body with that many brackets at all is scanned, in numpy."""
     if body.count(b"[") + body.count(b"{") <= MAX_JSON_DEPTH:
         return False
-    depth, in_string, escaped = 0, False, False
-    for byte in body:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):
-            depth += 1
-            if depth > MAX_JSON_DEPTH:
-                return True
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return False
+    data = np.frombuffer(body, dtype=np.uint8)
+    position = np.arange(len(data))
+    backslash = data == 0x5C
+    # A quote is escaped by an odd run of backslashes right before it.
+    last_other = np.maximum.accumulate(np.where(backslash, -1, position))
+    run_before = np.concatenate(([0], (position - last_other)[:-1]))
+    quote = (data == 0x22) & (run_before % 2 == 0)
+    outside = np.cumsum(quote) % 2 == 0  # an even number of real quotes so far
+    step = np.where(outside & ((data == 0x5B) | (data == 0x7B)), 1, 0)
+    step -= np.where(outside & ((data == 0x5D) | (data == 0x7D)), 1, 0)
+    return bool(np.cumsum(step).max() > MAX_JSON_DEPTH)
 
 
 def _requested_user(body: bytes) -> int | None:
