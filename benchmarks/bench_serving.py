@@ -98,18 +98,27 @@ def event_writers(url: str, n: int, users, tracks, stop, written) -> None:
         conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
         headers = {"content-type": "application/json", "x-api-key": KEY}
         rng = np.random.default_rng(i)
-        while not stop.is_set():
-            events = [
+        batches = [  # made up front: the writers' CPU is the server's, on one machine
+            json.dumps(
                 {
-                    "session_id": int(rng.integers(1, 2**40)),
-                    "timestamp": "2026-12-01T12:00:00Z",
-                    "user_id": int(rng.choice(users)),
-                    "track_id": str(rng.choice(tracks)),
-                    "event_type": "play",
+                    "events": [
+                        {
+                            "session_id": int(rng.integers(1, 2**40)),
+                            "timestamp": "2026-12-01T12:00:00Z",
+                            "user_id": int(rng.choice(users)),
+                            "track_id": str(rng.choice(tracks)),
+                            "event_type": "play",
+                        }
+                        for _ in range(20)
+                    ]
                 }
-                for _ in range(20)
-            ]
-            conn.request("POST", "/events", json.dumps({"events": events}), headers)
+            )
+            for _ in range(50)
+        ]
+        sent = 0
+        while not stop.is_set():
+            conn.request("POST", "/events", batches[sent % len(batches)], headers)
+            sent += 1
             response = conn.getresponse()
             response.read()
             if response.status == 202:

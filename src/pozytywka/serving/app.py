@@ -132,6 +132,7 @@ def create_app(state: ServiceState, close_on_shutdown: bool = True) -> FastAPI:
         ObserveMiddleware,
         max_body_bytes=limits["max_body_bytes"],
         body_timeout=limits["body_timeout_s"],
+        concurrent_writes=limits["concurrent_writes"],
     )
     app.add_exception_handler(RequestValidationError, cast(ExceptionHandler, invalid_request))
     app.add_exception_handler(UnknownIds, cast(ExceptionHandler, unknown_ids))

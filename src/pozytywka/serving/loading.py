@@ -35,7 +35,12 @@ READ_KEY_ENV = "POZYTYWKA_READ_KEY"  # reads that are not public (/ab-summary); 
 # replaces the base's whole section): deadlines as in conf/base, and no retention (nothing is
 # deleted that the configuration does not ask to delete).
 DEFAULTS = {
-    "limits": {"body_timeout_s": 10, "header_timeout_s": 10, "keep_alive_s": 5},
+    "limits": {
+        "body_timeout_s": 10,
+        "header_timeout_s": 10,
+        "keep_alive_s": 5,
+        "concurrent_writes": 0,
+    },
     "prediction_log": {"retention": {"max_rows": None, "max_age_days": None}},
 }
 

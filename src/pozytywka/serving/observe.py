@@ -17,6 +17,7 @@ from .dependencies import assign_variant
 from .loading import ServiceState
 from .prediction_log import Record, capped
 
+WRITES = ("/events", "/users")
 LOGGED = ("/playlists", "/skip-predictions", "/recommendations", "/similar-tracks", "/rerank")
 MAX_JSON_DEPTH = 32  # far beyond any request body here; Python's parser fails near 1,000
 SQLITE_INT = (-(2**63), 2**63 - 1)
@@ -48,18 +49,29 @@ class ObserveMiddleware:
     """Pure ASGI: caps the request body, times every request for Prometheus, and commits a
     prediction-log record before the last byte of a prediction endpoint's answer is sent."""
 
-    def __init__(self, app, max_body_bytes: int, body_timeout: float):
+    def __init__(self, app, max_body_bytes: int, body_timeout: float, concurrent_writes: int = 0):
         self.app, self.max_body, self.body_timeout = app, max_body_bytes, body_timeout
+        # Writes processed at once (0: no bound); the others wait, body read but not parsed,
+        # so a flood of writes leaves the event loop to the predictions in between. (Bodies
+        # are read first: a slow client cannot hold the gate.)
+        self.write_gate = asyncio.Semaphore(concurrent_writes) if concurrent_writes else None
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         start = time.perf_counter()
-        service = scope["app"].state.service
         metrics = scope["app"].state.metrics
         body = await self._read_body(scope, receive, send, metrics)
         if body is None:
             return None
+        if self.write_gate is not None and scope["path"] in WRITES:
+            async with self.write_gate:
+                return await self._handle(scope, receive, send, start, body)
+        return await self._handle(scope, receive, send, start, body)
+
+    async def _handle(self, scope, receive, send, start: float, body: bytes):
+        service = scope["app"].state.service
+        metrics = scope["app"].state.metrics
         if too_deep(body):  # Python's own parser would fail with a RecursionError (a 500)
             message = f"request JSON nested deeper than {MAX_JSON_DEPTH} levels"
             response = JSONResponse(
