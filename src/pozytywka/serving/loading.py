@@ -186,11 +186,9 @@ def load_service(
         catalogue,
         params["skip_prediction"]["scoring"],
     )
+    log_conf = config["prediction_log"]
     log = _open_database(
-        log_path,
-        lambda p: PredictionLog(
-            p, config["prediction_log"]["synchronous"], config["prediction_log"]["retention"]
-        ),
+        log_path, lambda p: PredictionLog(p, log_conf["synchronous"], log_conf["retention"])
     )
     versions = {
         "recommender": "lightfm-" + _digest(engine.item_emb.tobytes(), engine.user_emb.tobytes()),
