@@ -8,7 +8,6 @@ committed row survives a restart of the service (``synchronous=FULL``: also of t
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,6 +18,7 @@ import pandas as pd
 
 from ..experiments.outcomes import events_from_records
 from ..experiments.report import outcome_summary
+from .registry import open_database
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS predictions (
@@ -85,14 +85,8 @@ class PredictionLog:
         self.retention = {"max_rows": None, "max_age_days": None, **(retention or {})}
         self._appended = 0
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None, timeout=30.0
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(self.path, synchronous, SCHEMA)
         present = {row[1] for row in self._db.execute("PRAGMA table_info(predictions)")}
         for column, kind in ADDED_COLUMNS.items():
             if column not in present:

@@ -20,6 +20,18 @@ CREATE TABLE IF NOT EXISTS registered_users (
 """
 
 
+def open_database(path: Path, synchronous: str, schema: str) -> sqlite3.Connection:
+    """The service's SQLite file (created with its folder if new): usable from any thread (the
+    caller serialises with a lock), autocommit, WAL, a 30 s wait for other processes' locks,
+    ``schema`` applied."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30.0)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    db.executescript(schema)
+    return db
+
+
 class AlreadyRegistered(Exception):
     """The id is registered with a different record."""
 
@@ -27,14 +39,8 @@ class AlreadyRegistered(Exception):
 class UserRegistry:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None, timeout=30.0
-        )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(self.path, "FULL", SCHEMA)
 
     def register(self, record: dict, persist: Callable[[datetime], object]) -> datetime:
         """Register ``record`` and return when it was registered. ``persist(when)`` (the raw
