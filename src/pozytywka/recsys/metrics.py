@@ -15,7 +15,6 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.stats import rankdata
 
 logger = logging.getLogger(__name__)
 
@@ -154,10 +153,9 @@ def _rank_metrics(
     """AUC (Mann-Whitney U over each user's candidates: P(positive scored above negative))
     and MRR, per user, from mid-ranks (1 = best, ties averaged; excluded items, at -inf,
     rank after every candidate)."""
-    ranks = rankdata(-scores, method="average", axis=1)
     n_negative = scores.shape[1] - excluded.sum(axis=1) - n_pos
     pos_rows, pos_items = np.nonzero(positive)
-    pos_rank = ranks[pos_rows, pos_items]
+    pos_rank = _mid_ranks(scores, pos_rows, scores[pos_rows, pos_items])
     n_candidates = n_negative + n_pos
     ascending = np.bincount(
         pos_rows, weights=n_candidates[pos_rows] + 1 - pos_rank, minlength=len(n_pos)
@@ -169,6 +167,23 @@ def _rank_metrics(
         "auc": np.where(n_negative > 0, u_stat / (n_pos * np.maximum(n_negative, 1)), 0.5),
         "mrr": 1.0 / first,
     }
+
+
+def _mid_ranks(
+    scores: np.ndarray, rows: np.ndarray, values: np.ndarray, cells_per_chunk: int = 4_000_000
+) -> np.ndarray:
+    """The mid-rank of each ``values[i]`` in its row ``scores[rows[i]]`` (1 = best, ties
+    averaged, as scipy's ``rankdata(-row, "average")``): the items scored above it plus half
+    its ties, itself included. Only the held-out positives are ranked, not whole rows."""
+    ranks = np.empty(len(rows))
+    step = max(1, cells_per_chunk // max(scores.shape[1], 1))
+    for lo in range(0, len(rows), step):
+        part = slice(lo, lo + step)
+        row_scores, value = scores[rows[part]], values[part, None]
+        above = (row_scores > value).sum(axis=1)
+        tied = (row_scores == value).sum(axis=1)
+        ranks[part] = above + (tied + 1) / 2
+    return ranks
 
 
 def rank_each(

@@ -74,3 +74,17 @@ def test_perfect_and_reversed_scorers():
 def test_top_k_orders_best_first():
     s = np.array([[0.1, 0.7, 0.3, 0.9]])
     assert top_k(s, 3).tolist() == [[3, 1, 2]]
+
+
+def test_mid_ranks_equal_scipys_average_ranks_with_ties_and_excluded_items():
+    from scipy.stats import rankdata  # noqa: PLC0415
+
+    from pozytywka.recsys.metrics import _mid_ranks  # noqa: PLC0415
+
+    rng = np.random.default_rng(3)
+    scores = rng.integers(0, 6, size=(40, 30)).astype(float)  # many ties
+    scores[rng.random(scores.shape) < 0.2] = -np.inf  # excluded items
+    rows, items = np.nonzero(rng.random(scores.shape) < 0.3)
+    expected = rankdata(-scores, method="average", axis=1)[rows, items]
+    got = _mid_ranks(scores, rows, scores[rows, items], cells_per_chunk=70)  # several chunks
+    np.testing.assert_array_equal(got, expected)
