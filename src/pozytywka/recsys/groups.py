@@ -9,7 +9,6 @@ import logging
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
-from scipy.stats import rankdata
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +20,20 @@ def member_ranks(scores: np.ndarray, excluded: np.ndarray | None = None) -> np.n
     scores = np.asarray(scores, dtype=np.float64)
     if excluded is not None:
         scores = np.where(excluded[None, :], -np.inf, scores)
-    return rankdata(-scores, method="average", axis=1)
+    negated = -scores
+    order = np.argsort(negated, axis=1)  # ties are averaged below, so any sort will do
+    ascending = np.take_along_axis(negated, order, axis=1)
+    n = ascending.shape[1]
+    positions = np.broadcast_to(np.arange(1, n + 1, dtype=np.float64), ascending.shape)
+    starts = np.ones(ascending.shape, dtype=bool)  # first of a run of equal scores
+    starts[:, 1:] = ascending[:, 1:] != ascending[:, :-1]
+    ends = np.ones(ascending.shape, dtype=bool)
+    ends[:, :-1] = starts[:, 1:]
+    first = np.maximum.accumulate(np.where(starts, positions, 0), axis=1)
+    last = np.minimum.accumulate(np.where(ends, positions, n + 1)[:, ::-1], axis=1)[:, ::-1]
+    ranks = np.empty_like(ascending)
+    np.put_along_axis(ranks, order, (first + last) / 2, axis=1)
+    return ranks
 
 
 def _best(values: np.ndarray, n: int, excluded: np.ndarray | None) -> np.ndarray:
@@ -84,9 +96,14 @@ def group_playlist(
     top: int = 100,
 ) -> np.ndarray:
     """Item indices of an ``n``-track playlist for members with these score rows."""
+    return _aggregate(strategy, member_ranks(scores, excluded), n, excluded, top)
+
+
+def _aggregate(
+    strategy: str, ranks: np.ndarray, n: int, excluded: np.ndarray | None, top: int
+) -> np.ndarray:
     if strategy not in AGGREGATORS:
         raise ValueError(f"unknown group strategy {strategy!r}; choose from {STRATEGIES}")
-    ranks = member_ranks(scores, excluded)
     return AGGREGATORS[strategy](ranks, n, excluded=excluded, top=top)
 
 
@@ -362,11 +379,11 @@ def evaluate_groups(
             histories = [known.indices[known.indptr[m] : known.indptr[m + 1]] for m in members]
             playlists[("baseline", "history")] = history_baseline(histories, config["length"], rng)
         for name, scorer in scorers.items():
-            member_scores = scorer(members)
+            ranks = member_ranks(scorer(members), excluded)  # once for every strategy
             for strategy in config["strategies"]:
                 top = config["gfar_top"] if strategy == "gfar" else config["top"]
-                playlists[(name, strategy)] = group_playlist(
-                    member_scores, config["length"], strategy, excluded, top
+                playlists[(name, strategy)] = _aggregate(
+                    strategy, ranks, config["length"], excluded, top
                 )
         rows += [
             {

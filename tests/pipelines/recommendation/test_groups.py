@@ -135,3 +135,13 @@ def test_candidate_playlist_prunes_when_members_agree():
     scores = 3 * rng.normal(size=10_000) + rng.normal(size=(6, 10_000))
     _, cut = candidate_group_playlist(scores, 20, "mean_rank", None, 100, candidates=200)
     assert cut < 10_000
+
+
+def test_member_ranks_equal_scipys_average_ranks_with_ties_and_excluded_items():
+    from scipy.stats import rankdata  # noqa: PLC0415
+
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 4, size=(6, 50)).astype(float)  # many ties
+    excluded = rng.random(50) < 0.2
+    expected = rankdata(-np.where(excluded, -np.inf, scores), method="average", axis=1)
+    np.testing.assert_array_equal(member_ranks(scores, excluded), expected)
