@@ -178,17 +178,7 @@ def train_models(
             return roc_auc_score(val["skipped"], skip_score(model, val[cols]))
         return balanced_accuracy_score(val["skipped"], model.predict(val[cols]))
 
-    study = optuna.create_study(
-        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    )
-    study.optimize(
-        lambda t: validation_value(_candidate(t, search, seed).fit(train[cols], train["skipped"])),
-        n_trials=search["n_trials"],
-        timeout=search["timeout_seconds"],
-        callbacks=[stop_before_overrun(search["timeout_seconds"])],
-    )
-    best = _candidate(optuna.trial.FixedTrial(study.best_params), search, seed)
-    best.fit(train[cols], train["skipped"])
+    study, best = _search(train, cols, search, seed, validation_value)
     final, calibration = _calibrated(best, val, cols, params["calibration"]["method"])
     summary = _selection_summary(study, metric, validation_value(svc), dataset)
     summary["calibration"] = calibration
@@ -202,6 +192,33 @@ def train_models(
         summary["linear_svc_validation_value"],
     )
     return svc, final, summary, trials
+
+
+def _search(train: pd.DataFrame, cols: list[str], search: dict, seed: int, validation_value):
+    """The Optuna study over ``_candidate`` models (``search.first_trials`` first) and the best
+    model it fitted, kept rather than fitted again."""
+    study = optuna.create_study(
+        direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    )
+    for first in search.get("first_trials", []):  # known-good starting points
+        if first["model"] in search["models"]:
+            study.enqueue_trial(first)
+    best: dict = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        model = _candidate(trial, search, seed).fit(train[cols], train["skipped"])
+        value = validation_value(model)
+        if not best or value > best["value"]:
+            best.update(value=value, model=model)
+        return value
+
+    study.optimize(
+        objective,
+        n_trials=search["n_trials"],
+        timeout=search["timeout_seconds"],
+        callbacks=[stop_before_overrun(search["timeout_seconds"])],
+    )
+    return study, best["model"]
 
 
 def _calibrated(model, val: pd.DataFrame, cols: list[str], method: str):
