@@ -106,3 +106,12 @@ def test_ease_is_left_out_with_its_reason_above_max_items():
     tuning = tune_baselines(data, params)
     assert "params" in tuning["als"]
     assert "max_items" in tuning["ease"]["skipped"]
+
+
+def test_spd_inverse_inverts_and_refuses_an_indefinite_matrix():
+    from pozytywka.recsys.baselines import _spd_inverse  # noqa: PLC0415
+
+    gram = np.array([[4.0, 1.0, 0.0], [1.0, 3.0, 1.0], [0.0, 1.0, 2.0]])
+    np.testing.assert_allclose(_spd_inverse(gram) @ gram, np.eye(3), atol=1e-12)
+    with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+        _spd_inverse(np.array([[1.0, 2.0], [2.0, 1.0]]))
