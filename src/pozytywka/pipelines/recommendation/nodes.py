@@ -5,7 +5,11 @@ popularity (the oracle is oracle_evaluation's; the reports are reporting's).
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import logging
+import os
+import socket
 import sys
 import time
 from contextlib import contextmanager
@@ -16,6 +20,7 @@ import numpy as np
 import optuna
 import pandas as pd
 import scipy.sparse as sp
+import sqlalchemy
 from lightfm import LightFM
 from lightfm.data import Dataset
 from tqdm.auto import tqdm
@@ -267,8 +272,75 @@ def search_hyperparameters(
             objective's groups.
 
     The study lives in ``search.storage`` (SQLite by default; any Optuna storage URL), so a
-    search can resume (``search.resume``) or run from several processes at once.
+    search can resume (``search.resume``: trials are added until the study holds
+    ``n_trials``) or be run by several processes at once (``search_worker``, ``pozytywka
+    tune``); the winner is chosen over every trial of the study, whoever ran it.
     """
+    study, _ = _run_search(
+        data,
+        comparison,
+        user_features,
+        item_features,
+        search,
+        training,
+        group_protocol,
+        search["seed"],
+    )
+    return _search_result(study, search, comparison, data), _trials_table(study), study
+
+
+def search_worker(
+    data: dict,
+    comparison: dict,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    search: dict,
+    training: dict,
+    group_protocol: dict,
+) -> dict:
+    """One of several processes on the shared study (``kedro run --pipeline tune``, which
+    ``pozytywka tune --workers N`` starts N times): it joins the study in ``search.storage``
+    (never empties it, whatever ``search.resume`` says), adds trials until the study holds
+    ``search.n_trials`` from all workers together or its own ``timeout_seconds`` pass, and
+    says what it did. The sampler's seed is ``search.seed + search.worker`` (random when
+    ``worker`` is null), so workers do not draw the same trials. The winner is chosen after
+    the workers, over the whole study, by ``search_hyperparameters`` with ``resume: true``
+    (which then runs no trial)."""
+    worker = search.get("worker")
+    seed = None if worker is None else search["seed"] + int(worker)
+    study, ran = _run_search(
+        data,
+        comparison,
+        user_features,
+        item_features,
+        {**search, "resume": True},
+        training,
+        group_protocol,
+        seed,
+    )
+    states = pd.Series([t.state.name for t in study.get_trials(deepcopy=False)])
+    summary = {
+        "worker": _worker_id(),
+        "trials_run": ran,
+        "study_trials": int(len(states)),
+        "study_states": {k: int(v) for k, v in states.value_counts().items()},
+    }
+    logger.info("Search worker %s: %d trials run; the study: %s", summary["worker"], ran, summary)
+    return summary
+
+
+def _run_search(
+    data: dict,
+    comparison: dict,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    search: dict,
+    training: dict,
+    group_protocol: dict,
+    sampler_seed: int | None,
+) -> tuple[optuna.Study, int]:
+    """Open (or join) the study and run this process's share of its trials, the sampler
+    seeded with ``sampler_seed``; the study and how many trials this process ran."""
     inter, weights = data["fit"][comparison["chosen"]]
     groups = sample_groups(
         inter.shape[0],
@@ -278,12 +350,7 @@ def search_hyperparameters(
         search["seed"],
         _users_with(data["validation"]),
     )
-    study = _open_study(search, search["seed"])
-    if not study.trials:
-        # The first trial is the default configuration: the search can only improve on it.
-        study.enqueue_trial(
-            {k: v for k, v in training["defaults"].items() if k in {*search["space"], "epochs"}}
-        )
+    study = _open_study(search, sampler_seed)
     n_trials = search["n_trials"]
     if data["validation"].nnz == 0:
         logger.warning(
@@ -295,21 +362,117 @@ def search_hyperparameters(
     objective = _lightfm_objective(
         data, inter, weights, user_features, item_features, groups, search, training, deadline
     )
+    # The first trial is the default configuration: the search can only improve on it.
+    first = {k: v for k, v in training["defaults"].items() if k in {*search["space"], "epochs"}}
+    lock = functools.partial(_study_lock, search["storage"], search["study_name"])
     with _progress(n_trials, "LightFM trials") as bar:
-        study.optimize(
-            objective,
-            n_trials=n_trials,
-            timeout=search["timeout_seconds"],
-            catch=(ValueError, FloatingPointError),
-            callbacks=[lambda study, trial: bar.update()],
-        )
-    return _search_result(study, search, comparison, data), _trials_table(study), study
+        ran = _run_trials(study, _tagged(objective), lock, first, n_trials, deadline, bar.update)
+    return study, ran
 
 
-def _open_study(search: dict, seed: int) -> optuna.Study:
+def _run_trials(
+    study: optuna.Study,
+    objective,
+    lock,
+    first: dict,
+    n_trials: int,
+    deadline: float,
+    on_trial,
+) -> int:
+    """Trials one at a time until the study holds ``n_trials``, from every process working
+    on it, or ``deadline`` (``time.monotonic()``) passes; this process's first trial always
+    starts, as under Optuna's own timeout. Each trial is created under the study's ``lock``
+    (``_reserve_trial``), so N processes together run ``n_trials``, not N x ``n_trials``,
+    and the defaults (``first``) run once. Returns how many this process ran."""
+    ran = 0
+    while ran == 0 or time.monotonic() < deadline:
+        with lock():
+            trial = _reserve_trial(study, first, n_trials)
+        if trial is None:
+            break
+        _run_trial(study, trial, objective)
+        on_trial()
+        ran += 1
+    return ran
+
+
+def _reserve_trial(study: optuna.Study, first: dict, n_trials: int) -> optuna.Trial | None:
+    """Under the study's lock: a new running trial if the study holds fewer than
+    ``n_trials`` (the first one with the parameters ``first``), else None."""
+    held = len(study.get_trials(deepcopy=False))
+    if held >= n_trials:
+        return None
+    if held == 0:
+        study.enqueue_trial(first)
+    return study.ask()
+
+
+def _run_trial(study: optuna.Study, trial: optuna.Trial, objective) -> None:
+    """The objective on ``trial``, told to the study as ``optimize`` would: pruned, failed
+    (a ``ValueError`` or ``FloatingPointError``, logged; anything else is raised) or done."""
+    state = optuna.trial.TrialState
+    try:
+        value = objective(trial)
+    except optuna.TrialPruned:
+        study.tell(trial, state=state.PRUNED)  # with its last reported value
+    except (ValueError, FloatingPointError) as exc:
+        logger.warning("Trial %d failed: %s", trial.number, exc)
+        study.tell(trial, state=state.FAIL)
+    except BaseException:
+        study.tell(trial, state=state.FAIL)
+        raise
+    else:
+        frozen = study.tell(trial, value)  # a NaN is told as a failure
+        logger.info("Trial %d %s, value %s", trial.number, frozen.state.name.lower(), value)
+
+
+@contextmanager
+def _study_lock(storage: str, study_name: str):
+    """A lock on one study across processes and machines: a PostgreSQL advisory lock (held
+    by this connection; released if the process dies) for a ``postgresql`` storage, a file
+    lock beside an SQLite file, none for an in-memory study (one process) or another kind
+    of storage (there, N processes may together pass ``n_trials`` by up to N - 1)."""
+    if storage.startswith("postgresql"):
+        engine = sqlalchemy.create_engine(storage, poolclass=sqlalchemy.pool.NullPool)
+        key = {"key": f"pozytywka.optuna:{study_name}"}
+        try:
+            with engine.connect() as connection:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(hashtext(:key))"), key)
+                try:
+                    yield
+                finally:
+                    connection.execute(
+                        sqlalchemy.text("SELECT pg_advisory_unlock(hashtext(:key))"), key
+                    )
+        finally:
+            engine.dispose()
+    elif storage.startswith("sqlite:///") and ":memory:" not in storage:
+        with open(storage.removeprefix("sqlite:///") + ".lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+            yield
+    else:
+        yield
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _tagged(objective):
+    """The objective, recording on each trial which process ran it (``worker``)."""
+
+    def tagged(trial: optuna.Trial) -> float:
+        trial.set_user_attr("worker", _worker_id())
+        return objective(trial)
+
+    return tagged
+
+
+def _open_study(search: dict, seed: int | None) -> optuna.Study:
     """The study in ``search.storage``, emptied first unless ``search.resume``: multivariate
     TPE (the hyperparameters interact: a high learning rate wants few epochs) and a
-    multi-fidelity pruner on epochs."""
+    multi-fidelity pruner on epochs. Several processes join one study with ``resume: true``
+    (``pozytywka tune`` empties it once, before its workers start)."""
     if search["storage"].startswith("sqlite:///"):
         Path(search["storage"].removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     if not search["resume"]:
