@@ -1,6 +1,7 @@
 """Pozytywka ML file for ensuring the package is executable
-as `pozytywka` and `python -m pozytywka`: `pozytywka serve`, `pozytywka ab-summary` and
-`pozytywka simulate` run the service commands, anything else is Kedro's `run`.
+as `pozytywka` and `python -m pozytywka`: `pozytywka serve`, `pozytywka ab-summary`,
+`pozytywka simulate` and `pozytywka tune` run the click commands of pozytywka.serving.cli,
+anything else is Kedro's `run`.
 """
 
 import sys
@@ -10,7 +11,7 @@ from typing import Any
 from kedro.framework.cli.utils import find_run_command
 from kedro.framework.project import configure_project
 
-SERVICE_COMMANDS = {"serve", "ab-summary", "simulate"}
+SERVICE_COMMANDS = {"serve", "ab-summary", "simulate", "tune"}
 
 
 def main(*args, **kwargs) -> Any:

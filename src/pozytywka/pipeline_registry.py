@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kedro.pipeline import Pipeline
+from kedro.pipeline import Node, Pipeline
 
 from pozytywka.pipelines import (
     ab_analysis,
@@ -14,6 +14,7 @@ from pozytywka.pipelines import (
     skip_prediction,
     synthetic_data,
 )
+from pozytywka.pipelines.recommendation.nodes import search_worker
 
 # In data order. Registered explicitly (not by find_pipelines) so that the composite pipelines
 # below resolve whichever name `kedro run --pipeline` asks for.
@@ -40,6 +41,8 @@ def register_pipelines() -> dict[str, Pipeline]:
     (after serving; not part of the default run).
     ``recommendation`` and ``skip_prediction`` include their oracle and report nodes (tagged
     with the pipeline's name), so each runs alone on the outputs of an earlier run.
+    ``tune``: one worker of the LightFM search on the shared study (not part of the default
+    run; ``pozytywka tune --workers N`` starts N of them).
     """
     # Namespaced, so kedro-viz draws each pipeline as one box that opens; dataset names stay
     # as the catalog has them.
@@ -58,4 +61,14 @@ def register_pipelines() -> dict[str, Pipeline]:
     pipelines["ab_analysis"] = pipelines["data_processing"] + pipelines["ab_analysis"]
     for name in ["recommendation", "skip_prediction"]:
         pipelines[name] = pipelines["from_raw"].only_nodes_with_tags(name)
+    pipelines["tune"] = _tune(pipelines["recommendation"])
     return pipelines
+
+
+def _tune(recommendation: Pipeline) -> Pipeline:
+    """The search node's inputs (the catalog files of an earlier run: training data, the
+    variant comparison, the feature matrices) into ``search_worker``, which only adds
+    trials to the study in ``recommendation.search.storage``."""
+    (search,) = recommendation.only_nodes("recommendation.search_hyperparameters").nodes
+    worker = Node(search_worker, search.inputs, "search_worker_summary", name="search_worker")
+    return Pipeline([worker], tags=["tune"])

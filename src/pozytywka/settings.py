@@ -5,6 +5,7 @@ MLflow run configured by conf/base/mlflow.yml.
 """
 
 from kedro.config import OmegaConfigLoader
+from omegaconf.resolvers import oc
 
 from pozytywka.hooks import (
     DescribeMlflowRun,
@@ -23,4 +24,7 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft", "serving": "soft"},
     # conf/<env>/serving.yml: the FastAPI service (`pozytywka serve`).
     "config_patterns": {"serving": ["serving*", "serving/**"]},
+    # ${oc.env:NAME,default} in any file, not only credentials: conf/cluster takes its
+    # PostgreSQL and MLflow server addresses from the environment.
+    "custom_resolvers": {"oc.env": oc.env},
 }

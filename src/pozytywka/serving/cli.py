@@ -1,4 +1,4 @@
-"""``pozytywka serve`` and ``pozytywka ab-summary``."""
+"""``pozytywka serve``, ``pozytywka ab-summary``, ``pozytywka simulate`` and ``pozytywka tune``."""
 
 from __future__ import annotations
 
@@ -199,3 +199,38 @@ def _simulate(url: str, timeout: float, context, truth: dict, plan):
             )
 
     return asyncio.run(main())
+
+
+@cli.command()
+@click.option(
+    "--workers",
+    "-n",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Worker processes here, each `kedro run --pipeline tune` (0: only prepare the study, "
+    "for workers started elsewhere).",
+)
+@click.option("--env", "-e", default=None, help="Kedro configuration environment (cluster).")
+@click.option(
+    "--params",
+    default="",
+    help='Kedro --params for every worker, e.g. "recommendation.search.n_trials=60".',
+)
+@click.option("--project-path", default=".", show_default=True, type=click.Path(exists=True))
+def tune(workers: int, env: str | None, params: str, project_path: str) -> None:
+    """Run the LightFM search with N processes on one Optuna study (recommendation.search.
+    storage: PostgreSQL in conf/cluster), on the training data of an earlier `kedro run`.
+    Prints the study's summary as JSON, and the command that trains its winner."""
+    from ..tuning import launch  # noqa: PLC0415
+
+    root = Path(project_path).resolve()
+    os.chdir(root)  # the catalog's and an SQLite storage's paths are relative to the project
+    with contextlib.redirect_stdout(sys.stderr):  # Kedro's log lines: stdout is the JSON
+        try:
+            summary = launch(root, env, params, workers)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--params") from exc
+    click.echo(json.dumps(summary, indent=2))
+    click.echo(f"pozytywka tune: train the winner with: {summary['next']}", err=True)
+    sys.exit(1 if any(summary["exit_codes"]) else 0)
