@@ -87,6 +87,10 @@ def test_default_pipeline_end_to_end(project):
     assert seconds == sorted(seconds, reverse=True) and all(
         r["peak_rss_mb"] > 0 for r in timings["nodes"]
     )
+    # ... and each dataset's load and save time: the run is nodes plus I/O (plus hooks).
+    io = {d["dataset"]: d for d in timings["datasets"]}
+    assert io["raw_sessions"]["load_seconds"] > 0 and io["events"]["save_seconds"] > 0
+    assert timings["run_seconds"] >= timings["total_node_seconds"] + timings["total_io_seconds"]
 
     with mlflow_store(project):
         every = mlflow.search_runs(experiment_names=["pozytywka"])

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import math
 import subprocess
+import time
 from pathlib import Path
 
 import mlflow
@@ -38,18 +39,23 @@ class ProtectUserRawData:
 
 
 class RecordNodeTimings:
-    """Each node's wall time and peak resident memory, in run order, saved through the
-    catalog as ``node_timings`` (``data/08_reporting/node_timings.json``) and logged to MLflow
-    (``timing/<node>/seconds``, ``timing/<node>/peak_rss_mb``), so every run shows its
-    profile. Nodes run one at a time here (the default runner)."""
+    """Each node's wall time and peak resident memory, in run order, and each dataset's load
+    and save seconds (the time between nodes), saved through the catalog as ``node_timings``
+    (``data/08_reporting/node_timings.json``) and logged to MLflow (``timing/<node>/seconds``,
+    ``timing/<node>/peak_rss_mb``, ``timing/run_seconds``), so every run shows its profile.
+    Nodes run one at a time here (the default runner)."""
 
     def __init__(self) -> None:
         self._samplers: dict[str, PeakSampler] = {}
         self._rows: list[dict] = []
+        self._io: dict[str, dict[str, float]] = {}
+        self._io_started: dict[tuple[str, str], float] = {}
+        self._run_started = time.perf_counter()
 
     @hook_impl
     def before_pipeline_run(self) -> None:
-        self._samplers, self._rows = {}, []
+        self._samplers, self._rows, self._io, self._io_started = {}, [], {}, {}
+        self._run_started = time.perf_counter()
 
     @hook_impl
     def before_node_run(self, node) -> None:
@@ -69,14 +75,34 @@ class RecordNodeTimings:
         if sampler is not None:
             sampler.stop()
 
+    def _io_start(self, dataset_name: str, kind: str) -> None:
+        self._io_started[(dataset_name, kind)] = time.perf_counter()
+
+    def _io_end(self, dataset_name: str, kind: str) -> None:
+        started = self._io_started.pop((dataset_name, kind), None)
+        if started is not None:
+            row = self._io.setdefault(dataset_name, {"load_seconds": 0.0, "save_seconds": 0.0})
+            row[f"{kind}_seconds"] += time.perf_counter() - started
+
+    @hook_impl
+    def before_dataset_loaded(self, dataset_name: str) -> None:
+        self._io_start(dataset_name, "load")
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str) -> None:
+        self._io_end(dataset_name, "load")
+
+    @hook_impl
+    def before_dataset_saved(self, dataset_name: str) -> None:
+        self._io_start(dataset_name, "save")
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str) -> None:
+        self._io_end(dataset_name, "save")
+
     @hook_impl(tryfirst=True)  # before kedro-mlflow closes the run
     def after_pipeline_run(self, catalog) -> None:
-        total = sum(r["seconds"] for r in self._rows)
-        timings = {
-            "nodes": sorted(self._rows, key=lambda r: -r["seconds"]),
-            "total_node_seconds": total,
-            "peak_rss_mb": max((r["peak_rss_mb"] for r in self._rows), default=0.0),
-        }
+        timings = self._timings()
         if "node_timings" in catalog:
             catalog.save("node_timings", timings)
         if mlflow.active_run() is not None:
@@ -86,8 +112,29 @@ class RecordNodeTimings:
                     for r in self._rows
                     for k in ("seconds", "peak_rss_mb")
                 }
-                | {"timing/total_node_seconds": total}
+                | {
+                    "timing/total_node_seconds": timings["total_node_seconds"],
+                    "timing/total_io_seconds": timings["total_io_seconds"],
+                    "timing/run_seconds": timings["run_seconds"],
+                }
             )
+
+    def _timings(self) -> dict:
+        """The profile: nodes and datasets slowest first, their totals, and the run's wall
+        time from its start to the last node (``run_seconds``; the process adds Kedro's and
+        MLflow's start-up, a few seconds)."""
+        datasets = [
+            {"dataset": name, **row, "seconds": row["load_seconds"] + row["save_seconds"]}
+            for name, row in self._io.items()
+        ]
+        return {
+            "run_seconds": time.perf_counter() - self._run_started,
+            "total_node_seconds": sum(r["seconds"] for r in self._rows),
+            "total_io_seconds": sum(d["seconds"] for d in datasets),
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in self._rows), default=0.0),
+            "nodes": sorted(self._rows, key=lambda r: -r["seconds"]),
+            "datasets": sorted(datasets, key=lambda d: -d["seconds"]),
+        }
 
 
 class KeepMlflowStoreInProject:
