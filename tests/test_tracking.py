@@ -1,4 +1,5 @@
-"""A SQLite MLflow store copied with its project points at the copy's own artifacts."""
+"""A SQLite MLflow store copied with its project points at the copy's own artifacts; the
+batched metrics dataset logs what kedro-mlflow's logs."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import shutil
 from pathlib import Path
 
 import mlflow
+from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
 
+from pozytywka.datasets import BatchedMlflowMetricsDataset
 from pozytywka.tracking import relocate_store
 from tests.project import mlflow_store
 
@@ -47,3 +50,20 @@ def test_a_store_outside_the_project_is_left_alone(tmp_path):
     _store_with_one_run(tmp_path / "store")
     (tmp_path / "project").mkdir()
     assert relocate_store(tmp_path / "store" / "mlflow.db", tmp_path / "project") is None
+
+
+def test_batched_metrics_log_what_kedro_mlflows_dataset_logs(tmp_path):
+    data = {
+        "auc": {"value": 0.75, "step": 0},
+        "curve": [{"value": float(i) / 10, "step": i} for i in range(1001)],  # > one batch
+    }
+    with mlflow_store(tmp_path):
+        logged = {}
+        for cls in (MlflowMetricsHistoryDataset, BatchedMlflowMetricsDataset):
+            with mlflow.start_run() as run:
+                cls(prefix="report").save(data)
+                loaded = cls(run_id=run.info.run_id, prefix="report").load()
+            logged[cls.__name__] = loaded
+    batched, original = logged["BatchedMlflowMetricsDataset"], logged["MlflowMetricsHistoryDataset"]
+    assert batched == original
+    assert set(batched) == {"report.auc", "report.curve"} and len(batched["report.curve"]) == 1001

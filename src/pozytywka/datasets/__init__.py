@@ -2,11 +2,13 @@
 
 from .generated_text import GeneratedTextDataset
 from .incoming import IncomingJsonlDataset
+from .mlflow_metrics import BatchedMlflowMetricsDataset
 from .mlflow_model import DescribedMlflowModelDataset
 from .prediction_log import OptionalParquetDataset, PredictionLogDataset
 from .synthetic_truth import SyntheticTruthDataset
 
 __all__ = [
+    "BatchedMlflowMetricsDataset",
     "DescribedMlflowModelDataset",
     "GeneratedTextDataset",
     "IncomingJsonlDataset",
