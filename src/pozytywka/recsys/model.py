@@ -32,8 +32,11 @@ def ordered_ids(dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def threads(num_threads: int) -> int:
-    """``num_threads`` for LightFM; 0 means every core."""
-    return num_threads if num_threads > 0 else (os.cpu_count() or 1)
+    """A thread count (LightFM's, parallel trials); 0 means every core this process may use."""
+    if num_threads > 0:
+        return num_threads
+    usable = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    return len(usable) if usable else (os.cpu_count() or 1)
 
 
 def new_model(hp: dict, seed: int) -> LightFM:

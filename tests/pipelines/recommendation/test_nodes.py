@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import time
 
 import numpy as np
 import optuna
@@ -10,8 +11,10 @@ import pytest
 import scipy.sparse as sp
 from lightfm import LightFM
 
-from pozytywka.pipelines.recommendation.nodes import _search_result as search_result
 from pozytywka.pipelines.recommendation.nodes import (
+    _lightfm_objective,
+    _run_trial,
+    checkpoints,
     compare_training_variants,
     evaluate_recommenders,
     make_pruner,
@@ -21,6 +24,7 @@ from pozytywka.pipelines.recommendation.nodes import (
     train_default_model,
     train_final_model,
 )
+from pozytywka.pipelines.recommendation.nodes import _search_result as search_result
 from pozytywka.recsys.baselines import grid_points, tune_baselines
 from pozytywka.recsys.groups import known_to_group
 from pozytywka.recsys.model import DivergedError, EmbeddingScorer, fit_epochs
@@ -193,6 +197,7 @@ def test_the_search_timeout_holds_once_a_trial_has_completed(rec_data, tiny_feat
     uf, itf = inputs["user_features"], inputs["item_features"]
     p = rec_params
     search = {**p["search"], "timeout_seconds": 0.01, "n_trials": 5, "study_name": "deadline"}
+    search["parallel_trials"] = 1  # (each of N parallel ones starts its first trial)
     comparison = {"chosen": "likes"}
     _, trials, _ = search_hyperparameters(
         rec_data, comparison, uf, itf, search, p["training"], p["groups"]
@@ -204,9 +209,66 @@ def test_the_search_timeout_holds_once_a_trial_has_completed(rec_data, tiny_feat
     assert "COMPLETE" not in states[1:]
 
 
+def test_a_trial_running_past_the_deadline_is_pruned_and_the_search_goes_on(
+    rec_data, tiny_features, rec_params
+):
+    """Past the deadline a running trial stops at its next epoch as PRUNED (no exception
+    escapes the search: ask/tell has no optimize loop to stop), once a trial has completed."""
+    _, inputs = tiny_features
+    p, inter_weights = rec_params, rec_data["fit"]["likes"]
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(value=0.1, params={}, distributions={}))
+    objective = _lightfm_objective(
+        rec_data,
+        *inter_weights,
+        inputs["user_features"],
+        inputs["item_features"],
+        [],
+        p["search"],
+        p["training"],
+        deadline=time.monotonic() - 1,
+    )
+    stable = {"learning_rate": 0.05, "item_alpha": 1e-6, "user_alpha": 1e-6, "no_components": 8}
+    study.enqueue_trial({**stable, "loss": "warp", "epochs": 3})  # a model that cannot diverge
+    _run_trial(study, study.ask(), objective)
+    late = study.trials[-1]
+    assert late.state == optuna.trial.TrialState.PRUNED
+    assert late.last_step is None  # stopped before its first evaluation
+
+
+def test_parallel_trials_together_run_the_budget_once(rec_data, tiny_features, rec_params):
+    _, inputs = tiny_features
+    p = rec_params
+    search = {**p["search"], "n_trials": 6, "parallel_trials": 3, "study_name": "parallel"}
+    best, trials, _ = search_hyperparameters(
+        rec_data,
+        {"chosen": "likes"},
+        inputs["user_features"],
+        inputs["item_features"],
+        search,
+        p["training"],
+        p["groups"],
+    )
+    assert sorted(trials["number"]) == list(range(6))
+    assert "RUNNING" not in set(trials["state"]) and "WAITING" not in set(trials["state"])
+    defaults = trials.sort_values("number").iloc[0]
+    assert defaults["params_no_components"] == p["training"]["defaults"]["no_components"]
+
+
+def test_trials_are_evaluated_where_their_pruner_decides():
+    halving = {"pruner": {"kind": "successive_halving", "min_epochs": 2, "reduction_factor": 3}}
+    assert checkpoints(halving, 30) == {2, 6, 18, 30}
+    assert checkpoints(halving, 15) == {2, 6, 15}
+    assert checkpoints(halving, 2) == {2}
+    median = {"pruner": {"kind": "median"}, "evaluate_every": 2}
+    assert checkpoints(median, 5) == {2, 4, 5}
+
+
 def test_pruners_from_parameters():
     hyperband = make_pruner({"kind": "hyperband", "min_epochs": 2, "reduction_factor": 3}, 30)
     assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
+    asha = make_pruner({"kind": "successive_halving", "min_epochs": 2, "reduction_factor": 3}, 30)
+    assert isinstance(asha, optuna.pruners.SuccessiveHalvingPruner)
     median = make_pruner({"kind": "median", "startup_trials": 3, "warmup_epochs": 4}, 30)
     assert isinstance(median, optuna.pruners.MedianPruner)
     with pytest.raises(ValueError, match="hyperband or median"):

@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -51,6 +52,7 @@ from pozytywka.recsys.model import (
     fit_epochs,
     new_model,
     ordered_ids,
+    threads,
 )
 
 matplotlib.use("Agg")
@@ -226,7 +228,8 @@ def compare_training_variants(
     training: dict,
     objective: str,
 ) -> dict:
-    """Train each training-data variant with the default hyperparameters; score on validation.
+    """Train each training-data variant with the default hyperparameters (at once, one per
+    core); score on validation.
 
     Args:
         training: ``recommendation.training`` (``seed``, ``num_threads``, ``defaults``).
@@ -236,18 +239,21 @@ def compare_training_variants(
     Returns ``{"chosen": name, "objective": metric, "variants": {name: {metric: value}}}``.
     """
     hp = training["defaults"]
-    results = {}
-    for name, (inter, weights) in data["fit"].items():
+
+    def validate(variant: tuple[sp.coo_matrix, sp.coo_matrix]) -> dict:
         t0 = time.perf_counter()
-        model = _train(hp, hp["epochs"], inter, weights, user_features, item_features, training)
+        model = _train(hp, hp["epochs"], *variant, user_features, item_features, training)
         scorer = EmbeddingScorer(model, user_features, item_features)
-        results[name] = evaluate_ranking(scorer, data["validation"], data["fit_known"])
-        results[name]["train_seconds"] = time.perf_counter() - t0
+        return {
+            **evaluate_ranking(scorer, data["validation"], data["fit_known"]),
+            "train_seconds": time.perf_counter() - t0,
+        }
+
+    with ThreadPoolExecutor(threads(0)) as pool:  # each fit on its own thread(s), at once
+        results = dict(zip(data["fit"], pool.map(validate, data["fit"].values()), strict=True))
+    for name, result in results.items():
         logger.info(
-            "Variant %s: validation %s = %.4f",
-            name,
-            objective,
-            results[name].get(objective, float("nan")),
+            "Variant %s: validation %s = %.4f", name, objective, result.get(objective, float("nan"))
         )
     metric = objective if objective != "group_ndcg" else "precision_at_10"
     chosen = max(results, key=lambda n: results[n][metric])
@@ -340,7 +346,8 @@ def _run_search(
     sampler_seed: int | None,
 ) -> tuple[optuna.Study, int]:
     """Open (or join) the study and run this process's share of its trials, the sampler
-    seeded with ``sampler_seed``; the study and how many trials this process ran."""
+    seeded with ``sampler_seed``, ``search.parallel_trials`` at once (threads: LightFM's fit
+    releases the GIL; 0 = one per core); the study and how many trials this process ran."""
     inter, weights = data["fit"][comparison["chosen"]]
     groups = sample_groups(
         inter.shape[0],
@@ -365,8 +372,15 @@ def _run_search(
     # The first trial is the default configuration: the search can only improve on it.
     first = {k: v for k, v in training["defaults"].items() if k in {*search["space"], "epochs"}}
     lock = functools.partial(_study_lock, search["storage"], search["study_name"])
-    with _progress(n_trials, "LightFM trials") as bar:
-        ran = _run_trials(study, _tagged(objective), lock, first, n_trials, deadline, bar.update)
+    parallel = threads(search.get("parallel_trials", 1))
+    with _progress(n_trials, "LightFM trials") as bar, ThreadPoolExecutor(parallel) as pool:
+        runs = [
+            pool.submit(
+                _run_trials, study, _tagged(objective), lock, first, n_trials, deadline, bar.update
+            )
+            for _ in range(parallel)
+        ]
+        ran = sum(run.result() for run in runs)
     return study, ran
 
 
@@ -495,19 +509,43 @@ def _open_study(search: dict, seed: int | None) -> optuna.Study:
 
 
 def make_pruner(pruner: dict, max_epochs: int) -> optuna.pruners.BasePruner:
-    """``pruner.kind``: ``hyperband`` (successive halving on epochs over several brackets,
-    from ``min_epochs``) or ``median`` (after ``warmup_epochs``, from ``startup_trials``)."""
-    if pruner["kind"] == "hyperband":
+    """``pruner.kind``: ``successive_halving`` (asynchronous successive halving on epochs:
+    at ``min_epochs`` x ``reduction_factor``^k only the best 1/``reduction_factor`` of the
+    trials there go on), ``hyperband`` (successive halving over several brackets; Optuna's
+    TPE then learns from the trial's own bracket only) or ``median`` (after
+    ``warmup_epochs``, from ``startup_trials``)."""
+    kind = pruner["kind"]
+    if kind == "successive_halving":
+        return optuna.pruners.SuccessiveHalvingPruner(
+            min_resource=pruner["min_epochs"], reduction_factor=pruner["reduction_factor"]
+        )
+    if kind == "hyperband":
         return optuna.pruners.HyperbandPruner(
             min_resource=pruner["min_epochs"],
             max_resource=max_epochs,
             reduction_factor=pruner["reduction_factor"],
         )
-    if pruner["kind"] == "median":
+    if kind == "median":
         return optuna.pruners.MedianPruner(
             n_startup_trials=pruner["startup_trials"], n_warmup_steps=pruner["warmup_epochs"]
         )
-    raise ValueError(f"search.pruner.kind must be hyperband or median, not {pruner['kind']!r}")
+    raise ValueError(
+        f"search.pruner.kind must be successive_halving, hyperband or median, not {kind!r}"
+    )
+
+
+def checkpoints(search: dict, epochs: int) -> set[int]:
+    """The epochs at which a trial is evaluated and may be pruned: the successive-halving
+    rungs (``min_epochs`` x ``reduction_factor``^k: the only epochs at which those pruners
+    decide) or every ``evaluate_every`` epochs for the median pruner, and always the last."""
+    pruner = search["pruner"]
+    if pruner["kind"] == "median":
+        return {*range(search["evaluate_every"], epochs + 1, search["evaluate_every"]), epochs}
+    rungs, rung = {epochs}, pruner["min_epochs"]
+    while rung < epochs:
+        rungs.add(rung)
+        rung *= pruner["reduction_factor"]
+    return rungs
 
 
 def _suggest(trial: optuna.Trial, space: dict) -> tuple[dict, int]:
@@ -534,20 +572,20 @@ def _lightfm_objective(
     deadline: float,
 ):
     """The trial function: train for the suggested epochs, report the validation objective
-    every ``evaluate_every`` epochs (pruning checkpoints), record AUC, precision and group
-    NDCG as trial attributes. Past ``deadline`` (``time.monotonic()``) the running trial is
-    pruned and the study stopped, so the search's timeout holds; only once a trial has
+    at its ``checkpoints`` (where it may be pruned; never the first trial, the defaults every
+    other is compared with), record AUC, precision and group NDCG as trial attributes. Past
+    ``deadline`` (``time.monotonic()``) the running trial is pruned at its next epoch, so the
+    search's timeout holds (and _run_trials starts no other); only once a trial has
     completed, so there is always a model to train."""
 
     def objective(trial: optuna.Trial) -> float:
         hp, epochs = _suggest(trial, search["space"])
-        last = {"value": 0.0}
+        at, last = checkpoints(search, epochs), {"value": 0.0}
 
         def report(epoch: int, model: LightFM) -> None:
             if time.monotonic() > deadline and _has_completed(trial.study):
-                trial.study.stop()
                 raise optuna.TrialPruned(f"search timeout reached at epoch {epoch}")
-            if epoch % search["evaluate_every"] and epoch != epochs:
+            if epoch not in at:
                 return
             scorer = EmbeddingScorer(model, user_features, item_features)
             value = _objective_value(
@@ -556,7 +594,7 @@ def _lightfm_objective(
             value = value if np.isfinite(value) else 0.0
             last["value"] = value  # the value of the model as trained for `epochs`
             trial.report(value, epoch)
-            if trial.should_prune():
+            if trial.number > 0 and trial.should_prune():
                 raise optuna.TrialPruned()
 
         try:
@@ -774,6 +812,23 @@ def train_default_model(
     defaults = {**best, **{k: v for k, v in training["defaults"].items()}}
     logger.info("Training the default configuration too, to compare it on the test split")
     return {"model": train_final_model(data, defaults, user_features, item_features, training)}
+
+
+def train_final_models(
+    data: dict,
+    best: dict,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    training: dict,
+) -> tuple[LightFM, dict]:
+    """``train_final_model`` and ``train_default_model`` at once (LightFM's fit releases the
+    GIL, and one thread per fit is the faster use of the cores: see ``training.num_threads``)."""
+    with ThreadPoolExecutor(2) as pool:
+        final = pool.submit(train_final_model, data, best, user_features, item_features, training)
+        default = pool.submit(
+            train_default_model, data, best, user_features, item_features, training
+        )
+        return final.result(), default.result()
 
 
 def recommend_for_users(

@@ -13,8 +13,7 @@ from .nodes import (
     prepare_training_data,
     recommend_for_users,
     search_hyperparameters,
-    train_default_model,
-    train_final_model,
+    train_final_models,
 )
 
 FEATURES = ["user_feature_matrix", "item_feature_matrix"]
@@ -73,29 +72,19 @@ def _search_nodes() -> list[Node]:
 
 
 def _training_nodes() -> list[Node]:
-    """The winner trained on all training pairs, per-user top-k and the packaged model."""
+    """The winner (and the defaults, when the winner is another) trained on all training
+    pairs, per-user top-k and the packaged model."""
     return [
         Node(
-            train_final_model,
+            train_final_models,
             [
                 "recommendation_data",
                 "best_hyperparameters",
                 *FEATURES,
                 "params:recommendation.training",
             ],
-            "lightfm_model",
-            name="train_final_model",
-        ),
-        Node(
-            train_default_model,
-            [
-                "recommendation_data",
-                "best_hyperparameters",
-                *FEATURES,
-                "params:recommendation.training",
-            ],
-            "default_lightfm_model",
-            name="train_default_model",
+            ["lightfm_model", "default_lightfm_model"],
+            name="train_final_models",
         ),
         Node(
             recommend_for_users,
