@@ -5,9 +5,9 @@ bootstrap interval over test users, for the recommenders and the skip models.
     kedro run                                  # with the change
     python benchmarks/compare_runs.py /tmp/before data/08_reporting
 
-Exits 1 when a figure falls outside the earlier run's 95% interval. LightFM trains with
-several threads, so its figures move a little between identical runs; every other scorer is
-deterministic and should match to the last digit.
+Exits 1 when a figure falls outside the earlier run's 95% interval. Each LightFM fit is
+deterministic (one thread), but the search runs trials in parallel, so on another machine it
+may pick another trial; every other scorer should match to the last digit.
 """
 
 from __future__ import annotations
