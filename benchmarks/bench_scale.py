@@ -7,10 +7,11 @@ and 10M events.
         feature_engineering skip_prediction                # add a model stage
 
 Each size runs the real pipelines (`kedro run --pipeline <stage>`, one process per stage,
-so each stage's peak is its own) in a scratch copy of the project (its code and configuration, empty data folders), with users, artists and tracks in proportion to the
-`large` preset (20,000 users, 20,000 artists, 100,000 tracks at 10M events). The figures come
-from each run's `node_timings.json`: the stage's node seconds, its I/O seconds and the peak
-resident memory of its slowest-to-free node; the process's own wall time is printed beside.
+so each stage's peak is its own) in a scratch copy of the project (its code and configuration,
+empty data folders), with users, artists and tracks in proportion to the `large` preset
+(20,000 users, 20,000 artists, 100,000 tracks at 10M events). The figures come from each
+run's `node_timings.json`: the stage's node seconds, its I/O seconds and its peak resident
+memory; the process's own wall time (with Kedro's start-up) is printed beside.
 """
 
 from __future__ import annotations

@@ -58,9 +58,10 @@ def test_batched_metrics_log_what_kedro_mlflows_dataset_logs(tmp_path):
         "curve": [{"value": float(i) / 10, "step": i} for i in range(1001)],  # > one batch
     }
     with mlflow_store(tmp_path):
+        experiment = mlflow.create_experiment("metrics", artifact_location=str(tmp_path / "a"))
         logged = {}
         for cls in (MlflowMetricsHistoryDataset, BatchedMlflowMetricsDataset):
-            with mlflow.start_run() as run:
+            with mlflow.start_run(experiment_id=experiment) as run:
                 cls(prefix="report").save(data)
                 loaded = cls(run_id=run.info.run_id, prefix="report").load()
             logged[cls.__name__] = loaded

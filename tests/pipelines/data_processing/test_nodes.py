@@ -124,6 +124,19 @@ def test_parse_counts_malformed_lines_and_skips_blank_ones():
     assert rejects["raw"].iloc[0] == '{"user_id": 2, "favou'
 
 
+def test_padded_and_crlf_lines_parse_and_line_numbers_survive_chunks(monkeypatch):
+    record = '{"user_id": %d, "favourite_genres": [], "premium_user": true}'
+    plain = "".join(record % i + "\n" for i in range(1, 4))
+    padded = f"  {record % 1}\t\n\u00a0{record % 2}\n not json\n{record % 3}\r\n"
+    monkeypatch.setattr(nodes, "_CHUNK_LINES", 2)  # chunk edges between the lines
+    for text, bad_lines in [(plain, []), (padded, [3]), (padded.replace("\n", "\r\n"), [3])]:
+        df, rejects = parse_jsonl(text, "users")
+        assert list(df["user_id"]) == [1, 2, 3]
+        assert list(df["_line"]) == ([1, 2, 3] if not bad_lines else [1, 2, 4])
+        assert list(rejects["line"]) == bad_lines
+        assert not df["_raw"].str.contains("\r").any()
+
+
 def test_fast_and_line_by_line_parsing_agree():
     good = jsonl(
         *[

@@ -69,7 +69,17 @@ def _bool(mask) -> np.ndarray:
 
 def _split_lines(text: str) -> pa.Array:
     lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
-    return pc.utf8_rtrim(lines, "\r")
+    return pc.utf8_rtrim(lines, "\r") if "\r" in text else lines  # (a copy only if needed)
+
+
+def _trimmed(lines: pa.Array) -> pa.Array:
+    """The lines without surrounding whitespace; the same array, not a copy, when no line
+    has any (a 10M-event export is gigabytes of text)."""
+    if len(lines) == 0:
+        return lines
+    first, last = pc.utf8_slice_codeunits(lines, 0, 1), pc.utf8_slice_codeunits(lines, -1)
+    padded = pc.or_(pc.utf8_is_space(first), pc.utf8_is_space(last))
+    return pc.utf8_trim_whitespace(lines) if pc.any(padded).as_py() else lines
 
 
 def _arrow_records(lines: pa.Array, file: str) -> pd.DataFrame | None:
@@ -118,37 +128,43 @@ def _python_records(lines: pa.Array) -> tuple[pd.DataFrame, np.ndarray]:
     return pd.DataFrame.from_records([r for r, good in zip(records, ok, strict=True) if good]), ok
 
 
-def _read_objects(lines: pa.Array, file: str) -> tuple[pd.DataFrame, np.ndarray]:
-    """Records of lines that look like JSON objects, chunk by chunk, so one odd line sends only
-    its own chunk down the slow path; (frame, mask of the lines that parsed)."""
-    frames, parsed = [], []
+def _read_objects(
+    lines: pa.Array, candidate: np.ndarray, file: str
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Records of the ``candidate`` lines (those that look like JSON objects), chunk by chunk,
+    so one odd line sends only its own chunk down the slow path and no copy of all candidates
+    is made; (frame, mask over ``lines`` of those that parsed)."""
+    frames, parsed = [], np.zeros(len(lines), dtype=bool)
     for start in range(0, len(lines), _CHUNK_LINES):
-        chunk = lines.slice(start, _CHUNK_LINES)
+        mask = candidate[start : start + _CHUNK_LINES]
+        chunk = lines.slice(start, _CHUNK_LINES).filter(pa.array(mask))
         df = _arrow_records(chunk, file)
         ok = np.ones(len(chunk), dtype=bool)
         if df is None:
             df, ok = _python_records(chunk)
         frames.append(df)
-        parsed.append(ok)
+        parsed[start + np.flatnonzero(mask)[ok]] = True
     if not frames:
-        return pd.DataFrame(), np.zeros(0, dtype=bool)
+        return pd.DataFrame(), parsed
     df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
-    return df, np.concatenate(parsed)
+    return df, parsed
 
 
 def _re2_escape(text: str) -> str:
     return re.sub(r"([\\.^$|?*+()\[\]{}])", r"\\\1", text)
 
 
-def _extra_keys(df: pd.DataFrame, lines: pa.Array, file: str) -> pd.Series:
+def _extra_keys(df: pd.DataFrame, record_lines, file: str) -> pd.Series:
     """Per record, the keys it carries beyond the contract ("" for none), joined by _KEY_SEP.
 
-    A key given as null counts too: the reader cannot tell it from an absent one, the line can.
+    A key given as null counts too: the reader cannot tell it from an absent one, the line can
+    (``record_lines()``: the records' lines, built only for such a key).
     """
-    parts = []
+    parts, lines = [], None
     for key in sorted(c for c in df.columns if c not in CONTRACT_FIELDS[file]):
         present = _bool(df[key].notna())
         if not present.all():
+            lines = record_lines() if lines is None else lines
             try:
                 in_line = pc.match_substring_regex(
                     lines, r'(^|[^\\])"' + _re2_escape(key) + r'"\s*:'
@@ -176,17 +192,13 @@ def parse_jsonl(text: str, file: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     if len(lines) and len(text) and text.endswith("\n"):
         lines = lines.slice(0, len(lines) - 1)  # the terminating newline ends, not adds, a line
     numbers = np.arange(1, len(lines) + 1)
-    stripped = pc.utf8_trim_whitespace(lines)
+    stripped = _trimmed(lines)
     blank = pc.equal(pc.utf8_length(stripped), 0).to_numpy(zero_copy_only=False)
     looks_like_object = pc.starts_with(stripped, "{").to_numpy(zero_copy_only=False) & pc.ends_with(
         stripped, "}"
     ).to_numpy(zero_copy_only=False)
-    at = np.flatnonzero(looks_like_object)
-    candidates = stripped.take(pa.array(at, pa.int64()))
-    df, parsed = _read_objects(candidates, file)
-    ok = np.zeros(len(lines), dtype=bool)
-    ok[at[parsed]] = True
-    extra = _extra_keys(df, candidates.filter(pa.array(parsed)), file)
+    df, ok = _read_objects(stripped, looks_like_object, file)
+    extra = _extra_keys(df, lambda: stripped.filter(pa.array(ok)), file)
     missing = [c for c in REQUIRED_FIELDS[file] if c not in df.columns]
     if len(df) and missing:
         raise RawSchemaError(
