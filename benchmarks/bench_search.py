@@ -8,7 +8,7 @@
    objective) and on the test split (precision@10). For each objective it prints how often
    the validation ranking of two models agrees with their test ranking.
 2. Random search, simulated from the pool (many random orders of it), against the pipeline's
-   search (multivariate TPE + Hyperband on epochs, defaults enqueued) over several seeds:
+   search (multivariate TPE + ``search.pruner`` on epochs, defaults enqueued) over several seeds:
    the test precision@10 of the validation-best model after 10 / 30 / 60 trials, beside the
    validation-best of the whole pool (a long random search) and the pool's test-best.
 
@@ -219,7 +219,7 @@ def main() -> None:
     )
     print(f"  defaults: {default['test_precision_at_10']:.4f}")
     rand = simulate_random(pool, objective, 500)
-    print("  trials   random search (mean [5%, 95%] of 500 orders)   TPE + Hyperband (per seed)")
+    print("  trials   random search (mean [5%, 95%] of 500 orders)   the search (per seed)")
     cache: dict = {}
     runs = [
         run_search(s, args.trials, objective, data, features, rec, cache) for s in range(args.seeds)

@@ -269,7 +269,7 @@ def search_hyperparameters(
     training: dict,
     group_protocol: dict,
 ) -> tuple[dict, pd.DataFrame, optuna.Study]:
-    """Optuna TPE search with epoch-wise median pruning on the validation split.
+    """Optuna TPE search with epoch-wise pruning (``search.pruner``) on the validation split.
 
     Args:
         search: ``recommendation.search``: objective, budget, storage, pruner, space, seed.
