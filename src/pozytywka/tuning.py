@@ -91,6 +91,11 @@ def run_workers(project_path: Path, env: str | None, params_text: str, workers: 
                 process.wait(30)
 
 
+def trial_states(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
+    """How many of ``trials`` are in each state (``COMPLETE``, ``PRUNED``, ``FAIL``, ...)."""
+    return dict(Counter(t.state.name for t in trials))
+
+
 def study_summary(search: dict) -> dict:
     """How many trials the study holds, by state and by worker, and its best value."""
     study = optuna.load_study(study_name=search["study_name"], storage=search["storage"])
@@ -101,7 +106,7 @@ def study_summary(search: dict) -> dict:
         "study": search["study_name"],
         "n_trials": search["n_trials"],
         "trials": len(trials),
-        "states": dict(Counter(t.state.name for t in trials)),
+        "states": trial_states(trials),
         "trials_by_worker": dict(Counter(str(t.user_attrs.get("worker")) for t in trials)),
         "best_trial": best.number if best else None,
         "best_value": best.value if best else None,

@@ -54,6 +54,7 @@ from pozytywka.recsys.model import (
     ordered_ids,
     threads,
 )
+from pozytywka.tuning import trial_states
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -324,12 +325,12 @@ def search_worker(
         group_protocol,
         seed,
     )
-    states = pd.Series([t.state.name for t in study.get_trials(deepcopy=False)])
+    trials = study.get_trials(deepcopy=False)
     summary = {
         "worker": _worker_id(),
         "trials_run": ran,
-        "study_trials": int(len(states)),
-        "study_states": {k: int(v) for k, v in states.value_counts().items()},
+        "study_trials": len(trials),
+        "study_states": trial_states(trials),
     }
     logger.info("Search worker %s: %d trials run; the study: %s", summary["worker"], ran, summary)
     return summary
