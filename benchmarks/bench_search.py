@@ -40,7 +40,7 @@ from pozytywka.recsys.model import DivergedError, EmbeddingScorer
 
 ROOT = Path(__file__).resolve().parents[1]
 OBJECTIVES = ("precision_at_10", "ndcg_at_10", "recall_at_25", "ndcg_at_25", "mrr", "auc")
-CHECKPOINTS = (10, 30, 60)
+CHECKPOINTS = (10, 15, 20, 30, 60)
 
 
 def load_inputs(variant: str, validation_size: float | None):
@@ -123,14 +123,16 @@ def best_so_far(val: np.ndarray, test: np.ndarray, n: int) -> float:
     return float(test[int(np.nanargmax(head))])
 
 
-def simulate_random(pool: list[dict], objective: str, repeats: int) -> dict[int, np.ndarray]:
+def simulate_random(
+    pool: list[dict], objective: str, repeats: int, checkpoints: list[int]
+) -> dict[int, np.ndarray]:
     val = np.array([p["result"][f"val_{objective}"] if p["result"] else np.nan for p in pool])
     test = np.array([p["result"]["test_precision_at_10"] if p["result"] else np.nan for p in pool])
     rng = np.random.default_rng(0)
-    out = {n: [] for n in CHECKPOINTS}
+    out: dict[int, list] = {n: [] for n in checkpoints}
     for _ in range(repeats):
         order = rng.permutation(len(pool))
-        for n in CHECKPOINTS:
+        for n in checkpoints:
             out[n].append(best_so_far(val[order], test[order], n))
     return {n: np.array(v) for n, v in out.items()}
 
@@ -159,7 +161,7 @@ def run_search(seed: int, n_trials: int, objective: str, data, features, rec: di
         [t.value if t.state == done and t.value is not None else np.nan for t in study.trials]
     )
     out = {}
-    for n in CHECKPOINTS:
+    for n in (n for n in CHECKPOINTS if n <= n_trials):
         head = val[:n]
         if not np.isfinite(head).any():
             out[n] = float("nan")
@@ -180,8 +182,11 @@ def run_search(seed: int, n_trials: int, objective: str, data, features, rec: di
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pool", type=int, default=150, help="random configurations (550: reference)")
+    ap.add_argument(
+        "--pool", type=int, default=150, help="random configurations (550: reference; 0: none)"
+    )
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="first of the --seeds seeds")
     ap.add_argument("--trials", type=int, default=60)
     ap.add_argument("--objective", default=None, help="default: recommendation.search.objective")
     ap.add_argument("--variant", default="likes")
@@ -198,18 +203,20 @@ def main() -> None:
     )
     cache_dir = ROOT / "data" / "09_benchmarks"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    pool = build_pool(
-        args.pool, data, features, rec, cache_dir / f"search_pool_{args.variant}_{size}.json"
-    )
-    report_agreement(pool)
-    ok = [p for p in pool if p["result"]]
-    test = np.array([p["result"]["test_precision_at_10"] for p in ok])
-    val = np.array([p["result"][f"val_{objective}"] for p in ok])
-    print(f"\nSearch on validation {objective}; test precision@10 of the validation-best model")
-    print(
-        f"  pool of {len(pool)} random trials: validation-best {test[int(np.argmax(val))]:.4f}, "
-        f"test-best {test.max():.4f}"
-    )
+    pool = []
+    if args.pool:
+        pool = build_pool(
+            args.pool, data, features, rec, cache_dir / f"search_pool_{args.variant}_{size}.json"
+        )
+        report_agreement(pool)
+        ok = [p for p in pool if p["result"]]
+        test = np.array([p["result"]["test_precision_at_10"] for p in ok])
+        val = np.array([p["result"][f"val_{objective}"] for p in ok])
+        print(f"\nSearch on validation {objective}; test precision@10 of the validation-best model")
+        print(
+            f"  pool of {len(pool)} random trials: validation-best "
+            f"{test[int(np.argmax(val))]:.4f}, test-best {test.max():.4f}"
+        )
     default = evaluate(
         {k: v for k, v in rec["training"]["defaults"].items() if k != "epochs"},
         rec["training"]["defaults"]["epochs"],
@@ -218,20 +225,20 @@ def main() -> None:
         rec["training"],
     )
     print(f"  defaults: {default['test_precision_at_10']:.4f}")
-    rand = simulate_random(pool, objective, 500)
+    checkpoints = [n for n in CHECKPOINTS if n <= args.trials]
+    rand = simulate_random(pool, objective, 500, checkpoints) if pool else {}
     print("  trials   random search (mean [5%, 95%] of 500 orders)   the search (per seed)")
     cache: dict = {}
-    runs = [
-        run_search(s, args.trials, objective, data, features, rec, cache) for s in range(args.seeds)
-    ]
-    for n in CHECKPOINTS:
-        r = rand[n][np.isfinite(rand[n])]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    runs = [run_search(s, args.trials, objective, data, features, rec, cache) for s in seeds]
+    for n in checkpoints:
+        r = rand[n][np.isfinite(rand[n])] if pool else np.array([np.nan])
         tpe = ", ".join(f"{run[0][n]:.4f}" for run in runs)
         print(
-            f"  {n:>6}   {r.mean():.4f} [{np.percentile(r, 5):.4f}, {np.percentile(r, 95):.4f}]"
+            f"  {n:>6}   {np.mean(r):.4f} [{np.percentile(r, 5):.4f}, {np.percentile(r, 95):.4f}]"
             f"                  {tpe}  (mean {np.nanmean([run[0][n] for run in runs]):.4f})"
         )
-    for s, (_, seconds, pruned) in enumerate(runs):
+    for s, (_, seconds, pruned) in zip(seeds, runs, strict=True):
         print(f"  TPE seed {s}: {args.trials} trials in {seconds:.0f} s, {pruned} pruned")
 
 

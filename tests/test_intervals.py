@@ -19,6 +19,7 @@ from pozytywka.intervals import (
     BinaryRows,
     calibration_metrics,
     confusion_metrics,
+    memoised,
     rank_metrics,
     user_bootstrap,
     weighted_means,
@@ -90,6 +91,27 @@ def test_paired_interval_of_a_constant_difference_is_that_constant():
     a = rng.random(100)
     low, high = user_bootstrap(weighted_means(a + 0.1 - a), 100, n_resamples=200)[0]
     assert low == pytest.approx(0.1) and high == pytest.approx(0.1)
+
+
+def test_a_memoised_statistic_gives_the_same_interval_computing_each_batch_once():
+    values = np.random.default_rng(4).random(80)
+    plain = weighted_means(values)
+    calls = []
+
+    def counted(counts):
+        calls.append(counts.shape)
+        return plain(counts)
+
+    cached = memoised(counted)
+    args = {"n_resamples": 300, "batch": 100, "seed": 7}
+    first = user_bootstrap(cached, 80, **args)
+    n_calls = len(calls)
+    again = user_bootstrap(cached, 80, **args)  # same seed: the same batches
+    assert len(calls) == n_calls and n_calls == 4  # the probe and three batches of 100
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_array_equal(first, user_bootstrap(plain, 80, **args))
+    user_bootstrap(cached, 80, **{**args, "seed": 8})  # other resamples: computed afresh
+    assert len(calls) > n_calls
 
 
 def test_fewer_than_two_users_have_no_interval():

@@ -9,6 +9,7 @@ for a whole batch of resamples at once. Paired differences use the same resample
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable
 
@@ -65,6 +66,22 @@ def user_bootstrap(
         np.atleast_1d(result.confidence_interval.high),
     )
     return np.column_stack([low, high])
+
+
+def memoised(statistic: WeightedStatistic) -> WeightedStatistic:
+    """``statistic`` computing each batch of resamples once: intervals drawn with the same
+    seed see the same batches, so a paired difference reuses what each side's interval
+    computed (the figures are the same, the work is not repeated)."""
+    cache: dict[tuple, np.ndarray] = {}
+
+    def cached(counts: np.ndarray) -> np.ndarray:
+        counts = np.ascontiguousarray(counts)
+        key = (counts.shape, hashlib.blake2b(counts.view(np.uint8), digest_size=16).digest())
+        if key not in cache:
+            cache[key] = statistic(counts)
+        return cache[key]
+
+    return cached
 
 
 def weighted_means(values: np.ndarray) -> WeightedStatistic:
@@ -196,8 +213,8 @@ def rank_metrics(pos: np.ndarray, neg: np.ndarray) -> dict[str, np.ndarray]:
     """ROC AUC (ties count half) and average precision (scikit-learn's step definition) from
     (weighted) positives and negatives per distinct score, best first: arrays (..., levels)."""
     total_pos, total_neg = pos.sum(axis=-1), neg.sum(axis=-1)
-    neg_below = total_neg[..., None] - np.cumsum(neg, axis=-1)
     cum_pos, cum_neg = np.cumsum(pos, axis=-1), np.cumsum(neg, axis=-1)
+    neg_below = total_neg[..., None] - cum_neg
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = (pos * (neg_below + neg / 2)).sum(axis=-1) / (total_pos * total_neg)
         precision = np.where(cum_pos + cum_neg > 0, cum_pos / (cum_pos + cum_neg), 0.0)

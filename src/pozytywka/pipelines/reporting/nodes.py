@@ -35,6 +35,7 @@ from pozytywka.intervals import (
     BinaryRows,
     calibration_metrics,
     confusion_metrics,
+    memoised,
     rank_metrics,
     user_bootstrap,
     weighted_means,
@@ -685,7 +686,7 @@ def _skip_statistic(
             out.update(calibration_metrics(bins.T @ counts.T, CALIBRATION_BINS))
         return np.vstack([out[m] for m in SKIP_METRICS if m in out])
 
-    return statistic
+    return memoised(statistic)
 
 
 def _paired(stat_a, stat_b, n_metrics: int):
