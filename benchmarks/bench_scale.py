@@ -35,12 +35,29 @@ def scratch_project(where: Path) -> Path:
     project = where / "project"
     project.mkdir()
     shutil.copy(ROOT / "pyproject.toml", project)
+    _copy_code(project)
+    return project
+
+
+def _copy_code(project: Path) -> None:
+    for folder in ("src", "conf"):
+        shutil.rmtree(project / folder, ignore_errors=True)
     shutil.copytree(ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
     (project / "conf" / "local").mkdir()
     shutil.copytree(
         ROOT / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
     )
-    return project
+
+
+def _project(keep: Path | None, tmp: Path) -> Path:
+    """The scratch project: a fresh one in ``tmp``, or the kept one (its code refreshed)."""
+    if keep is None:
+        return scratch_project(tmp)
+    if not (keep / "project").exists():
+        keep.mkdir(parents=True, exist_ok=True)
+        return scratch_project(keep)
+    _copy_code(keep / "project")
+    return keep / "project"
 
 
 def size_params(n_events: int) -> str:
@@ -68,7 +85,7 @@ def run_stage(project: Path, stage: str, params: str) -> dict:
         "node_seconds": timings["total_node_seconds"],
         "io_seconds": timings.get("total_io_seconds", 0.0),
         "peak_gb": timings["peak_rss_mb"] / 1024,
-        "slowest": timings["nodes"][0],
+        "slowest": timings["nodes"][:3],
     }
 
 
@@ -76,21 +93,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, nargs="+", default=[1_000_000, 3_000_000, 10_000_000])
     ap.add_argument("--pipelines", nargs="+", default=list(STAGES))
+    ap.add_argument(
+        "--keep",
+        type=Path,
+        default=None,
+        help="scratch project kept here (one size): rerun a later stage on its data",
+    )
     args = ap.parse_args()
     results: dict[int, dict[str, dict]] = {}
     for n_events in args.events:
         with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmp:
-            project = scratch_project(Path(tmp))
+            project = _project(args.keep, Path(tmp))
             results[n_events] = {}
             for stage in args.pipelines:
                 row = run_stage(project, stage, size_params(n_events))
                 results[n_events][stage] = row
-                slow = row["slowest"]
+                slowest = ", ".join(f"{n['node']} {n['seconds']:.1f} s" for n in row["slowest"])
                 print(
                     f"{n_events:>11,} events  {stage:<20} {row['node_seconds']:7.1f} s nodes "
                     f"+ {row['io_seconds']:5.1f} s I/O  (process {row['wall_seconds']:6.1f} s)  "
-                    f"peak {row['peak_gb']:5.2f} GB  slowest {slow['node']} "
-                    f"{slow['seconds']:.1f} s",
+                    f"peak {row['peak_gb']:5.2f} GB  slowest: {slowest}",
                     flush=True,
                 )
     print_table(results, args.pipelines)

@@ -229,6 +229,11 @@ def test_lightfm_inputs_follow_dataset_mapping(tiny_tables, tiny_session_tracks,
         expected = set(artist_genres.get(t["artist_id"], [])) if pd.notna(t["artist_id"]) else set()
         assert on == expected, t["track_id"]
         assert row[0, item_feat_map[t["track_id"]]] > 0  # its identity feature
+        artist = t["artist_id"] if pd.notna(t["artist_id"]) else "unknown"
+        artist_on = [n for n, j in item_feat_map.items() if n.startswith("artist_") and row[0, j]]
+        assert artist_on == [f"artist_{artist}"]  # its own artist, one feature
+    n_artist_features = sum(str(n).startswith("artist_") for n in item_feat_map)
+    assert n_artist_features == tracks["artist_id"].fillna("unknown").nunique()
     user_feats = out["user_features"].tocsr()
     for _, u in users.sample(10, random_state=0).iterrows():
         row = user_feats[user_map[u["user_id"]]]

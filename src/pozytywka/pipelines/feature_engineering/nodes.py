@@ -223,15 +223,27 @@ def _feature_matrix(
     feature_mapping: dict,
     identity: bool,
     normalize: bool,
+    indicator: pd.Series | None = None,
 ) -> sp.csr_matrix:
-    """CSR features in ``lightfm.data.Dataset`` index order, built without a Python loop."""
+    """CSR features in ``lightfm.data.Dataset`` index order, built without a Python loop.
+
+    ``indicator`` (feature names, aligned with ``table``) adds one 1-valued feature per row,
+    scattered straight into the sparse matrix: a one-hot of 20,000 artists over 100,000
+    tracks would be 2e9 dense cells."""
     n, m = len(mapping), len(feature_mapping)
     ids = table[id_col]
     rows_idx = ids.map(mapping).to_numpy()
     values = table[columns].to_numpy(dtype=np.float32)
-    col_idx = np.array([feature_mapping[c] for c in columns])
+    col_idx = np.array([feature_mapping[c] for c in columns], dtype=np.int64)
     r, c = np.nonzero(values)
-    mat = sp.coo_matrix((values[r, c], (rows_idx[r], col_idx[c])), shape=(n, m)).tocsr()
+    rows, cols, vals = [rows_idx[r]], [col_idx[c]], [values[r, c]]
+    if indicator is not None:
+        rows.append(rows_idx)
+        cols.append(indicator.map(feature_mapping).to_numpy(dtype=np.int64))
+        vals.append(np.ones(len(table), np.float32))
+    mat = sp.coo_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, m)
+    ).tocsr()
     if identity:
         own = np.array([feature_mapping[i] for i in ids])
         mat = mat + sp.csr_matrix((np.ones(n, np.float32), (rows_idx, own)), shape=(n, m))
@@ -243,8 +255,9 @@ def _feature_matrix(
 
 def _lightfm_feature_columns(
     user_features: pd.DataFrame, track_features: pd.DataFrame, params: dict
-) -> tuple[list[str], pd.DataFrame, list[str]]:
-    """(user feature columns, track table with artist indicators if asked, item columns)."""
+) -> tuple[list[str], list[str], list[str], pd.Series | None]:
+    """User feature columns, dense item feature columns and, if asked, the ``artist_<id>``
+    feature names (``pd.get_dummies``' order) with each track's own one."""
     user_cols = [c for c in user_features.columns if c.startswith("fav_")]
     if params["user_premium_feature"]:
         user_cols.append("premium_user")
@@ -253,14 +266,11 @@ def _lightfm_feature_columns(
         for c in track_features.columns
         if c.startswith("genre_") or (params["audio_features"] and c.startswith("z_"))
     ]
-    item_frame = track_features.copy()
-    if params["artist_feature"]:
-        artist_dummies = pd.get_dummies(
-            item_frame["artist_id"].fillna("unknown"), prefix="artist", dtype="int8"
-        )
-        item_frame = pd.concat([item_frame, artist_dummies], axis=1)
-        item_cols += list(artist_dummies.columns)
-    return user_cols, item_frame, item_cols
+    if not params["artist_feature"]:
+        return user_cols, item_cols, [], None
+    artists = pd.Categorical(track_features["artist_id"].fillna("unknown"))
+    names = np.asarray([f"artist_{a}" for a in artists.categories], dtype=object)
+    return user_cols, item_cols, list(names), pd.Series(names[artists.codes])
 
 
 def build_lightfm_inputs(
@@ -275,7 +285,7 @@ def build_lightfm_inputs(
     ``Dataset.build_interactions`` gives them), ``test_interactions`` (held-out likes),
     ``user_features``, ``item_features`` (CSR).
     """
-    user_cols, item_frame, item_cols = _lightfm_feature_columns(
+    user_cols, item_cols, artist_cols, artist = _lightfm_feature_columns(
         user_features, track_features, params
     )
     identity, normalize = params["identity_features"], params["normalize_features"]
@@ -284,7 +294,7 @@ def build_lightfm_inputs(
         users=user_features["user_id"],
         items=track_features["track_id"],
         user_features=user_cols,
-        item_features=item_cols,
+        item_features=item_cols + artist_cols,
     )
     user_map, user_feat_map, item_map, item_feat_map = dataset.mapping()
     uf_frame = user_features.assign(premium_user=user_features["premium_user"].astype("int8"))
@@ -292,7 +302,14 @@ def build_lightfm_inputs(
         uf_frame, "user_id", user_cols, user_map, user_feat_map, identity, normalize
     )
     item_matrix = _feature_matrix(
-        item_frame, "track_id", item_cols, item_map, item_feat_map, identity, normalize
+        track_features.reset_index(drop=True),
+        "track_id",
+        item_cols,
+        item_map,
+        item_feat_map,
+        identity,
+        normalize,
+        artist,
     )
     train = interactions[(interactions["split"] == "train") & (interactions["label"] != 0)]
     test = interactions[(interactions["split"] == "test") & interactions["liked"]]
