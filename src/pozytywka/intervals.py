@@ -76,7 +76,7 @@ def memoised(statistic: WeightedStatistic) -> WeightedStatistic:
 
     def cached(counts: np.ndarray) -> np.ndarray:
         counts = np.ascontiguousarray(counts)
-        key = (counts.shape, hashlib.blake2b(counts.view(np.uint8), digest_size=16).digest())
+        key = (counts.shape, hashlib.blake2b(counts.tobytes(), digest_size=16).digest())
         if key not in cache:
             cache[key] = statistic(counts)
         return cache[key]
