@@ -227,7 +227,7 @@ def _feature_matrix(
 ) -> sp.csr_matrix:
     """CSR features in ``lightfm.data.Dataset`` index order, built without a Python loop.
 
-    ``indicator`` (feature names, aligned with ``table``) adds one 1-valued feature per row,
+    ``indicator`` (feature names, row by row with ``table``) adds one 1-valued feature per row,
     scattered straight into the sparse matrix: a one-hot of 20,000 artists over 100,000
     tracks would be 2e9 dense cells."""
     n, m = len(mapping), len(feature_mapping)
@@ -255,9 +255,10 @@ def _feature_matrix(
 
 def _lightfm_feature_columns(
     user_features: pd.DataFrame, track_features: pd.DataFrame, params: dict
-) -> tuple[list[str], list[str], list[str], pd.Series | None]:
-    """User feature columns, dense item feature columns and, if asked, the ``artist_<id>``
-    feature names (``pd.get_dummies``' order) with each track's own one."""
+) -> tuple[list[str], list[str], pd.Series | None]:
+    """User feature columns, dense item feature columns and, if asked, each track's
+    ``artist_<id>`` feature name (categorical: its categories are every artist feature, in
+    ``pd.get_dummies``' order)."""
     user_cols = [c for c in user_features.columns if c.startswith("fav_")]
     if params["user_premium_feature"]:
         user_cols.append("premium_user")
@@ -267,10 +268,10 @@ def _lightfm_feature_columns(
         if c.startswith("genre_") or (params["audio_features"] and c.startswith("z_"))
     ]
     if not params["artist_feature"]:
-        return user_cols, item_cols, [], None
+        return user_cols, item_cols, None
     artists = pd.Categorical(track_features["artist_id"].fillna("unknown"))
-    names = np.asarray([f"artist_{a}" for a in artists.categories], dtype=object)
-    return user_cols, item_cols, list(names), pd.Series(names[artists.codes])
+    names = [f"artist_{a}" for a in artists.categories]
+    return user_cols, item_cols, pd.Series(pd.Categorical.from_codes(artists.codes, names))
 
 
 def build_lightfm_inputs(
@@ -285,9 +286,8 @@ def build_lightfm_inputs(
     ``Dataset.build_interactions`` gives them), ``test_interactions`` (held-out likes),
     ``user_features``, ``item_features`` (CSR).
     """
-    user_cols, item_cols, artist_cols, artist = _lightfm_feature_columns(
-        user_features, track_features, params
-    )
+    user_cols, item_cols, artist = _lightfm_feature_columns(user_features, track_features, params)
+    artist_cols = [] if artist is None else list(artist.cat.categories)
     identity, normalize = params["identity_features"], params["normalize_features"]
     dataset = Dataset(user_identity_features=identity, item_identity_features=identity)
     dataset.fit(
@@ -302,7 +302,7 @@ def build_lightfm_inputs(
         uf_frame, "user_id", user_cols, user_map, user_feat_map, identity, normalize
     )
     item_matrix = _feature_matrix(
-        track_features.reset_index(drop=True),
+        track_features,
         "track_id",
         item_cols,
         item_map,
