@@ -8,6 +8,7 @@ import pytest
 
 from pozytywka.pipelines.feature_engineering.nodes import (
     NUMERIC_TRACK_FEATURES,
+    _pair_codes,
     assign_split,
     build_interactions,
     build_lightfm_inputs,
@@ -154,6 +155,14 @@ def test_random_split_keeps_pairs_whole_and_is_seeded(tiny_session_tracks_all, f
     other, _ = assign_split(tiny_session_tracks_all, {**params, "seed": 1})
     assert not other["split"].equals(rows["split"])
     assert summary["train_rows"] + summary["test_rows"] == len(rows)
+
+
+def test_pair_codes_number_pairs_in_order_of_first_appearance():
+    users = pd.Series([7, 3, 7, 3, 7, 9])
+    tracks = pd.Series(["a", "a", "a", "b", None, "a"], dtype="string")
+    codes, n_pairs = _pair_codes(users, tracks)
+    # (7,a) (3,a) (7,a) (3,b) (7,<NA>) (9,a): a missing track is a pair of its own
+    assert codes.tolist() == [0, 1, 0, 2, 3, 4] and n_pairs == 5
 
 
 def test_temporal_split_and_interactions_have_no_overlap(tiny_session_tracks_all, fe_params):

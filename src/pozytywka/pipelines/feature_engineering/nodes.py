@@ -68,6 +68,15 @@ def build_session_tracks(events: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     return rows, stats
 
 
+def _pair_codes(user_id: pd.Series, track_id: pd.Series) -> tuple[np.ndarray, int]:
+    """Each row's (user, track) pair as 0, 1, ... in order of first appearance, and how many
+    pairs: as factorizing the pairs, but each column hashed once and the pairs as integers."""
+    users, user_values = pd.factorize(user_id, use_na_sentinel=False)
+    tracks = pd.factorize(track_id, use_na_sentinel=False)[0].astype(np.int64)
+    codes, pairs = pd.factorize(tracks * max(len(user_values), 1) + users)
+    return codes, len(pairs)
+
+
 def assign_split(session_tracks: pd.DataFrame, params: dict) -> tuple[pd.DataFrame, dict]:
     """Mark each row ``train`` or ``test``.
 
@@ -78,11 +87,9 @@ def assign_split(session_tracks: pd.DataFrame, params: dict) -> tuple[pd.DataFra
     strategy, test_size = params["strategy"], float(params["test_size"])
     rows = session_tracks.copy()
     if strategy == "random":
-        pair_codes, pairs = pd.factorize(
-            pd.MultiIndex.from_arrays([rows["user_id"], rows["track_id"]])
-        )
+        pair_codes, n_pairs = _pair_codes(rows["user_id"], rows["track_id"])
         rng = np.random.default_rng(params["seed"])
-        test_pairs = rng.random(len(pairs)) < test_size
+        test_pairs = rng.random(n_pairs) < test_size
         is_test = test_pairs[pair_codes]
         cutoff = None
     elif strategy == "temporal":
