@@ -4,12 +4,18 @@ batched metrics dataset logs what kedro-mlflow's logs."""
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import mlflow
+import numpy as np
+import pandas as pd
 from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
+from mlflow.data.pandas_dataset import from_pandas
 
+from pozytywka import hooks
 from pozytywka.datasets import BatchedMlflowMetricsDataset
+from pozytywka.hooks import TrainingTable
 from pozytywka.tracking import relocate_store
 from tests.project import mlflow_store
 
@@ -68,3 +74,25 @@ def test_batched_metrics_log_what_kedro_mlflows_dataset_logs(tmp_path):
     batched, original = logged["BatchedMlflowMetricsDataset"], logged["MlflowMetricsHistoryDataset"]
     assert batched == original
     assert set(batched) == {"report.auc", "report.curve"} and len(batched["report.curve"]) == 1001
+
+
+def test_a_logged_training_table_has_mlflows_schema_and_a_digest_of_its_data(monkeypatch):
+    monkeypatch.setattr(hooks, "DIGEST_ROWS", 10)  # the one missing value lies past the head
+    frame = pd.DataFrame(
+        {
+            "user_id": np.arange(50, dtype=np.int64),
+            "track_id": pd.Series([f"t{i % 7}" for i in range(50)], dtype="string"),
+            "weight": np.where(np.arange(50) == 49, np.nan, 1.0),
+            "split": pd.Categorical(["train", "test"] * 25),
+        }
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # MLflow's hint about integer columns
+        ours = TrainingTable.of(frame, "t").to_dict()
+        theirs = from_pandas(frame, name="t").to_dict()
+        table = TrainingTable.of(frame, "t")
+    assert ours["schema"] == theirs["schema"] and ours["profile"] == theirs["profile"]
+    assert '"name": "weight", "required": false' in ours["schema"]
+    changed = frame.assign(weight=frame["weight"] * 2)
+    assert TrainingTable.of(changed, "t").digest != table.digest
+    assert TrainingTable.of(frame.copy(), "t").digest == table.digest

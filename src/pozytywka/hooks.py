@@ -7,12 +7,16 @@ import logging
 import math
 import subprocess
 import time
+from functools import cached_property
 from pathlib import Path
 
 import mlflow
 import optuna
+import pandas as pd
 from kedro.framework.hooks import hook_impl
-from mlflow.data.pandas_dataset import from_pandas
+from mlflow.data.pandas_dataset import PandasDataset, from_pandas
+from mlflow.models import infer_signature
+from mlflow.types import ColSpec, Schema
 
 from .datasets import GeneratedTextDataset
 from .datasets.synthetic_truth import RAW_FILES, sha256_file
@@ -193,7 +197,7 @@ class DescribeMlflowRun:
             return
         for name in LOGGED_INPUTS.intersection(outputs):
             # The training tables as MLflow datasets (name, digest, schema) on the run.
-            mlflow.log_input(from_pandas(outputs[name], name=name), context="training")
+            mlflow.log_input(TrainingTable.of(outputs[name], name), context="training")
         if "best_hyperparameters" in outputs:
             best = outputs["best_hyperparameters"]
             mlflow.log_params({f"rec.best.{k}": v for k, v in best.items() if _scalar(v)})
@@ -214,6 +218,37 @@ class DescribeMlflowRun:
 
 # Tables the models learn from, logged as the run's input datasets.
 LOGGED_INPUTS = {"interactions", "skip_dataset"}
+DIGEST_ROWS = 10_000  # rows hashed into a logged table's digest, as MLflow's own digest does
+
+
+class TrainingTable(PandasDataset):
+    """An MLflow pandas dataset whose digest and schema cost no pass over every value.
+
+    MLflow's own digest checks the type of every cell and its schema inference visits every
+    value of text columns: 72 s for the 5M-row interactions of a 10M-event run. Here the
+    digest hashes the first DIGEST_ROWS rows, the row count and the columns; the column types
+    come from those rows and ``required`` (no missing value) from the whole column.
+    """
+
+    @classmethod
+    def of(cls, df: pd.DataFrame, name: str) -> TrainingTable:
+        head = df.head(DIGEST_ROWS)
+        digest = hashlib.md5(usedforsecurity=False)
+        digest.update(pd.util.hash_pandas_object(head, index=False).to_numpy().tobytes())
+        digest.update(repr((len(df), list(map(str, df.columns)))).encode())
+        # MLflow's from_pandas names where the table came from (the code that ran)
+        source = from_pandas(head.iloc[:0], digest=digest.hexdigest()[:8]).source
+        return cls(df=df, source=source, name=name, digest=digest.hexdigest()[:8])
+
+    @cached_property
+    def schema(self) -> Schema | None:
+        head = infer_signature(self._df.head(DIGEST_ROWS)).inputs
+        has_missing = self._df.isna().any()
+        return Schema(
+            [ColSpec(c.type, c.name, required=not has_missing[c.name]) for c in head.inputs]
+        )
+
+
 # The figure a registered model's versions are compared on (higher is better).
 CHAMPION_METRICS = {"recommender": "rec/test/precision_at_10", "skip_model": "skip/test/roc_auc"}
 
