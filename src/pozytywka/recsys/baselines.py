@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from scipy.linalg import lapack
 from threadpoolctl import threadpool_limits
 
-from .metrics import Scorer, evaluate_ranking
+from .metrics import RANK_METRICS, Scorer, evaluate_ranking
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +97,11 @@ def tune(
     results = []
     for point in grid:
         t0 = time.perf_counter()
-        value = evaluate_ranking(build(fit_liked, **point), validation, fit_known)[metric]
+        full_ranks = metric in RANK_METRICS
+        scores = evaluate_ranking(
+            build(fit_liked, **point), validation, fit_known, full_ranks=full_ranks
+        )
+        value = scores[metric]
         results.append({**point, metric: value, "seconds": time.perf_counter() - t0})
     best = max(results, key=lambda r: r[metric])
     logger.info(

@@ -42,21 +42,30 @@ def evaluate_ranking(
     test: sp.spmatrix,
     exclude: sp.spmatrix | None = None,
     cells_per_chunk: int = 4_000_000,
+    full_ranks: bool = True,
 ) -> dict[str, float]:
     """AUC, precision/recall/NDCG@k, MRR, hit rate@k and coverage of one scorer.
 
     Per-user metrics are averaged over users with at least one held-out positive; hit rate@k
     is the share of all held-out positives found in their user's top k; coverage is the share
-    of items in anyone's top ``COVERAGE_K`` (over every user).
+    of items in anyone's top ``COVERAGE_K`` (over every user). ``full_ranks=False`` leaves out
+    AUC and MRR, which rank every held-out positive among all items (the costly part), for a
+    caller that needs only top-k figures.
     """
-    per_user, coverage = per_user_ranking_metrics(scorer, test, exclude, cells_per_chunk)
+    per_user, coverage = per_user_ranking_metrics(
+        scorer, test, exclude, cells_per_chunk, full_ranks
+    )
     return summarise_ranking(per_user, coverage)
 
 
 def summarise_ranking(per_user: pd.DataFrame, coverage: float) -> dict[str, float]:
     """The metrics of ``evaluate_ranking`` from ``per_user_ranking_metrics``' table."""
     n_eval = len(per_user)
-    result = {m: float(per_user[m].mean()) if n_eval else 0.0 for m in USER_METRICS}
+    result = {
+        m: float(per_user[m].mean()) if n_eval else 0.0
+        for m in USER_METRICS
+        if m in per_user.columns
+    }
     n_pos_total = max(int(per_user["positives"].sum()), 1)
     result.update(
         {
@@ -69,9 +78,9 @@ def summarise_ranking(per_user: pd.DataFrame, coverage: float) -> dict[str, floa
     return dict(sorted(result.items()))
 
 
+RANK_METRICS = ("auc", "mrr")  # from every held-out positive's rank among all items
 USER_METRICS = (
-    "auc",
-    "mrr",
+    *RANK_METRICS,
     *(f"{m}_at_{k}" for k in PRECISION_KS for m in ("precision", "recall", "ndcg")),
 )
 
@@ -81,10 +90,12 @@ def per_user_ranking_metrics(
     test: sp.spmatrix,
     exclude: sp.spmatrix | None = None,
     cells_per_chunk: int = 4_000_000,
+    full_ranks: bool = True,
 ) -> tuple[pd.DataFrame, float]:
     """One row per user with at least one held-out positive: ``user`` (index), ``positives``,
     the metrics of USER_METRICS and ``hits_at_k`` (held-out positives in the top k), so that
-    means and intervals over users can be taken; and the catalogue coverage of the scorer."""
+    means and intervals over users can be taken; and the catalogue coverage of the scorer.
+    ``full_ranks=False``: without the ``auc`` and ``mrr`` columns."""
     test = sp.csr_matrix(test)
     n_users, n_items = test.shape
     exclude = sp.csr_matrix(exclude if exclude is not None else (n_users, n_items))
@@ -122,11 +133,12 @@ def per_user_ranking_metrics(
                     "user": users[has],
                     "positives": n_pos,
                     **_top_k_metrics(relevant, n_pos, discounts),
-                    **_rank_metrics(scores, positive, excluded, n_pos),
+                    **(_rank_metrics(scores, positive, excluded, n_pos) if full_ranks else {}),
                 }
             )
         )
-    columns = ["user", "positives", *USER_METRICS, *(f"hits_at_{k}" for k in HIT_RATE_KS)]
+    metrics = [m for m in USER_METRICS if full_ranks or m not in RANK_METRICS]
+    columns = ["user", "positives", *metrics, *(f"hits_at_{k}" for k in HIT_RATE_KS)]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
     return table[columns], float(covered.mean())
 

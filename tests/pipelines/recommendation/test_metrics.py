@@ -71,6 +71,17 @@ def test_perfect_and_reversed_scorers():
     assert a == pytest.approx(b)
 
 
+def test_top_k_figures_alone_equal_the_full_evaluation_without_auc_and_mrr():
+    rng = np.random.default_rng(1)
+    truth = rng.random((40, 60))
+    test, known = sp.csr_matrix(truth > 0.85), sp.csr_matrix(truth < 0.1)
+    scores = truth + rng.normal(0, 0.3, truth.shape)
+    full = evaluate_ranking(fixed(scores), test, known)
+    top_only = evaluate_ranking(fixed(scores), test, known, full_ranks=False)
+    assert set(full) - set(top_only) == {"auc", "mrr"}
+    assert top_only == {k: v for k, v in full.items() if k not in ("auc", "mrr")}
+
+
 def test_top_k_orders_best_first():
     s = np.array([[0.1, 0.7, 0.3, 0.9]])
     assert top_k(s, 3).tolist() == [[3, 1, 2]]

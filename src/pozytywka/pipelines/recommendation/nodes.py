@@ -38,6 +38,7 @@ from pozytywka.recsys.groups import (
     sample_groups,
 )
 from pozytywka.recsys.metrics import (
+    RANK_METRICS,
     Scorer,
     evaluate_ranking,
     per_user_ranking_metrics,
@@ -171,7 +172,7 @@ def _objective_value(
 ) -> float:
     if name == "group_ndcg":
         return _mean_ndcg(_group_ndcgs(scorer, positives, known, groups or []))
-    return evaluate_ranking(scorer, positives, known)[name]
+    return evaluate_ranking(scorer, positives, known, full_ranks=name in RANK_METRICS)[name]
 
 
 def _mean_ndcg(values: np.ndarray) -> float:
