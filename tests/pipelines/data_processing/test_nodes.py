@@ -836,7 +836,8 @@ def test_incoming_files_follow_the_export_in_name_order():
     }
     assert with_incoming('{"x": 0}\n', incoming) == '{"x": 0}\n{"a": 1}\n{"b": 2}\n'
     assert with_incoming("", incoming) == '{"a": 1}\n{"b": 2}\n'
-    assert with_incoming('{"x": 0}', {}) == '{"x": 0}\n'
+    export = '{"x": 0}\n{"y": 1}'
+    assert with_incoming(export, {}) is export  # nothing incoming: the export, not a copy
     assert with_incoming("", {}) == ""
 
 
