@@ -1,10 +1,10 @@
 """How the run's cost grows with the event log: seconds and peak memory per stage at 1M, 3M
-and 10M events.
+and 10M events, and the slower nodes' seconds (each model's training and evaluation).
 
-    python benchmarks/bench_scale.py                       # 1M, 3M, 10M events (~15 min)
+    python benchmarks/bench_scale.py                       # 1M, 3M, 10M events (~50 min)
     python benchmarks/bench_scale.py --events 1000000      # one size
     python benchmarks/bench_scale.py --pipelines synthetic_data data_processing \\
-        feature_engineering skip_prediction                # add a model stage
+        feature_engineering                                # the data stages only
 
 Each size runs the real pipelines (`kedro run --pipeline <stage>`, one process per stage,
 so each stage's peak is its own) in a scratch copy of the project (its code and configuration,
@@ -27,7 +27,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LARGE = {"n_users": 20_000, "n_artists": 20_000, "n_tracks": 100_000, "n_events": 10_000_000}
-STAGES = ("synthetic_data", "data_processing", "feature_engineering")
+STAGES = (
+    "synthetic_data",
+    "data_processing",
+    "feature_engineering",
+    "skip_prediction",  # with its oracle and report nodes
+    "recommendation",
+)
 
 
 def scratch_project(where: Path) -> Path:
@@ -86,6 +92,7 @@ def run_stage(project: Path, stage: str, params: str) -> dict:
         "io_seconds": timings.get("total_io_seconds", 0.0),
         "peak_gb": timings["peak_rss_mb"] / 1024,
         "slowest": timings["nodes"][:3],
+        "nodes": {n["node"]: n["seconds"] for n in timings["nodes"]},
     }
 
 
@@ -129,6 +136,21 @@ def print_table(results: dict[int, dict[str, dict]], stages: list[str]) -> None:
             for r in (results[n][stage] for n in sizes)
         ]
         print(f"| {stage} | " + " | ".join(cells) + " |")
+    print(f"| all stages | {' | '.join(_total(results[n]) for n in sizes)} |")
+    print()
+    print(
+        "| node (2 s or more at some size) | "
+        + " | ".join(f"{n / 1e6:g}M: s" for n in sizes)
+        + " |"
+    )
+    print("|---|" + "---:|" * len(sizes))
+    seconds = [{k: v for r in results[n].values() for k, v in r["nodes"].items()} for n in sizes]
+    for node in sorted(
+        {k for s in seconds for k, v in s.items() if v >= 2}, key=lambda k: -seconds[-1].get(k, 0)
+    ):
+        print(
+            f"| {node} | " + " | ".join(f"{s.get(node, float('nan')):.0f}" for s in seconds) + " |"
+        )
     first = sizes[0]
     for n in sizes[1:]:
         growth = {
@@ -140,6 +162,14 @@ def print_table(results: dict[int, dict[str, dict]], stages: list[str]) -> None:
             f"{n / first:g}x the events: "
             + ", ".join(f"{stage} {g:.1f}x the time" for stage, g in growth.items())
         )
+
+
+def _total(stages: dict[str, dict]) -> str:
+    """The stages' seconds (nodes, I/O) added up, the highest peak, and the processes' wall
+    time added up (Kedro's start-up included)."""
+    seconds = sum(r["node_seconds"] + r["io_seconds"] for r in stages.values())
+    wall = sum(r["wall_seconds"] for r in stages.values())
+    return f"{seconds:.0f} ({max(r['peak_gb'] for r in stages.values()):.1f}); processes {wall:.0f}"
 
 
 if __name__ == "__main__":

@@ -52,7 +52,10 @@ def load_inputs(variant: str, validation_size: float | None):
         split["size"] = validation_size or split["size"]
         split["variants"] = {variant: split["variants"][variant]}
         data = prepare_training_data(
-            catalog.load("interactions"), catalog.load("lightfm_dataset"), split
+            catalog.load("interactions"),
+            catalog.load("lightfm_dataset"),
+            split,
+            params["recommendation"]["evaluation"],
         )
         features = catalog.load("user_feature_matrix"), catalog.load("item_feature_matrix")
     return data, features, params["recommendation"], split["size"]
@@ -67,8 +70,12 @@ def evaluate(hp: dict, epochs: int, data, features, training) -> dict | None:
     except DivergedError:
         return None
     scorer = EmbeddingScorer(model, *features)
-    val, _ = per_user_ranking_metrics(scorer, data["validation"], data["fit_known"])
-    test, _ = per_user_ranking_metrics(scorer, data["test"], data["train_known"])
+    val, _ = per_user_ranking_metrics(
+        scorer, data["validation"], data["fit_known"], users=data["validation_users"]
+    )
+    test, _ = per_user_ranking_metrics(
+        scorer, data["test"], data["train_known"], users=data["test_users"]
+    )
     return {
         **{f"val_{m}": float(val[m].mean()) for m in OBJECTIVES},
         "test_precision_at_10": float(test["precision_at_10"].mean()),

@@ -51,6 +51,25 @@ def test_weighted_rank_metrics_equal_sklearn_with_row_weights(rows):
         )
 
 
+def test_merged_score_levels_keep_the_order_and_equal_sklearn_on_the_merged_scores(rows):
+    y, users, _, rng = rows
+    score = rng.random(len(y)) + 0.4 * y  # every score distinct
+    table = BinaryRows(y, users)
+    exact = rank_metrics(*(m.sum(axis=0).A1 for m in table.score_levels(score)))
+    pos, neg = table.score_levels(score, max_levels=40)
+    assert pos.shape[1] == neg.shape[1] == 40
+    assert pos.sum() == y.sum() and neg.sum() == (~y).sum()
+    merged = rank_metrics(pos.sum(axis=0).A1, neg.sum(axis=0).A1)
+    # Adjacent scores share a level: the same as scikit-learn on scores cut into 40 ranks.
+    ranks = np.argsort(np.argsort(-score))  # 0 = best; all distinct here
+    level_score = -(ranks * 40 // len(score))
+    assert merged["roc_auc"] == pytest.approx(roc_auc_score(y, level_score))
+    assert merged["roc_auc"] == pytest.approx(exact["roc_auc"], abs=1 / 40)
+    assert merged["roc_auc"] != pytest.approx(exact["roc_auc"], abs=1e-9)  # merging is real
+    unmerged = table.score_levels(score, max_levels=len(score))
+    assert (unmerged[0] != table.score_levels(score)[0]).nnz == 0
+
+
 def test_weighted_confusion_metrics_equal_sklearn(rows):
     y, users, score, rng = rows
     predicted = score > 0.6

@@ -139,10 +139,15 @@ class BinaryRows:
         cell = 2 * self.y.astype(int) + np.asarray(predicted, dtype=bool).astype(int)
         return _per_user(self.codes, self.n_users, cell, 4, np.ones(len(cell)))
 
-    def score_levels(self, score: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix]:
-        """(users x distinct scores, best first) counts of positives and of negatives."""
+    def score_levels(
+        self, score: np.ndarray, max_levels: int | None = None
+    ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """(users x distinct scores, best first) counts of positives and of negatives; past
+        ``max_levels`` distinct scores, adjacent ones share a level (``max_levels`` in all)."""
         _, level = np.unique(-np.asarray(score, dtype=np.float64), return_inverse=True)
         n_levels = int(level.max()) + 1 if len(level) else 0
+        if max_levels is not None and n_levels > max_levels:
+            level, n_levels = level * max_levels // n_levels, max_levels
         pos = _per_user(self.codes, self.n_users, level, n_levels, self.y.astype(float))
         neg = _per_user(self.codes, self.n_users, level, n_levels, (~self.y).astype(float))
         return pos, neg

@@ -96,6 +96,7 @@ def test_ease_is_left_out_with_its_reason_above_max_items():
         "train_liked": likes,
         "validation": likes,
         "train_known": likes,
+        "validation_users": np.arange(likes.shape[0]),
     }
     params = {
         "seed": 0,
@@ -106,6 +107,12 @@ def test_ease_is_left_out_with_its_reason_above_max_items():
     tuning = tune_baselines(data, params)
     assert "params" in tuning["als"]
     assert "max_items" in tuning["ease"]["skipped"]
+    # Counted on every training like, which the final refit inverts, not the tuning sample's.
+    sample = sp.csr_matrix(likes.toarray() * [1, 1, 1, 0, 0])  # 3 liked items
+    tuning = tune_baselines({**data, "fit_liked": sample, "fit_known": sample}, params)
+    assert tuning["ease"]["skipped"].startswith("5 liked tracks")
+    tuning = tune_baselines({**data, "train_liked": sample}, params)
+    assert "params" in tuning["ease"]
 
 
 def test_spd_inverse_inverts_and_refuses_an_indefinite_matrix():

@@ -91,15 +91,17 @@ def tune(
     validation: sp.csr_matrix,
     fit_known: sp.csr_matrix,
     metric: str,
+    users: np.ndarray | None = None,
 ) -> tuple[dict, list[dict]]:
-    """The grid point with the best validation ``metric`` (built on ``fit_liked``), and every
-    point's value: ``build(liked, **point) -> Scorer``."""
+    """The grid point with the best validation ``metric`` (built on ``fit_liked``; evaluated
+    on the rows ``users``, default every one), and every point's value:
+    ``build(liked, **point) -> Scorer``."""
     results = []
     for point in grid:
         t0 = time.perf_counter()
         full_ranks = metric in RANK_METRICS
         scores = evaluate_ranking(
-            build(fit_liked, **point), validation, fit_known, full_ranks=full_ranks
+            build(fit_liked, **point), validation, fit_known, full_ranks=full_ranks, users=users
         )
         value = scores[metric]
         results.append({**point, metric: value, "seconds": time.perf_counter() - t0})
@@ -127,7 +129,13 @@ def tune_baselines(data: dict, params: dict) -> dict:
     """ALS and EASE tuned on the validation split (``params``: ``recommendation.baselines``):
     ``{name: {"params": ..., "grid": [...]} | {"skipped": reason}}``."""
     fit_liked = data["fit_liked"]
-    args = (fit_liked, data["validation"], data["fit_known"], params["metric"])
+    args = (
+        fit_liked,
+        data["validation"],
+        data["fit_known"],
+        params["metric"],
+        data["validation_users"],
+    )
     seed = params["seed"]
     out: dict = {}
     chosen, grid = tune(
@@ -137,7 +145,7 @@ def tune_baselines(data: dict, params: dict) -> dict:
         *args,
     )
     out["als"] = {"params": chosen, "grid": grid}
-    n_items = len(liked_items(fit_liked))
+    n_items = len(liked_items(data["train_liked"]))  # what the final refit inverts
     if n_items > params["ease"]["max_items"]:
         reason = (
             f"{n_items} liked tracks is more than recommendation.baselines.ease.max_items "

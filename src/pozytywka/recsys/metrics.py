@@ -43,6 +43,7 @@ def evaluate_ranking(
     exclude: sp.spmatrix | None = None,
     cells_per_chunk: int = 4_000_000,
     full_ranks: bool = True,
+    users: np.ndarray | None = None,
 ) -> dict[str, float]:
     """AUC, precision/recall/NDCG@k, MRR, hit rate@k and coverage of one scorer.
 
@@ -50,10 +51,10 @@ def evaluate_ranking(
     is the share of all held-out positives found in their user's top k; coverage is the share
     of items in anyone's top ``COVERAGE_K`` (over every user). ``full_ranks=False`` leaves out
     AUC and MRR, which rank every held-out positive among all items (the costly part), for a
-    caller that needs only top-k figures.
+    caller that needs only top-k figures. ``users``: only these rows (a sample), coverage too.
     """
     per_user, coverage = per_user_ranking_metrics(
-        scorer, test, exclude, cells_per_chunk, full_ranks
+        scorer, test, exclude, cells_per_chunk, full_ranks, users
     )
     return summarise_ranking(per_user, coverage)
 
@@ -91,13 +92,16 @@ def per_user_ranking_metrics(
     exclude: sp.spmatrix | None = None,
     cells_per_chunk: int = 4_000_000,
     full_ranks: bool = True,
+    users: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, float]:
     """One row per user with at least one held-out positive: ``user`` (index), ``positives``,
     the metrics of USER_METRICS and ``hits_at_k`` (held-out positives in the top k), so that
     means and intervals over users can be taken; and the catalogue coverage of the scorer.
-    ``full_ranks=False``: without the ``auc`` and ``mrr`` columns."""
+    ``full_ranks=False``: without the ``auc`` and ``mrr`` columns. ``users``: the rows to
+    evaluate (default every row; coverage is then over these users' lists)."""
     test = sp.csr_matrix(test)
     n_users, n_items = test.shape
+    rows = np.arange(n_users) if users is None else np.asarray(users, dtype=np.int64)
     exclude = sp.csr_matrix(exclude if exclude is not None else (n_users, n_items))
     max_k = max(*PRECISION_KS, *HIT_RATE_KS)
     covered = np.zeros(n_items, dtype=bool)
@@ -105,8 +109,8 @@ def per_user_ranking_metrics(
     parts: list[pd.DataFrame] = []
 
     chunk = max(1, cells_per_chunk // max(n_items, 1))
-    for lo in range(0, n_users, chunk):
-        users = np.arange(lo, min(lo + chunk, n_users))
+    for lo in range(0, len(rows), chunk):
+        users = rows[lo : lo + chunk]
         scores = np.asarray(scorer(users), dtype=np.float64)
         excluded = _dense_mask(exclude, users)
         positive = _dense_mask(test, users) & ~excluded
@@ -199,13 +203,17 @@ def _mid_ranks(
 
 
 def rank_each(
-    scorers: dict[str, Scorer], test: sp.spmatrix, exclude: sp.spmatrix
+    scorers: dict[str, Scorer],
+    test: sp.spmatrix,
+    exclude: sp.spmatrix,
+    users: np.ndarray | None = None,
 ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
-    """``per_user_ranking_metrics`` of several scorers on one split: the per-user rows with a
-    ``scorer`` column, and per scorer its coverage and the sizes behind every figure."""
+    """``per_user_ranking_metrics`` of several scorers on one split (``users``: only these
+    rows): the per-user rows with a ``scorer`` column, and per scorer its coverage and the
+    sizes behind every figure."""
     tables, summary = [], {}
     for name, scorer in scorers.items():
-        per_user, coverage = per_user_ranking_metrics(scorer, test, exclude)
+        per_user, coverage = per_user_ranking_metrics(scorer, test, exclude, users=users)
         tables.append(per_user.assign(scorer=name))
         summary[name] = {
             "coverage": coverage,

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from pozytywka.recsys.metrics import evaluate_ranking, top_k
+from pozytywka.recsys.metrics import evaluate_ranking, per_user_ranking_metrics, top_k
 
 
 def fixed(scores):
@@ -38,6 +39,20 @@ def test_coverage_counts_items_in_anyones_top_10():
     scores[1, 10:20] = 1
     test = sp.csr_matrix(([1, 1], ([0, 1], [0, 10])), shape=(2, 30))
     assert evaluate_ranking(fixed(scores), test)["coverage"] == pytest.approx(20 / 30)
+
+
+def test_a_subset_of_users_is_evaluated_as_in_the_full_evaluation():
+    # Users 0 and 2 of three: their rows are the full evaluation's; coverage from their lists.
+    scores = np.zeros((3, 30))
+    scores[0, :10] = 1
+    scores[1, 10:20] = 1
+    scores[2, 20:30] = 1
+    test = sp.csr_matrix(([1, 1, 1], ([0, 1, 2], [0, 10, 25])), shape=(3, 30))
+    everyone, full_coverage = per_user_ranking_metrics(fixed(scores), test)
+    some, coverage = per_user_ranking_metrics(fixed(scores), test, users=np.array([0, 2]))
+    expected = everyone[everyone["user"].isin([0, 2])].reset_index(drop=True)
+    pd.testing.assert_frame_equal(some, expected)
+    assert (full_coverage, coverage) == (pytest.approx(1.0), pytest.approx(20 / 30))
 
 
 def test_two_users_average_and_coverage():

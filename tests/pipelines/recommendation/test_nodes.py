@@ -23,6 +23,7 @@ from pozytywka.pipelines.recommendation.nodes import (
     search_hyperparameters,
     train_default_model,
     train_final_model,
+    user_sample,
 )
 from pozytywka.pipelines.recommendation.nodes import _search_result as search_result
 from pozytywka.recsys.baselines import grid_points, tune_baselines
@@ -48,7 +49,9 @@ def rec_params(tmp_path_factory):
 @pytest.fixture(scope="module")
 def rec_data(tiny_features, rec_params):
     interactions, inputs = tiny_features
-    return prepare_training_data(interactions, inputs["dataset"], rec_params["validation"])
+    return prepare_training_data(
+        interactions, inputs["dataset"], rec_params["validation"], rec_params["evaluation"]
+    )
 
 
 def test_validation_is_carved_from_training_only(rec_data):
@@ -61,6 +64,52 @@ def test_validation_is_carved_from_training_only(rec_data):
     assert validation.nnz > 0 and (validation - validation.multiply(train)).nnz == 0
     likes, weighted = rec_data["fit"]["likes"][0], rec_data["fit"]["weighted"][0]
     assert weighted.nnz > likes.nnz  # plays and skips join the likes
+
+
+def test_user_sample_are_a_sorted_seeded_sample_only_past_the_limit():
+    candidates = np.array([1, 4, 5, 9, 12])
+    assert user_sample(candidates, None, 0) is candidates
+    assert user_sample(candidates, 5, 0) is candidates
+    sample = user_sample(candidates, 3, 0)
+    assert len(sample) == 3 and set(sample) <= set(candidates) and (np.diff(sample) > 0).all()
+    np.testing.assert_array_equal(sample, user_sample(candidates, 3, 0))
+
+
+def test_model_selection_and_test_users_are_sampled_past_max_users(tiny_features, rec_params):
+    interactions, inputs = tiny_features
+    split, evaluation = rec_params["validation"], rec_params["evaluation"]
+    everyone = prepare_training_data(interactions, inputs["dataset"], split, evaluation)
+    with_test = np.flatnonzero(np.diff(everyone["test"].indptr))
+    np.testing.assert_array_equal(
+        everyone["validation_users"], np.flatnonzero(np.diff(everyone["validation"].indptr))
+    )
+    np.testing.assert_array_equal(everyone["test_users"], np.arange(everyone["test"].shape[0]))
+    assert everyone["sampled"] == {}
+
+    sampled = prepare_training_data(
+        interactions,
+        inputs["dataset"],
+        {**split, "max_users": 10},
+        {**evaluation, "max_users": 12},
+    )
+    rows_of = lambda m: set(np.flatnonzero(np.diff(sp.csr_matrix(m).indptr)))  # noqa: E731
+    selected = rows_of(sampled["fit_known"]) | rows_of(sampled["validation"])
+    assert len(selected) == 10
+    for name in ("fit_liked", "validation"):
+        assert rows_of(sampled[name]) <= selected
+        assert (sampled[name] != everyone[name].multiply(sampled[name] > 0)).nnz == 0
+    for inter, _ in sampled["fit"].values():
+        assert rows_of(inter) <= selected
+    assert set(sampled["validation_users"]) <= selected
+    n_train_users = interactions.loc[interactions["split"] == "train", "user_id"].nunique()
+    assert sampled["sampled"] == {
+        "selection": {"users": 10, "of": n_train_users},
+        "test": {"users": 12, "of": len(with_test)},
+    }
+    assert set(sampled["test_users"]) < set(with_test)
+    # The final models' data and the test likes are everyone's.
+    for name in ("train_known", "train_liked", "test"):
+        assert (sampled[name] != everyone[name]).nnz == 0
 
 
 def test_short_search_and_final_model_reload(rec_data, tiny_features, rec_params):
@@ -116,6 +165,15 @@ def test_short_search_and_final_model_reload(rec_data, tiny_features, rec_params
     assert set(groups["strategy"]) == {"history", *rec_params["groups"]["strategies"]}
     assert groups["group"].nunique() == rec_params["groups"]["n_groups"]
 
+    # A sample of the test users: every scorer on exactly those, and the summary says so.
+    sample = np.sort(test_users[::3])
+    sampled = {**rec_data, "test_users": sample, "sampled": {"test": {"users": 9, "of": 99}}}
+    args = (tuning, p["groups"], p["evaluation"]["seed"], p["baselines"])
+    per_user, summary, _ = evaluate_recommenders(model, {}, sampled, uf, itf, *args)
+    for rows in per_user.groupby("scorer")["user"]:
+        assert sorted(rows[1]) == sample.tolist()
+    assert summary["sampled_test_users"] == {"users": 9, "of": 99}
+
 
 def test_group_exclusion_policies():
     known = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 0, 1, 0], [0, 0, 0, 0]]))
@@ -154,7 +212,7 @@ def _study(defaults_units: list[float], other_units: list[float]) -> optuna.Stud
 )
 def test_the_search_replaces_the_defaults_only_by_a_significant_gain(other, chosen_lr, improved):
     study = _study([0.0] * 48 + [0.1, 0.1], other) if improved else _study([0.0] * 50, other)
-    data = {"validation": sp.csr_matrix(np.ones((2, 2)))}
+    data = {"validation": sp.csr_matrix(np.ones((2, 2))), "sampled": {}}
     search = {"objective": "precision_at_10", "seed": 0}
     best = search_result(study, search, {"chosen": "likes"}, data)
     assert best["learning_rate"] == chosen_lr

@@ -102,6 +102,22 @@ def test_recommendation_report_without_oracle_says_what_is_significant():
         plt.close(fig)
 
 
+def test_recommendation_report_says_when_users_were_sampled():
+    model = np.full(50, 0.3)
+    per_user, evaluation, comparison, best, trials = _recommendation_inputs(model, model - 0.1)
+    evaluation["sampled_test_users"] = {"users": 50, "of": 20000}
+    best["selection_sampled"] = {"users": 40, "of": 19000}
+    groups = load_params("recommendation")["groups"]
+    report = recommendation_report(
+        per_user, evaluation, pd.DataFrame(), pd.DataFrame(), NO_ORACLE, pd.DataFrame(), BOOTSTRAP
+    )
+    markdown = recommendation_markdown(report, search_summary(comparison, best, trials, {}), groups)
+    assert report["sizes"]["test_users"] == 50
+    assert report["sizes"]["test_users_sampled_from"] == 20000
+    assert "a random sample of the 20000 users with held-out likes" in markdown
+    assert "grids saw a random 40 of the 19000 users" in markdown
+
+
 def test_recommendation_report_with_oracle_shows_the_fraction():
     rng = np.random.default_rng(1)
     model = rng.uniform(0.2, 0.4, 50)

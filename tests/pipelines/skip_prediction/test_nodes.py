@@ -218,3 +218,33 @@ def test_a_one_class_validation_period_leaves_the_model_uncalibrated_and_says_so
     assert summary["calibration"].startswith("none")
     assert not isinstance(final, CalibratedClassifierCV)
     assert "not calibrated" in "\n".join(_skip_caveats(summary))
+
+
+def test_models_fit_on_at_most_max_train_rows_and_the_report_says_so(skip_data, skip_params):
+    data, _ = skip_data
+    available = int((data["split"] == "train").sum())
+    training = {
+        **skip_params["training"],
+        "max_train_rows": 300,
+        "search": {**skip_params["training"]["search"], "models": ["logistic_regression"]},
+    }
+    svc, final, summary, _ = train_models(data, training)
+    assert svc.named_steps["standardscaler"].n_samples_seen_ == 300
+    assert skip_nodes.uncalibrated(final).named_steps["standardscaler"].n_samples_seen_ == 300
+    assert (summary["training_rows"], summary["training_rows_available"]) == (300, available)
+    assert f"300 of the {available:,} training plays" in "\n".join(_skip_caveats(summary))
+
+    everything = {**training, "max_train_rows": None}
+    svc, _, summary, _ = train_models(data, everything)
+    assert svc.named_steps["standardscaler"].n_samples_seen_ == available
+    assert summary["training_rows"] == available
+    assert "training plays" not in "\n".join(_skip_caveats(summary))
+
+
+def test_at_most_samples_only_past_the_limit():
+    rows = pd.DataFrame({"x": range(10)})
+    assert skip_nodes.at_most(rows, None, 0) is rows
+    assert skip_nodes.at_most(rows, 10, 0) is rows
+    sample = skip_nodes.at_most(rows, 4, 0)
+    assert len(sample) == 4 and sample["x"].is_unique and sample.equals(rows.loc[sample.index])
+    assert sample.equals(skip_nodes.at_most(rows, 4, 0))  # seeded

@@ -86,7 +86,7 @@ def evaluate_recommendation_oracle(
     except TruthMismatchError as e:
         return empty, _absent(str(e)), empty
     known, test = data["train_known"], data["test"]
-    per_user, summary = rank_each({"oracle": scorer}, test, known)
+    per_user, summary = rank_each({"oracle": scorer}, test, known, data["test_users"])
     item_emb = EmbeddingScorer(model, user_features, item_features).item_emb
     groups = evaluate_groups(
         {"oracle": scorer},

@@ -83,45 +83,43 @@ for _handler in logging.getLogger("optuna").handlers:
 # ---- data ------------------------------------------------------------------------------------
 
 
-def prepare_training_data(interactions: pd.DataFrame, dataset: Dataset, split: dict) -> dict:
+def prepare_training_data(
+    interactions: pd.DataFrame, dataset: Dataset, split: dict, evaluation: dict
+) -> dict:
     """Matrices for every training variant, a validation split carved from training pairs, and
     the held-out test likes.
 
     Args:
         split: ``recommendation.validation``: ``seed``, ``size`` (share of training pairs
-            held out) and ``variants`` (training-data variants, as feature_engineering's
-            ``interactions``).
+            held out), ``variants`` (training-data variants, as feature_engineering's
+            ``interactions``) and ``max_users``: with more users than that, model selection
+            (``fit``, ``validation``, ``fit_known``, ``fit_liked``: the variant comparison,
+            the search and the baselines' grids) sees only a seeded random sample of them.
+        evaluation: ``recommendation.evaluation``: ``seed`` and ``max_users`` (test users
+            evaluated, at most).
 
     Returns ``fit`` / ``full``: ``{variant: (interactions, weights)}`` on training minus
     validation pairs / on all training pairs; ``validation`` and ``test``: held-out likes (CSR);
     ``fit_known`` / ``train_known``: every pair seen in the respective training part (never
     recommended back, and the listening histories of the baseline); ``fit_liked`` /
-    ``train_liked``: the liked pairs among them.
+    ``train_liked``: the liked pairs among them; ``validation_users`` / ``test_users``: the
+    rows each evaluation scores; ``sampled``: ``{"selection" | "test": {"users", "of"}}``
+    where users were sampled.
     """
     train = interactions[interactions["split"] == "train"].reset_index(drop=True)
     rng = np.random.default_rng(split["seed"])
     is_validation = rng.random(len(train)) < split["size"]
     fit, validation = train[~is_validation], train[is_validation]
     test = interactions[(interactions["split"] == "test") & interactions["liked"]]
-
-    def variants(pairs: pd.DataFrame) -> dict:
-        out = {}
-        for name, variant in split["variants"].items():
-            labelled = label_pairs(pairs, variant)
-            used = labelled[labelled["label"] != 0]
-            out[name] = (
-                pairs_matrix(used, used["label"], dataset),
-                pairs_matrix(used, used["weight"], dataset),
-            )
-        return out
+    fit, validation, sampled = _selection_sample(train, fit, validation, split)
 
     def known(pairs: pd.DataFrame) -> sp.csr_matrix:
         return pairs_matrix(pairs, np.ones(len(pairs)), dataset).tocsr()
 
     liked_validation = validation[validation["liked"]]
     data = {
-        "fit": variants(fit),
-        "full": variants(train),
+        "fit": _variant_matrices(fit, split["variants"], dataset),
+        "full": _variant_matrices(train, split["variants"], dataset),
         "validation": known(liked_validation),
         "test": known(test),
         "fit_known": known(fit),
@@ -129,6 +127,9 @@ def prepare_training_data(interactions: pd.DataFrame, dataset: Dataset, split: d
         "fit_liked": known(fit[fit["liked"]]),
         "train_liked": known(train[train["liked"]]),
     }
+    data["validation_users"] = _users_with(data["validation"])
+    data["test_users"], test_sampled = _test_users(data["test"], evaluation)
+    data["sampled"] = {**sampled, **test_sampled}
     logger.info(
         "Training pairs: %d fit + %d validation (%d liked); %d test likes",
         len(fit),
@@ -137,6 +138,65 @@ def prepare_training_data(interactions: pd.DataFrame, dataset: Dataset, split: d
         len(test),
     )
     return data
+
+
+def _selection_sample(
+    train: pd.DataFrame, fit: pd.DataFrame, validation: pd.DataFrame, split: dict
+) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """The fit and validation pairs of at most ``split.max_users`` users (a seeded sample of
+    those with training pairs), and ``{"selection": {"users", "of"}}`` if that is a sample."""
+    candidates = np.sort(train["user_id"].unique())
+    selection = user_sample(candidates, split["max_users"], split["seed"])
+    if len(selection) == len(candidates):
+        return fit, validation, {}
+    logger.info(
+        "Model selection on a random %d of the %d users (recommendation.validation.max_users)",
+        len(selection),
+        len(candidates),
+    )
+    return (
+        fit[fit["user_id"].isin(selection)],
+        validation[validation["user_id"].isin(selection)],
+        {"selection": {"users": len(selection), "of": len(candidates)}},
+    )
+
+
+def _test_users(test: sp.csr_matrix, evaluation: dict) -> tuple[np.ndarray, dict]:
+    """Every user row (coverage as defined), or a seeded sample of ``evaluation.max_users``
+    of those with held-out likes if there are more, with ``{"test": {"users", "of"}}``."""
+    with_test = _users_with(test)
+    users = user_sample(with_test, evaluation["max_users"], evaluation["seed"])
+    if len(users) == len(with_test):
+        return np.arange(test.shape[0]), {}
+    logger.info(
+        "Test evaluation on a random %d of the %d users with held-out likes "
+        "(recommendation.evaluation.max_users)",
+        len(users),
+        len(with_test),
+    )
+    return users, {"test": {"users": len(users), "of": len(with_test)}}
+
+
+def _variant_matrices(pairs: pd.DataFrame, variants: dict, dataset: Dataset) -> dict:
+    """``{variant: (interactions, weights)}`` of ``pairs`` labelled as each variant says."""
+    out = {}
+    for name, variant in variants.items():
+        labelled = label_pairs(pairs, variant)
+        used = labelled[labelled["label"] != 0]
+        out[name] = (
+            pairs_matrix(used, used["label"], dataset),
+            pairs_matrix(used, used["weight"], dataset),
+        )
+    return out
+
+
+def user_sample(candidates: np.ndarray, max_users: int | None, seed: int) -> np.ndarray:
+    """``candidates`` (sorted), or a seeded random ``max_users`` of them, sorted, if there are
+    more (``None``: no limit)."""
+    if max_users is None or len(candidates) <= max_users:
+        return candidates
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(candidates, size=max_users, replace=False))
 
 
 # ---- scorers ---------------------------------------------------------------------------------
@@ -168,11 +228,13 @@ def _objective_value(
     scorer: Scorer,
     positives: sp.csr_matrix,
     known: sp.csr_matrix,
+    users: np.ndarray,
     groups: list[np.ndarray] | None = None,
 ) -> float:
     if name == "group_ndcg":
         return _mean_ndcg(_group_ndcgs(scorer, positives, known, groups or []))
-    return evaluate_ranking(scorer, positives, known, full_ranks=name in RANK_METRICS)[name]
+    full_ranks = name in RANK_METRICS
+    return evaluate_ranking(scorer, positives, known, full_ranks=full_ranks, users=users)[name]
 
 
 def _mean_ndcg(values: np.ndarray) -> float:
@@ -247,7 +309,9 @@ def compare_training_variants(
         model = _train(hp, hp["epochs"], *variant, user_features, item_features, training)
         scorer = EmbeddingScorer(model, user_features, item_features)
         return {
-            **evaluate_ranking(scorer, data["validation"], data["fit_known"]),
+            **evaluate_ranking(
+                scorer, data["validation"], data["fit_known"], users=data["validation_users"]
+            ),
             "train_seconds": time.perf_counter() - t0,
         }
 
@@ -357,7 +421,7 @@ def _run_search(
         group_protocol["min_size"],
         group_protocol["max_size"],
         search["seed"],
-        _users_with(data["validation"]),
+        data["validation_users"],
     )
     study = _open_study(search, sampler_seed)
     n_trials = search["n_trials"]
@@ -591,7 +655,12 @@ def _lightfm_objective(
                 return
             scorer = EmbeddingScorer(model, user_features, item_features)
             value = _objective_value(
-                search["objective"], scorer, data["validation"], data["fit_known"], groups
+                search["objective"],
+                scorer,
+                data["validation"],
+                data["fit_known"],
+                data["validation_users"],
+                groups,
             )
             value = value if np.isfinite(value) else 0.0
             last["value"] = value  # the value of the model as trained for `epochs`
@@ -620,7 +689,9 @@ def _record_validation(
     """The trained model's validation AUC, precision@10, NDCG@10 and group NDCG as trial
     attributes, with the objective per validation user (per group): the paired comparison
     with the defaults (_paired_gain) needs it."""
-    per_user, coverage = per_user_ranking_metrics(scorer, data["validation"], data["fit_known"])
+    per_user, coverage = per_user_ranking_metrics(
+        scorer, data["validation"], data["fit_known"], users=data["validation_users"]
+    )
     final = summarise_ranking(per_user, coverage)
     group_values = _group_ndcgs(scorer, data["validation"], data["fit_known"], groups)
     for name in ("auc", "precision_at_10", "ndcg_at_10"):
@@ -683,6 +754,11 @@ def _search_result(study: optuna.Study, search: dict, comparison: dict, data: di
             "gain_over_defaults": gain,
         },
         "validation_likes": int(data["validation"].nnz),
+        **(
+            {"selection_sampled": data["sampled"]["selection"]}
+            if "selection" in data["sampled"]
+            else {}
+        ),
     }
 
 
@@ -938,7 +1014,9 @@ def evaluate_recommenders(
     }
     if "model" in default_model:
         scorers["defaults"] = EmbeddingScorer(default_model["model"], user_features, item_features)
-    per_user, summary = rank_each(scorers, test, known)
+    per_user, summary = rank_each(scorers, test, known, data["test_users"])
+    if "test" in data["sampled"]:
+        summary["sampled_test_users"] = data["sampled"]["test"]
     groups = protocol_groups(known.shape[0], group_protocol)
     table = evaluate_groups(
         {k: scorers[k] for k in ("popularity", "model")},

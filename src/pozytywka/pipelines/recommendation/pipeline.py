@@ -34,7 +34,12 @@ def _search_nodes() -> list[Node]:
     return [
         Node(
             prepare_training_data,
-            ["interactions", "lightfm_dataset", "params:recommendation.validation"],
+            [
+                "interactions",
+                "lightfm_dataset",
+                "params:recommendation.validation",
+                "params:recommendation.evaluation",
+            ],
             "recommendation_data",
             name="prepare_training_data",
         ),

@@ -261,6 +261,11 @@ def recommendation_report(
             },
             "sizes": {
                 "test_users": evaluation["model"]["evaluated_users"],
+                **(
+                    {"test_users_sampled_from": evaluation["sampled_test_users"]["of"]}
+                    if "sampled_test_users" in evaluation
+                    else {}
+                ),
                 "test_interactions": evaluation["model"]["test_interactions"],
                 "groups": int(group_table["group"].nunique()) if len(group_table) else 0,
                 "bootstrap_resamples": bootstrap["n_resamples"],
@@ -321,6 +326,12 @@ def _search_sentence(search: dict) -> str:
         + f"); trained: trial #{best.get('best_trial', '?')}, validation {best['objective']} "
         f"{best['validation_value']:.4f}"
     )
+    if sampled := best.get("selection_sampled"):
+        found += (
+            f"; the variants, the search and the baselines' grids saw a random "
+            f"{sampled['users']} of the {sampled['of']} users "
+            "(`recommendation.validation.max_users`), the final models all of them"
+        )
     if best.get("improved_on_defaults", True):
         return found + "."
     top = best.get("search_best") or {}
@@ -423,6 +434,16 @@ def _strong_baseline_lines(report: dict, search: dict) -> list[str]:
     return [*lines, ""] if lines else []
 
 
+def _sampled_from(sizes: dict) -> str:
+    """Where the test users are a sample: of how many, and the setting that says so."""
+    if "test_users_sampled_from" not in sizes:
+        return ""
+    return (
+        f" (a random sample of the {sizes['test_users_sampled_from']} users with held-out "
+        "likes, `recommendation.evaluation.max_users`: coverage is over their lists)"
+    )
+
+
 def _rec_header_lines(report: dict, search: dict) -> list[str]:
     """Title, the test split's sizes, the training data chosen and what the search found."""
     comparison = search["training_variants"]
@@ -431,8 +452,9 @@ def _rec_header_lines(report: dict, search: dict) -> list[str]:
         "# Recommendation",
         "",
         f"Test split: **{sizes['test_users']} users** with **{sizes['test_interactions']} "
-        f"held-out likes**; 95% intervals from {sizes['bootstrap_resamples']} bootstrap "
-        "resamples of test users (coverage is catalogue-wide: no interval). Training data: "
+        f"held-out likes**{_sampled_from(sizes)}; 95% intervals from "
+        f"{sizes['bootstrap_resamples']} bootstrap resamples of test users (coverage is "
+        "catalogue-wide: no interval). Training data: "
         f"**{search['best']['variant']}** (validation {objective}: "
         + ", ".join(f"{n} {v[objective]:.4f}" for n, v in comparison["variants"].items())
         + "). "
@@ -667,11 +689,13 @@ def _skip_statistic(
     predicted: np.ndarray,
     score: np.ndarray | None,
     probability: np.ndarray | None = None,
+    max_score_levels: int | None = None,
 ):
-    """Resampled CONFUSION_METRICS (RANK_METRICS with a score, CALIBRATION_METRICS with a
-    probability), shape (metrics, R)."""
+    """Resampled CONFUSION_METRICS (RANK_METRICS with a score, on at most
+    ``max_score_levels`` score levels; CALIBRATION_METRICS with a probability), shape
+    (metrics, R)."""
     confusion = rows.confusion(predicted)
-    levels = rows.score_levels(score) if score is not None else None
+    levels = rows.score_levels(score, max_score_levels) if score is not None else None
     bins = (
         rows.calibration_table(probability, CALIBRATION_BINS) if probability is not None else None
     )
@@ -714,9 +738,11 @@ def skip_report(
     oracle_predictions: pd.DataFrame,
     oracle_evaluation: dict,
     bootstrap: dict,
+    max_score_levels: int | None = None,
 ) -> dict:
     """``skip_prediction_metrics.json``: scikit-learn's figures per scorer, their intervals
-    over test users, the final model's paired differences and the sizes."""
+    over test users (``max_score_levels``: as ``_skip_statistic``), the final model's paired
+    differences and the sizes."""
     predictions = _skip_predictions(predictions, oracle_predictions, oracle_evaluation)
     y = predictions["skipped"].to_numpy(dtype=bool)
     rows = BinaryRows(y, predictions["user_id"].to_numpy())
@@ -730,7 +756,7 @@ def skip_report(
         probability = score if s in PROBABILITY_SCORERS else None
         score = score if both_classes else None
         report[s] = classification_metrics(y, predicted, score, probability)
-        statistics[s] = _skip_statistic(rows, predicted, score, probability)
+        statistics[s] = _skip_statistic(rows, predicted, score, probability, max_score_levels)
         names = [m for m in SKIP_METRICS if m in report[s]]
         intervals[s] = _interval_dict(
             names, user_bootstrap(statistics[s], rows.n_users, **bootstrap)
@@ -807,6 +833,13 @@ def _skip_caveats(selection: dict) -> list[str]:
     """What the reader should know before the figures: a search that did not beat the
     reference, features the data left empty, a genre rule that cannot discriminate."""
     lines = []
+    used, available = selection.get("training_rows"), selection.get("training_rows_available")
+    if used is not None and available is not None and used < available:
+        lines.append(
+            f"- Every model was fitted on a random **{used:,} of the {available:,} training "
+            "plays** (`skip_prediction.training.max_train_rows`); validation and test use "
+            "every play."
+        )
     if not selection.get("beats_linear_svc_on_validation", True):
         lines.append(
             "- **The search found nothing better than the LinearSVC reference** on "

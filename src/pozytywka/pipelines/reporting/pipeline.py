@@ -80,7 +80,12 @@ def _skip_nodes() -> list[Node]:
     return [
         Node(
             skip_report,
-            ["skip_test_predictions", *ORACLE_SKIP, "params:reporting.bootstrap"],
+            [
+                "skip_test_predictions",
+                *ORACLE_SKIP,
+                "params:reporting.bootstrap",
+                "params:reporting.max_score_levels",
+            ],
             "skip_prediction_metrics",
             name="report_skip_prediction",
         ),

@@ -166,9 +166,17 @@ def train_models(
     Returns (linear_svc, final model, selection summary, trials table).
     """
     cols = feature_columns(dataset)
-    train = dataset[dataset["split"] == "train"]
-    val = dataset[dataset["split"] == "validation"]
     seed, metric, search = params["seed"], params["selection_metric"], params["search"]
+    available = dataset[dataset["split"] == "train"]
+    train = at_most(available, params["max_train_rows"], seed)
+    if len(train) < len(available):
+        logger.info(
+            "Skip models trained on a random %d of the %d training plays "
+            "(skip_prediction.training.max_train_rows)",
+            len(train),
+            len(available),
+        )
+    val = dataset[dataset["split"] == "validation"]
     svc = _linear(
         LinearSVC(class_weight="balanced", C=params["linear_svc"]["C"], random_state=seed)
     ).fit(train[cols], train["skipped"])
@@ -181,7 +189,9 @@ def train_models(
     study, best = _search(train, cols, search, seed, validation_value)
     final, calibration = _calibrated(best, val, cols, params["calibration"]["method"])
     summary = _selection_summary(study, metric, validation_value(svc), dataset)
-    summary["calibration"] = calibration
+    summary.update(
+        calibration=calibration, training_rows=len(train), training_rows_available=len(available)
+    )
     trials = study.trials_dataframe(attrs=("number", "value", "params", "state", "duration"))
     trials["duration"] = trials["duration"].dt.total_seconds()
     logger.info(
@@ -192,6 +202,14 @@ def train_models(
         summary["linear_svc_validation_value"],
     )
     return svc, final, summary, trials
+
+
+def at_most(rows: pd.DataFrame, max_rows: int | None, seed: int) -> pd.DataFrame:
+    """``rows`` itself, or a seeded random sample of ``max_rows`` of them if there are more
+    (``None``: no limit)."""
+    if max_rows is None or len(rows) <= max_rows:
+        return rows
+    return rows.sample(max_rows, random_state=seed)
 
 
 def _search(train: pd.DataFrame, cols: list[str], search: dict, seed: int, validation_value):
@@ -311,7 +329,7 @@ def _permutation_importance(
 ) -> pd.DataFrame:
     """ROC AUC drop when each feature is shuffled (a sample of the test split); empty, with
     the reason logged, when the sample holds one class only."""
-    sample = test.sample(min(len(test), params["max_rows"]), random_state=params["seed"])
+    sample = at_most(test, params["max_rows"], params["seed"])
     columns = ["feature", "importance_mean", "importance_std"]
     if sample["skipped"].nunique() < 2:
         logger.warning("Permutation importance skipped: the test sample holds one class only")
