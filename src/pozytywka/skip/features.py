@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
@@ -72,24 +73,35 @@ def out_of_fold_rates(
 def genre_match(
     user_ids: pd.Series, track_ids: pd.Series, track_genres: pd.Series, favourites: pd.Series
 ) -> np.ndarray:
-    """Whether the track's genres meet the user's favourite genres, per row (vectorised by
-    joining exploded (pair, genre) tables, not a loop over rows)."""
-    pairs = pd.DataFrame({"u": user_ids.to_numpy(), "t": track_ids.to_numpy()})
-    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(pairs))
-    first = pd.Series(np.arange(len(codes))).groupby(codes).first().to_numpy()
-    tg = (
-        pd.DataFrame({"pair": np.arange(len(uniques)), "genre": track_genres.to_numpy()[first]})
-        .explode("genre")
-        .dropna()
+    """Whether the track's genres meet the user's favourite genres, per row: a (rows x genres)
+    indicator of each side, built from each distinct track's and user's list once, and their
+    row-wise product (no loop over rows, no per-row lists unpacked)."""
+    track_codes, track_lists = _first_per_key(track_ids, track_genres)
+    user_codes, user_lists = _first_per_key(user_ids, favourites)
+    vocabulary = pd.Index(pd.concat([track_lists, user_lists]).unique())
+    tracks = _indicator(track_lists, vocabulary, track_codes.max(initial=-1) + 1)[track_codes]
+    users = _indicator(user_lists, vocabulary, user_codes.max(initial=-1) + 1)[user_codes]
+    return np.asarray(tracks.multiply(users).sum(axis=1)).ravel() > 0
+
+
+def _first_per_key(keys: pd.Series, lists: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Each row's key number, and the list of each key's first row exploded (indexed by key
+    number; missing lists and entries dropped)."""
+    codes, _ = pd.factorize(keys, use_na_sentinel=False)
+    _, first = np.unique(codes, return_index=True)
+    exploded = pd.Series(lists.to_numpy()[first], dtype=object).explode().dropna()
+    return codes, exploded
+
+
+def _indicator(exploded: pd.Series, vocabulary: pd.Index, n_keys: int) -> sp.csr_matrix:
+    """(keys x vocabulary) 1 where a key's list holds the genre."""
+    return sp.csr_matrix(
+        (
+            np.ones(len(exploded), dtype=np.float32),
+            (exploded.index.to_numpy(), vocabulary.get_indexer(exploded.to_numpy())),
+        ),
+        shape=(n_keys, len(vocabulary)),
     )
-    fg = (
-        pd.DataFrame({"pair": np.arange(len(uniques)), "genre": favourites.to_numpy()[first]})
-        .explode("genre")
-        .dropna()
-    )
-    matched = np.zeros(len(uniques), dtype=bool)
-    matched[tg.merge(fg, on=["pair", "genre"])["pair"].unique()] = True
-    return matched[codes]
 
 
 def attach_features(
@@ -116,10 +128,18 @@ def attach_features(
     )
     for c in [*TRACK_FEATURES, "premium_user"]:
         rows[c] = rows[c].astype("float64")
-    onehot = multi_hot(rows["favourite_genres"], "fav_", genres)
+    onehot = _per_user_rows(multi_hot(users["favourite_genres"], "fav_", genres), users, rows)
     return pd.concat(
         [rows.drop(columns=["genres", "favourite_genres", "artist_id"]), onehot], axis=1
     )
+
+
+def _per_user_rows(table: pd.DataFrame, users: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (one row per row of ``users``) taken for each of ``rows`` by ``user_id``;
+    zeros for a user ``users`` does not have."""
+    position = pd.Index(users["user_id"]).get_indexer(rows["user_id"])
+    padded = np.vstack([table.to_numpy(), np.zeros((1, table.shape[1]), table.to_numpy().dtype)])
+    return pd.DataFrame(padded[position], index=rows.index, columns=table.columns)
 
 
 def _candidate_columns(dataset: pd.DataFrame) -> list[str]:

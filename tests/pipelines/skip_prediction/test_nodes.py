@@ -110,6 +110,28 @@ def test_flipping_test_labels_changes_no_feature(tiny_session_tracks, tiny_table
     pd.testing.assert_frame_equal(a[cols], b[cols])
 
 
+def test_genre_match_equals_a_row_by_row_reading_with_missing_and_empty_lists():
+    rng = np.random.default_rng(3)
+    genres = [f"g{i}" for i in range(12)]
+
+    def some_genres():
+        return np.nan if rng.random() < 0.1 else list(rng.choice(genres, rng.integers(0, 4)))
+
+    users, tracks = rng.integers(0, 40, 3000), rng.integers(0, 300, 3000).astype(str)
+    of_track = {t: some_genres() for t in set(tracks)}
+    of_user = {u: some_genres() for u in set(users)}
+    track_genres = pd.Series([of_track[t] for t in tracks], dtype=object)
+    favourites = pd.Series([of_user[u] for u in users], dtype=object)
+    expected = [
+        isinstance(g, list) and isinstance(f, list) and bool(set(g) & set(f))
+        for g, f in zip(track_genres, favourites, strict=True)
+    ]
+    got = genre_match(pd.Series(users), pd.Series(tracks), track_genres, favourites)
+    assert got.dtype == bool and got.tolist() == expected and 0 < got.mean() < 1
+    none = pd.Series([[], np.nan], dtype=object)
+    assert genre_match(pd.Series([1, 2]), pd.Series(["a", "b"]), none, none).tolist() == [0, 0]
+
+
 def test_temporal_split_orders_train_validation_test(skip_data):
     data, _ = skip_data
     t = data.groupby("split", observed=True)["timestamp"].agg(["min", "max"])
