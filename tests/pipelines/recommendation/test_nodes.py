@@ -15,6 +15,7 @@ from pozytywka.pipelines.recommendation.nodes import (
     _lightfm_objective,
     _run_trial,
     checkpoints,
+    choose_variant,
     compare_training_variants,
     evaluate_recommenders,
     make_pruner,
@@ -173,6 +174,30 @@ def test_short_search_and_final_model_reload(rec_data, tiny_features, rec_params
     for rows in per_user.groupby("scorer")["user"]:
         assert sorted(rows[1]) == sample.tolist()
     assert summary["sampled_test_users"] == {"users": 9, "of": 99}
+
+
+@pytest.mark.parametrize(
+    ("shift", "chosen"), [(0.05, "weighted"), (0.0, "likes"), (-0.05, "likes")]
+)
+def test_the_larger_variant_is_chosen_only_for_a_significant_validation_gain(shift, chosen):
+    rng = np.random.default_rng(0)
+    likes = rng.uniform(0, 0.4, 300)
+    weighted = likes + shift + rng.normal(0, 0.01, 300)  # paired: the same users
+    results = {
+        "likes": {"ndcg_at_10": likes.mean(), "training_pairs": 100},
+        "weighted": {"ndcg_at_10": weighted.mean(), "training_pairs": 400},
+    }
+    units = {"likes": likes, "weighted": weighted}
+    comparison = choose_variant(results, units, "ndcg_at_10", seed=0)
+    assert comparison["chosen"] == chosen
+    best = max(results, key=lambda n: results[n]["ndcg_at_10"])
+    if best == "likes":  # the smallest is also the best: nothing to test
+        assert "gain_over_smallest" not in comparison
+    else:
+        gain = comparison["gain_over_smallest"]
+        assert (gain["variant"], gain["over"]) == ("weighted", "likes")
+        assert gain["estimate"] == pytest.approx((weighted - likes).mean())
+        assert (gain["interval"][0] > 0) == (chosen == "weighted")
 
 
 def test_group_exclusion_policies():

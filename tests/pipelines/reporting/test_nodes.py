@@ -116,6 +116,19 @@ def test_recommendation_report_says_when_users_were_sampled():
     assert report["sizes"]["test_users_sampled_from"] == 20000
     assert "a random sample of the 20000 users with held-out likes" in markdown
     assert "grids saw a random 40 of the 19000 users" in markdown
+    assert "not significant**, so the smaller" not in markdown
+
+    comparison["variants"]["weighted"] = {"precision_at_10": 0.12}
+    comparison["gain_over_smallest"] = {
+        "variant": "weighted",
+        "over": "likes",
+        "estimate": 0.02,
+        "interval": [-0.01, 0.05],
+    }
+    markdown = recommendation_markdown(report, search_summary(comparison, best, trials, {}), groups)
+    assert "weighted − likes: +0.0200 [-0.0100, +0.0500], **not significant**, so the smaller" in (
+        markdown
+    )
 
 
 def test_recommendation_report_with_oracle_shows_the_fraction():

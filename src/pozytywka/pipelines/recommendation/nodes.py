@@ -293,37 +293,68 @@ def compare_training_variants(
     objective: str,
 ) -> dict:
     """Train each training-data variant with the default hyperparameters (at once, one per
-    core); score on validation.
+    core); score on validation. The best is chosen only if its paired gain over the variant
+    with the fewest training pairs (the cheapest to train) has a 95% interval above zero;
+    otherwise that one is.
 
     Args:
         training: ``recommendation.training`` (``seed``, ``num_threads``, ``defaults``).
         objective: the search's validation metric; the variants are ranked by it
             (by precision@10 for ``group_ndcg``).
 
-    Returns ``{"chosen": name, "objective": metric, "variants": {name: {metric: value}}}``.
+    Returns ``{"chosen": name, "objective": metric, "variants": {name: {metric: value}}}``
+    and, where the best is not the smallest, ``gain_over_smallest``
+    (``{"variant", "over", "estimate", "interval"}``).
     """
     hp = training["defaults"]
 
-    def validate(variant: tuple[sp.coo_matrix, sp.coo_matrix]) -> dict:
+    metric = objective if objective != "group_ndcg" else "precision_at_10"
+
+    def validate(variant: tuple[sp.coo_matrix, sp.coo_matrix]) -> tuple[dict, np.ndarray]:
         t0 = time.perf_counter()
         model = _train(hp, hp["epochs"], *variant, user_features, item_features, training)
         scorer = EmbeddingScorer(model, user_features, item_features)
-        return {
-            **evaluate_ranking(
-                scorer, data["validation"], data["fit_known"], users=data["validation_users"]
-            ),
+        per_user, coverage = per_user_ranking_metrics(
+            scorer, data["validation"], data["fit_known"], users=data["validation_users"]
+        )
+        summary = {
+            **summarise_ranking(per_user, coverage),
             "train_seconds": time.perf_counter() - t0,
+            "training_pairs": int(variant[0].nnz),
         }
+        return summary, per_user[metric].to_numpy(dtype=float)
 
     with ThreadPoolExecutor(threads(0)) as pool:  # each fit on its own thread(s), at once
-        results = dict(zip(data["fit"], pool.map(validate, data["fit"].values()), strict=True))
+        validated = dict(zip(data["fit"], pool.map(validate, data["fit"].values()), strict=True))
+    results = {name: summary for name, (summary, _) in validated.items()}
     for name, result in results.items():
-        logger.info(
-            "Variant %s: validation %s = %.4f", name, objective, result.get(objective, float("nan"))
-        )
-    metric = objective if objective != "group_ndcg" else "precision_at_10"
-    chosen = max(results, key=lambda n: results[n][metric])
-    return {"chosen": chosen, "objective": metric, "variants": results}
+        logger.info("Variant %s: validation %s = %.4f", name, metric, result[metric])
+    units = {name: values for name, (_, values) in validated.items()}
+    return choose_variant(results, units, metric, training["seed"])
+
+
+def choose_variant(results: dict, units: dict, metric: str, seed: int) -> dict:
+    """The comparison's verdict: the variant with the best validation ``metric`` if its paired
+    gain over the one with the fewest ``training_pairs`` (per-user ``units``, aligned) has a
+    95% interval above zero, else that smallest one."""
+    best = max(results, key=lambda n: results[n][metric])
+    smallest = min(results, key=lambda n: results[n]["training_pairs"])
+    comparison = {"chosen": best, "objective": metric, "variants": results}
+    if best != smallest:  # the larger training set only for a gain shown on validation
+        gain = paired_difference(units[best], units[smallest], seed)
+        comparison["gain_over_smallest"] = {"variant": best, "over": smallest, **gain}
+        if not (gain["interval"][0] is not None and gain["interval"][0] > 0):
+            comparison["chosen"] = smallest
+            logger.warning(
+                "Variant %s is not significantly better than %s on validation (paired "
+                "difference %+.4f, 95%% interval %s): %s, the smaller training set, is used",
+                best,
+                smallest,
+                gain["estimate"],
+                gain["interval"],
+                smallest,
+            )
+    return comparison
 
 
 def search_hyperparameters(
@@ -785,7 +816,13 @@ def _paired_gain(trial: optuna.trial.FrozenTrial, defaults: optuna.trial.FrozenT
             "estimate": (trial.value or 0.0) - (defaults.value or 0.0),
             "interval": [None, None],
         }
-    delta = (a - b)[:, None]
+    return paired_difference(a, b, seed)
+
+
+def paired_difference(a: np.ndarray, b: np.ndarray, seed: int) -> dict:
+    """Mean of ``a - b`` over units (users, groups; NaN left out) with its 95% bootstrap
+    interval over the units: ``{"estimate", "interval": [low, high]}`` (None: undefined)."""
+    delta = (np.asarray(a, dtype=float) - np.asarray(b, dtype=float))[:, None]
     low, high = user_bootstrap(weighted_means(delta), len(delta), seed=seed)[0]
     finite = np.isfinite(delta)
     return {

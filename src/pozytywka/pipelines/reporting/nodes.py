@@ -457,10 +457,23 @@ def _rec_header_lines(report: dict, search: dict) -> list[str]:
         "catalogue-wide: no interval). Training data: "
         f"**{search['best']['variant']}** (validation {objective}: "
         + ", ".join(f"{n} {v[objective]:.4f}" for n, v in comparison["variants"].items())
-        + "). "
+        + f"{_variant_gain(comparison)}). "
         + _search_sentence(search),
         "",
     ]
+
+
+def _variant_gain(comparison: dict) -> str:
+    """The paired validation gain of the best variant over the smallest, and the verdict."""
+    gain = comparison.get("gain_over_smallest")
+    if not gain:
+        return ""
+    low, high = gain["interval"]
+    interval = f"[{low:+.4f}, {high:+.4f}]" if low is not None else "no interval"
+    said = f"; {gain['variant']} − {gain['over']}: {gain['estimate']:+.4f} {interval}"
+    if comparison["chosen"] == gain["over"]:
+        said += f", **not significant**, so the smaller training set, {gain['over']}, is used"
+    return said
 
 
 def _metric_table(
