@@ -667,9 +667,12 @@ def _event_drop_reasons(
         ],
         df.index,
     )
-    event = ev.loc[reasons.isna(), ["session_id", "timestamp", "user_id", "event_type"]].assign(
-        track_id=ev["track_id"].where(track_event)
-    )
+    # The same event again: first among rows whose ids, time and type repeat, then in full
+    # among those only (the same rows as .duplicated() on all five, without hashing the
+    # track id of every row).
+    event = ev.loc[reasons.isna(), ["session_id", "timestamp", "user_id", "event_type"]]
+    event = event[event.duplicated(keep=False).to_numpy()]
+    event = event.assign(track_id=ev["track_id"][event.index].where(track_event[event.index]))
     repeated = event.duplicated().reindex(df.index, fill_value=False)
     return reasons.mask(_bool(repeated), "duplicate_line")
 
@@ -729,21 +732,34 @@ def clean_sessions(
     )
     _note_event_changes(quality, df, ev, kept)
 
-    columns = ["session_id", "timestamp", "user_id", "track_id", "event_type", "is_track_event"]
-    events = ev.loc[kept, columns].assign(_line=df["_line"][kept])
-    # sorted by session, then time (stable): as sort_values, without factorizing each key
-    order = np.lexsort((events["timestamp"].array.asi8, events["session_id"].to_numpy(np.int64)))
-    events = events.iloc[order]
-    quality.note("repaired", "session_user_conflict", events, _session_user_conflicts(events))
+    # The parsed lines and the checks' columns are no longer needed: free them (gigabytes at
+    # 10M events) before the kept events are sorted by session, then time (stable, as
+    # sort_values) and taken once.
+    line_numbers = df["_line"].to_numpy()
+    ev = ev[["session_id", "timestamp", "user_id", "track_id", "event_type", "is_track_event"]]
+    del df
+    rows = np.flatnonzero(kept)
+    rows = rows[
+        np.lexsort(
+            (
+                ev["timestamp"].array.asi8[rows],
+                ev["session_id"].iloc[rows].to_numpy(np.int64),
+            )
+        )
+    ]
+    track_event = ev["is_track_event"].to_numpy()[rows]
     events = pd.DataFrame(
         {
-            "session_id": events["session_id"].astype("int64"),
-            "timestamp": events["timestamp"].astype("datetime64[ns, UTC]"),
-            "user_id": events["user_id"].astype("int64"),
-            "track_id": events["track_id"].where(events["is_track_event"]),
-            "event_type": pd.Categorical(events["event_type"], categories=EVENT_TYPES),
+            "session_id": ev["session_id"].iloc[rows].to_numpy(np.int64),
+            "timestamp": ev["timestamp"].iloc[rows].astype("datetime64[ns, UTC]").array,
+            "user_id": ev["user_id"].iloc[rows].to_numpy(np.int64),
+            "track_id": ev["track_id"].iloc[rows].where(track_event).array,
+            "event_type": pd.Categorical(ev["event_type"].iloc[rows], categories=EVENT_TYPES),
         }
-    ).reset_index(drop=True)
+    )
+    conflicts = _session_user_conflicts(events).to_numpy()
+    lines = pd.DataFrame({"_line": line_numbers[rows]})
+    quality.note("repaired", "session_user_conflict", lines, conflicts)
     return EVENTS.validate(events), quality.report(len(events), rejected), rejected
 
 
