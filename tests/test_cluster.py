@@ -10,6 +10,7 @@ import pickle
 import shutil
 import subprocess
 import sys
+import time
 
 import optuna
 import pytest
@@ -19,7 +20,7 @@ from mlflow import MlflowClient
 from sqlalchemy.pool import NullPool
 
 from pozytywka import settings
-from pozytywka.pipelines.recommendation.nodes import search_hyperparameters
+from pozytywka.pipelines.recommendation.nodes import _study_lock, search_hyperparameters
 from tests.cluster import mlflow_server, postgres_server, race_worker
 from tests.project import PROJECT_ROOT, copy_project
 
@@ -103,8 +104,8 @@ def test_racing_processes_run_exactly_the_trial_budget(postgres):
 
 
 def _cluster_project(trained_project, tmp_path):
-    """A copy of the tiny run with conf/cluster's files in its conf/tiny, and trials slow
-    enough (about a second, one thread, no pruning) that both workers take part."""
+    """A copy of the tiny run with conf/cluster's files in its conf/tiny: one trial at a time
+    per worker, each of 40-50 epochs and never pruned."""
     root = copy_project(trained_project, tmp_path / "project")
     cluster = PROJECT_ROOT / "conf" / "cluster"
     shutil.copy(
@@ -120,6 +121,7 @@ def _cluster_project(trained_project, tmp_path):
         space={"epochs": [40, 50], "no_components": [8, 16]},
         pruner={"kind": "median", "startup_trials": 100, "warmup_epochs": 2},
     )
+    conf["recommendation"]["search"]["parallel_trials"] = 1
     conf["recommendation"].setdefault("training", {})["num_threads"] = 1
     path.write_text(yaml.safe_dump(conf))
     return root
@@ -139,11 +141,19 @@ def test_two_workers_finish_one_study_and_track_to_mlflow_on_postgresql(
         "MLFLOW_TRACKING_URI": tracking_server.wait_ready(),
     }
     command = [sys.executable, "-m", "pozytywka", "tune", "--workers", "2", "--env", "tiny"]
-    done = subprocess.run(
-        command, cwd=root, env=env, capture_output=True, text=True, timeout=400, check=False
-    )
-    assert done.returncode == 0, done.stderr[-5000:]
-    summary = json.loads(done.stdout[done.stdout.find("{\n") :])  # after Kedro's first line
+    stdout, stderr = tmp_path / "tune.out", tmp_path / "tune.err"
+    # The test holds the study's lock until both workers wait for it, so neither can run the
+    # whole study while the other is still starting; the lock's queue then serves them in turn.
+    with (
+        _study_lock(storage, "lightfm"),
+        stdout.open("w") as out,
+        stderr.open("w") as err,
+    ):
+        tune = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=err, text=True)
+        _wait_for_lock_waiters(postgres, tune, 2)
+    assert tune.wait(timeout=400) == 0, stderr.read_text()[-5000:]
+    output = stdout.read_text()
+    summary = json.loads(output[output.find("{\n") :])  # after Kedro's first line
 
     n_trials = 8
     trials = optuna.load_study(study_name="lightfm", storage=storage).trials
@@ -195,6 +205,16 @@ def test_two_workers_finish_one_study_and_track_to_mlflow_on_postgresql(
     challenger = max((t for t in complete if t.number != 0), key=lambda t: t.value)
     assert best["search_best"]["trial"] == challenger.number
     assert best["best_trial"] in {0, challenger.number}
+
+
+def _wait_for_lock_waiters(postgres, process: subprocess.Popen, n: int) -> None:
+    """Until ``n`` processes wait for an advisory lock (the study's) on ``postgres``."""
+    sql = "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    deadline = time.monotonic() + 300
+    while postgres.query("postgres", sql)[0][0] < n:
+        assert process.poll() is None, f"pozytywka tune ended early ({process.returncode})"
+        assert time.monotonic() < deadline, f"{n} workers did not reach the study's lock"
+        time.sleep(0.2)
 
 
 def _load(root, relative: str):
