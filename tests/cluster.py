@@ -24,11 +24,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psycopg
 import pytest
 
-from tests.project import free_port
+from tests.project import answers_health, free_port, wait_for
 
 
 def postgres_bindir() -> Path:
@@ -117,17 +116,14 @@ class MlflowServer:
 
     def wait_ready(self, timeout: float = 120) -> str:
         """Its URL once ``/health`` answers (the first start migrates the PostgreSQL schema)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(f"the MLflow server exited: {self.log.read_text()[-3000:]}")
-            assert time.monotonic() < deadline, "the MLflow server did not start"
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code == 200:
-                    return self.url
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        wait_for(
+            lambda: answers_health(self.url),
+            self.process,
+            "the MLflow server",
+            timeout,
+            output=lambda: self.log.read_text()[-3000:],
+        )
+        return self.url
 
 
 @contextmanager

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +102,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for(
+    ready: Callable[[], bool],
+    process: subprocess.Popen,
+    what: str,
+    timeout: float = 120,
+    output: Callable[[], str] = lambda: "",
+) -> None:
+    """Poll ``ready`` until it holds; fail if ``process`` (``what``) exits first, with its
+    ``output``, or if ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if process.poll() is not None:
+            raise AssertionError(f"{what} exited ({process.returncode}): {output()}")
+        assert time.monotonic() < deadline, f"{what} was not ready within {timeout:.0f} s"
+        time.sleep(0.2)
+
+
+def answers_health(url: str) -> bool:
+    """Whether the server at ``url`` answers ``/health`` with 200."""
+    try:
+        return httpx.get(f"{url}/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @contextmanager
 def live_service(root: Path, workers: int = 1, env: dict | None = None) -> Iterator[LiveService]:
     """``pozytywka serve --env tiny`` on the project at ``root``, in its own process (with
@@ -118,16 +143,12 @@ def live_service(root: Path, workers: int = 1, env: dict | None = None) -> Itera
     )
     service = LiveService(process, f"http://127.0.0.1:{port}", port)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                raise AssertionError(f"the service exited: {process.stderr.read().decode()}")
-            assert time.monotonic() < deadline, "the service did not start"
-            try:
-                if httpx.get(f"{service.url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_for(
+            lambda: answers_health(service.url),
+            process,
+            "the service",
+            output=lambda: process.stderr.read().decode(),
+        )
         yield service
     finally:
         process.kill()

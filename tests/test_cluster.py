@@ -10,7 +10,6 @@ import pickle
 import shutil
 import subprocess
 import sys
-import time
 
 import optuna
 import pytest
@@ -22,7 +21,7 @@ from sqlalchemy.pool import NullPool
 from pozytywka import settings
 from pozytywka.pipelines.recommendation.nodes import _study_lock, search_hyperparameters
 from tests.cluster import mlflow_server, postgres_server, race_worker
-from tests.project import PROJECT_ROOT, copy_project
+from tests.project import PROJECT_ROOT, copy_project, wait_for
 
 FINISHED = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
 FINISHED |= {optuna.trial.TrialState.FAIL}
@@ -210,11 +209,12 @@ def test_two_workers_finish_one_study_and_track_to_mlflow_on_postgresql(
 def _wait_for_lock_waiters(postgres, process: subprocess.Popen, n: int) -> None:
     """Until ``n`` processes wait for an advisory lock (the study's) on ``postgres``."""
     sql = "SELECT count(DISTINCT pid) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-    deadline = time.monotonic() + 300
-    while postgres.query("postgres", sql)[0][0] < n:
-        assert process.poll() is None, f"pozytywka tune ended early ({process.returncode})"
-        assert time.monotonic() < deadline, f"{n} workers did not reach the study's lock"
-        time.sleep(0.2)
+    wait_for(
+        lambda: postgres.query("postgres", sql)[0][0] >= n,
+        process,
+        f"pozytywka tune (until {n} workers wait for the study's lock)",
+        timeout=300,
+    )
 
 
 def _load(root, relative: str):
