@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import signal
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,12 @@ from pozytywka.pipelines.feature_engineering.nodes import (
 )
 from pozytywka.pipelines.synthetic_data.nodes import generate_clean_catalogue, write_dirty_exports
 from tests.project import load_params, make_project, run_project, tiny_params
+
+
+def pytest_configure(config) -> None:
+    # A SIGTERM (a CI time limit, a closed terminal) ends the suite as Ctrl-C does: every
+    # fixture's clean-up runs, so no server the tests started outlives them.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @pytest.fixture
