@@ -8,13 +8,11 @@ package where ``pg_ctl`` is missing). Missing binaries fail the tests: they do n
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import pwd
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +25,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.project import answers_health, free_port, wait_for
+from tests.project import answers_health, free_port, process_group, wait_for
 
 
 def postgres_bindir() -> Path:
@@ -134,26 +132,11 @@ def mlflow_server(backend_store_uri: str, root: Path) -> Iterator[MlflowServer]:
     command = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_store_uri]
     command += ["--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1"]
     command += ["--port", str(port), "--workers", "1"]
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
+    with (
+        log.open("w") as out,
+        process_group(command, stdout=out, stderr=subprocess.STDOUT) as process,
+    ):
         yield MlflowServer(process, f"http://127.0.0.1:{port}", log)
-    finally:
-        _stop_group(process)
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    """The process and what it started (its own session: the server and uvicorn's worker)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        try:
-            process.wait(30)
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 def race_worker(storage: str, study_name: str, n_trials: int, start) -> None:

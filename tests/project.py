@@ -3,9 +3,11 @@ through a Kedro session (imported by tests and fixtures; conftest.py holds only 
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -128,31 +130,57 @@ def answers_health(url: str) -> bool:
 
 
 @contextmanager
+def process_group(command: list[str], **popen) -> Iterator[subprocess.Popen]:
+    """``command`` started in a session of its own and, on exit (a failed, timed-out or
+    interrupted test included), ended with everything it started: ``pozytywka serve
+    --workers N``'s workers, an MLflow server's. A plain ``kill`` reaches the first process
+    only, and the workers would outlive the suite."""
+    process = subprocess.Popen(command, start_new_session=True, **popen)
+    try:
+        yield process
+    finally:
+        stop_group(process)
+
+
+def stop_group(process: subprocess.Popen, grace: float = 10) -> None:
+    """SIGTERM to the process's group, then SIGKILL to what is left after ``grace`` s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):  # the workers, if the leader went first
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(30)
+
+
+@contextmanager
 def live_service(root: Path, workers: int = 1, env: dict | None = None) -> Iterator[LiveService]:
-    """``pozytywka serve --env tiny`` on the project at ``root``, in its own process (with
-    the write key), until its health check answers; killed on exit."""
+    """``pozytywka serve --env tiny`` on the project at ``root``, in its own process group
+    (with the write key), until its health check answers; the group is ended on exit."""
     port = free_port()
     command = [sys.executable, "-m", "pozytywka", "serve", "--env", "tiny", "--port", str(port)]
     command += ["--workers", str(workers), "--project-path", str(root)]
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, "POZYTYWKA_API_KEY": API_KEY, **(env or {})},
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    service = LiveService(process, f"http://127.0.0.1:{port}", port)
-    try:
+    log = root / f"service-{port}.log"  # a file, not a pipe: a full pipe would block the server
+    with (
+        log.open("w") as stderr,
+        process_group(
+            command,
+            env={**os.environ, "POZYTYWKA_API_KEY": API_KEY, **(env or {})},
+            cwd=root,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        ) as process,
+    ):
+        service = LiveService(process, f"http://127.0.0.1:{port}", port)
         wait_for(
             lambda: answers_health(service.url),
             process,
             "the service",
-            output=lambda: process.stderr.read().decode(),
+            output=lambda: log.read_text()[-5000:],
         )
         yield service
-    finally:
-        process.kill()
-        process.wait(30)
 
 
 @dataclass

@@ -3,6 +3,7 @@ MLflow tracking to a server whose backend store is PostgreSQL (README "At scale"
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -21,7 +22,7 @@ from sqlalchemy.pool import NullPool
 from pozytywka import settings
 from pozytywka.pipelines.recommendation.nodes import _study_lock, search_hyperparameters
 from tests.cluster import mlflow_server, postgres_server, race_worker
-from tests.project import PROJECT_ROOT, copy_project, wait_for
+from tests.project import PROJECT_ROOT, copy_project, process_group, wait_for
 
 FINISHED = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
 FINISHED |= {optuna.trial.TrialState.FAIL}
@@ -143,14 +144,14 @@ def test_two_workers_finish_one_study_and_track_to_mlflow_on_postgresql(
     stdout, stderr = tmp_path / "tune.out", tmp_path / "tune.err"
     # The test holds the study's lock until both workers wait for it, so neither can run the
     # whole study while the other is still starting; the lock's queue then serves them in turn.
-    with (
-        _study_lock(storage, "lightfm"),
-        stdout.open("w") as out,
-        stderr.open("w") as err,
-    ):
-        tune = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=err, text=True)
-        _wait_for_lock_waiters(postgres, tune, 2)
-    assert tune.wait(timeout=400) == 0, stderr.read_text()[-5000:]
+    with contextlib.ExitStack() as stack:
+        out, err = stack.enter_context(stdout.open("w")), stack.enter_context(stderr.open("w"))
+        with _study_lock(storage, "lightfm"):
+            tune = stack.enter_context(
+                process_group(command, cwd=root, env=env, stdout=out, stderr=err, text=True)
+            )
+            _wait_for_lock_waiters(postgres, tune, 2)
+        assert tune.wait(timeout=400) == 0, stderr.read_text()[-5000:]
     output = stdout.read_text()
     summary = json.loads(output[output.find("{\n") :])  # after Kedro's first line
 

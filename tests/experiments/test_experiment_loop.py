@@ -8,8 +8,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -26,7 +24,7 @@ from pozytywka.serving.app import create_app
 from pozytywka.serving.cli import cli
 from pozytywka.serving.loading import load_service, project_context
 from pozytywka.serving.prediction_log import PredictionLog
-from tests.project import API_KEY, copy_project, run_project
+from tests.project import API_KEY, copy_project, live_service, run_project
 
 pytestmark = pytest.mark.slow
 
@@ -169,35 +167,7 @@ def test_a_killed_service_loses_no_acknowledged_event_or_logged_answer(
 ):
     root = copy_project(trained_project, tmp_path_factory.mktemp("killed") / "project")
     monkeypatch.chdir(root)  # the catalog's paths are relative to the project
-    port = _free_port()
-    env = {**os.environ, "POZYTYWKA_API_KEY": API_KEY}
-    service = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pozytywka",
-            "serve",
-            "--env",
-            "tiny",
-            "--port",
-            str(port),
-            "--project-path",
-            str(root),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert service.poll() is None and time.monotonic() < deadline, "service did not start"
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with live_service(root) as service:
         log_path = root / "data" / "07_model_output" / "prediction_log.sqlite"
 
         def kill_midway():
@@ -210,16 +180,13 @@ def test_a_killed_service_loses_no_acknowledged_event_or_logged_answer(
                     if written >= 600:  # well into the run of 50 clients
                         break
                 time.sleep(0.05)
-            service.send_signal(signal.SIGKILL)
+            os.killpg(service.process.pid, signal.SIGKILL)
 
         killer = threading.Thread(target=kill_midway, daemon=True)
         killer.start()
         plan = SimulationPlan(users=60, days=20, requests_per_day=2, concurrency=50, seed=1)
-        result, _ = _simulate(url, root, plan)
+        result, _ = _simulate(service.url, root, plan)
         killer.join(60)
-    finally:
-        service.kill()
-        service.wait(30)
     tally = result.tally
     # The service died under the simulation: answers failed, events went unacknowledged.
     assert sum(tally.failed.values()) + tally.events_unsent > 0
