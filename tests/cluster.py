@@ -158,12 +158,13 @@ def race_worker(storage: str, study_name: str, n_trials: int, start) -> None:
         return x
 
     start.wait(60)  # broken (an error, not a hang) if another process failed before it
-    nodes._run_trials(
+    nodes._run_rounds(
         study,
-        nodes._tagged(objective),
+        lambda trial: trial.suggest_float("x", 0.0, 1.0),
         lock,
         {"x": 0.5},
         n_trials,
+        1,
         time.monotonic() + 60,
-        lambda: None,
+        lambda trials: [nodes._run_trial(study, t, nodes._tagged(objective)) for t in trials],
     )

@@ -124,3 +124,17 @@ def launch(project_path: Path, env: str | None, params_text: str, workers: int) 
         "worker_command": shlex.join(worker_command(env, params_text, "K")[2:]),
         "next": next_command(env, params_text),
     }
+
+
+def search_budget(study: optuna.Study, planned: int, time_cap_seconds: float) -> dict:
+    """How much of its trial budget a search ran, and whether its time cap (a safety limit,
+    not the budget) cut it short: then a quieter machine may have chosen another model."""
+    stopped = study.user_attrs.get("stopped_by_time_cap", False) or any(
+        t.user_attrs.get("stopped_by_time_cap") for t in study.get_trials(deepcopy=False)
+    )
+    return {
+        "trials_planned": int(planned),
+        "trials_run": len(study.get_trials(deepcopy=False)),
+        "time_cap_seconds": float(time_cap_seconds),
+        "cut_by_time_cap": bool(stopped),
+    }

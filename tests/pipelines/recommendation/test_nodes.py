@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import optuna
@@ -12,7 +14,9 @@ import scipy.sparse as sp
 from lightfm import LightFM
 
 from pozytywka.pipelines.recommendation.nodes import (
+    AgainstFinishedTrials,
     _lightfm_objective,
+    _run_rounds,
     _run_trial,
     checkpoints,
     choose_variant,
@@ -238,8 +242,14 @@ def _study(defaults_units: list[float], other_units: list[float]) -> optuna.Stud
 def test_the_search_replaces_the_defaults_only_by_a_significant_gain(other, chosen_lr, improved):
     study = _study([0.0] * 48 + [0.1, 0.1], other) if improved else _study([0.0] * 50, other)
     data = {"validation": sp.csr_matrix(np.ones((2, 2))), "sampled": {}}
-    search = {"objective": "precision_at_10", "seed": 0}
+    search = {"objective": "precision_at_10", "seed": 0, "n_trials": 2, "timeout_seconds": 60}
     best = search_result(study, search, {"chosen": "likes"}, data)
+    assert best["budget"] == {
+        "trials_planned": 2,
+        "trials_run": 2,
+        "time_cap_seconds": 60.0,
+        "cut_by_time_cap": False,
+    }
     assert best["learning_rate"] == chosen_lr
     assert best["improved_on_defaults"] is improved
     assert best["search_best"]["trial"] == 1
@@ -282,14 +292,16 @@ def test_the_search_timeout_holds_once_a_trial_has_completed(rec_data, tiny_feat
     search = {**p["search"], "timeout_seconds": 0.01, "n_trials": 5, "study_name": "deadline"}
     search["parallel_trials"] = 1  # (each of N parallel ones starts its first trial)
     comparison = {"chosen": "likes"}
-    _, trials, _ = search_hyperparameters(
+    best, trials, _ = search_hyperparameters(
         rec_data, comparison, uf, itf, search, p["training"], p["groups"]
     )
     states = trials.sort_values("number")["state"].tolist()
     # The defaults complete (there is always a model); the next trial is stopped at its
-    # first epoch and no other starts.
+    # first epoch and no other starts; the result says the time cap cut the search.
     assert states[0] == "COMPLETE" and len(states) <= 2
     assert "COMPLETE" not in states[1:]
+    assert best["budget"]["cut_by_time_cap"] is True
+    assert best["budget"]["trials_run"] == len(states) < best["budget"]["trials_planned"] == 5
 
 
 def test_a_trial_running_past_the_deadline_is_pruned_and_the_search_goes_on(
@@ -356,3 +368,60 @@ def test_pruners_from_parameters():
     assert isinstance(median, optuna.pruners.MedianPruner)
     with pytest.raises(ValueError, match="hyperband or median"):
         make_pruner({"kind": "asha"}, 30)
+
+
+def _sha() -> optuna.pruners.BasePruner:
+    return AgainstFinishedTrials(optuna.pruners.SuccessiveHalvingPruner(min_resource=2))
+
+
+def test_the_pruner_ignores_trials_still_running_when_a_trial_started():
+    study = optuna.create_study(direction="maximize", pruner=_sha())
+    first, beside = study.ask(), study.ask()  # both running
+    first.report(0.9, 2)
+    assert not first.should_prune()
+    study.tell(first, 0.9)
+    beside.report(0.1, 2)
+    # Plain successive halving would prune it (0.1 is not in the best third of {0.9, 0.1});
+    # the first trial finished after it started, so it does not count.
+    assert not beside.should_prune()
+    study.tell(beside, 0.1)
+    later = study.ask()  # both have finished by now: they count
+    later.report(0.1, 2)
+    assert later.should_prune()
+
+
+def _search_under_load(jitter_seed: int) -> list[tuple]:
+    """A TPE + successive-halving search in rounds of two threads whose trials take random
+    times (a machine under varying load): the trials drawn, their states and values."""
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=3, multivariate=True, n_startup_trials=4),
+        pruner=_sha(),
+    )
+    delays = np.random.default_rng(jitter_seed)
+
+    def objective(trial: optuna.Trial) -> float:
+        x = trial.suggest_float("x", 0.0, 1.0)
+        for step in (2, 6, 18):
+            time.sleep(float(delays.uniform(0, 0.01)))
+            trial.report(x * step / 18, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+        return x
+
+    def run_round(trials):
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda t: _run_trial(study, t, objective), trials))
+
+    draw = lambda trial: trial.suggest_float("x", 0.0, 1.0)  # noqa: E731
+    _run_rounds(
+        study, draw, contextlib.nullcontext, {"x": 0.5}, 16, 2, time.monotonic() + 60, run_round
+    )
+    return [(t.number, t.params["x"], t.state.name, t.value) for t in study.trials]
+
+
+def test_a_search_in_rounds_draws_and_prunes_the_same_trials_whatever_the_timing():
+    quiet, busy = _search_under_load(0), _search_under_load(1)
+    assert len(quiet) == 16
+    assert quiet == busy
+    assert any(state == "PRUNED" for _, _, state, _ in quiet)  # the pruner took part

@@ -224,6 +224,19 @@ def test_the_skip_search_stops_before_a_trial_would_pass_its_timeout(monkeypatch
         callback(study, study.trials[-1])
     # After 30 s, a 30 s trial still fits in 90 s; after 70 s, a 40 s one does not.
     assert stopped == [2]
+    assert study.user_attrs["stopped_by_time_cap"] is True  # for the report
+
+
+def test_the_skip_search_runs_its_trial_budget_and_says_so(skip_data, skip_params):
+    data, _ = skip_data
+    _, _, summary, trials = train_models(data, skip_params["training"])
+    assert len(trials) == skip_params["training"]["search"]["n_trials"] == 2
+    assert summary["budget"] == {
+        "trials_planned": 2,
+        "trials_run": 2,
+        "time_cap_seconds": 30.0,
+        "cut_by_time_cap": False,
+    }
 
 
 def test_a_one_class_validation_period_leaves_the_model_uncalibrated_and_says_so(

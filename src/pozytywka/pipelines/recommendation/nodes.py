@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 import matplotlib
 import numpy as np
@@ -55,7 +56,7 @@ from pozytywka.recsys.model import (
     ordered_ids,
     threads,
 )
-from pozytywka.tuning import trial_states
+from pozytywka.tuning import search_budget, trial_states
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -470,40 +471,50 @@ def _run_search(
     first = {k: v for k, v in training["defaults"].items() if k in {*search["space"], "epochs"}}
     lock = functools.partial(_study_lock, search["storage"], search["study_name"])
     parallel = threads(search.get("parallel_trials", 1))
+    tagged = _tagged(objective)
     with _progress(n_trials, "LightFM trials") as bar, ThreadPoolExecutor(parallel) as pool:
-        runs = [
-            pool.submit(
-                _run_trials, study, _tagged(objective), lock, first, n_trials, deadline, bar.update
-            )
-            for _ in range(parallel)
-        ]
-        ran = sum(run.result() for run in runs)
+
+        def run_round(trials: list[optuna.Trial]) -> None:
+            for _ in pool.map(functools.partial(_run_trial, study, objective=tagged), trials):
+                bar.update()
+
+        draw = functools.partial(_suggest, space=search["space"])
+        ran = _run_rounds(study, draw, lock, first, n_trials, parallel, deadline, run_round)
     return study, ran
 
 
-def _run_trials(
+def _run_rounds(
     study: optuna.Study,
-    objective,
+    draw,
     lock,
     first: dict,
     n_trials: int,
+    parallel: int,
     deadline: float,
-    on_trial,
+    run_round,
 ) -> int:
-    """Trials one at a time until the study holds ``n_trials``, from every process working
-    on it, or ``deadline`` (``time.monotonic()``) passes; this process's first trial always
-    starts, as under Optuna's own timeout. Each trial is created under the study's ``lock``
+    """Trials in rounds of ``parallel`` until the study holds ``n_trials``, from every process
+    working on it, or ``deadline`` (``time.monotonic()``) passes; this process's first round
+    always starts. A round's trials are created and their hyperparameters drawn here, in
+    order (``draw``), before any of them runs, and the next round starts when all have ended: the
+    sampler then sees the same finished trials whatever the machine's load, so a busy machine
+    draws the trials a quiet one does. Each trial is created under the study's ``lock``
     (``_reserve_trial``), so N processes together run ``n_trials``, not N x ``n_trials``,
     and the defaults (``first``) run once. Returns how many this process ran."""
     ran = 0
     while ran == 0 or time.monotonic() < deadline:
         with lock():
-            trial = _reserve_trial(study, first, n_trials)
-        if trial is None:
+            trials: list[optuna.Trial] = []
+            while len(trials) < parallel and (trial := _reserve_trial(study, first, n_trials)):
+                trials.append(trial)
+        if not trials:
             break
-        _run_trial(study, trial, objective)
-        on_trial()
-        ran += 1
+        for trial in trials:
+            draw(trial)  # now, in trial order, not by racing threads
+        run_round(trials)
+        ran += len(trials)
+    if len(study.get_trials(deepcopy=False)) < n_trials:  # time ran out before the budget
+        study.set_user_attr("stopped_by_time_cap", True)
     return ran
 
 
@@ -591,6 +602,9 @@ def _open_study(search: dict, seed: int | None) -> optuna.Study:
             optuna.delete_study(study_name=search["study_name"], storage=search["storage"])
         except KeyError:
             pass
+    pruner = make_pruner(search["pruner"], search["space"]["epochs"][1])
+    if not isinstance(pruner, optuna.pruners.HyperbandPruner):  # TPE must see Hyperband itself
+        pruner = AgainstFinishedTrials(pruner)
     return optuna.create_study(
         study_name=search["study_name"],
         storage=search["storage"],
@@ -601,8 +615,41 @@ def _open_study(search: dict, seed: int | None) -> optuna.Study:
             multivariate=True,
             n_startup_trials=search["sampler"]["startup_trials"],
         ),
-        pruner=make_pruner(search["pruner"], search["space"]["epochs"][1]),
+        pruner=pruner,
     )
+
+
+class AgainstFinishedTrials(optuna.pruners.BasePruner):
+    """``pruner``, deciding on a trial against the trials that had finished when it started.
+
+    A trial running beside it reaches each checkpoint sooner or later depending on the
+    machine's load; counting it would prune different trials on a busy machine than on a
+    quiet one. With trials run in rounds (``_run_rounds``) the decisions are the same on both.
+    """
+
+    def __init__(self, pruner: optuna.pruners.BasePruner) -> None:
+        self._pruner = pruner
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        finished = cast(optuna.Study, _FinishedBefore(study, trial.datetime_start))
+        return self._pruner.prune(finished, trial)
+
+
+class _FinishedBefore:
+    """A study whose ``get_trials`` holds only the trials finished by ``moment``."""
+
+    def __init__(self, study: optuna.Study, moment) -> None:
+        self._study, self._moment = study, moment
+
+    def __getattr__(self, name: str):
+        return getattr(self._study, name)
+
+    def get_trials(self, deepcopy: bool = True, states=None) -> list:
+        return [
+            t
+            for t in self._study.get_trials(deepcopy=deepcopy, states=states)
+            if t.datetime_complete is not None and t.datetime_complete <= self._moment
+        ]
 
 
 def make_pruner(pruner: dict, max_epochs: int) -> optuna.pruners.BasePruner:
@@ -672,7 +719,7 @@ def _lightfm_objective(
     at its ``checkpoints`` (where it may be pruned; never the first trial, the defaults every
     other is compared with), record AUC, precision and group NDCG as trial attributes. Past
     ``deadline`` (``time.monotonic()``) the running trial is pruned at its next epoch, so the
-    search's timeout holds (and _run_trials starts no other); only once a trial has
+    search's timeout holds (and _run_rounds starts no other); only once a trial has
     completed, so there is always a model to train."""
 
     def objective(trial: optuna.Trial) -> float:
@@ -681,6 +728,7 @@ def _lightfm_objective(
 
         def report(epoch: int, model: LightFM) -> None:
             if time.monotonic() > deadline and _has_completed(trial.study):
+                trial.set_user_attr("stopped_by_time_cap", True)
                 raise optuna.TrialPruned(f"search timeout reached at epoch {epoch}")
             if epoch not in at:
                 return
@@ -785,6 +833,7 @@ def _search_result(study: optuna.Study, search: dict, comparison: dict, data: di
             "gain_over_defaults": gain,
         },
         "validation_likes": int(data["validation"].nnz),
+        "budget": search_budget(study, search["n_trials"], search["timeout_seconds"]),
         **(
             {"selection_sampled": data["sampled"]["selection"]}
             if "selection" in data["sampled"]
