@@ -18,6 +18,7 @@ from starlette.types import ExceptionHandler
 
 from .catalogue import UnknownGenres, UnknownIds
 from .dependencies import BASELINE_VERSIONS, VARIANTS, assign_variant
+from .docs import add_docs
 from .loading import ServiceState, load_service
 from .observe import LATENCY_BUCKETS, LOGGED, Metrics, ObserveMiddleware
 from .routers import ROUTERS
@@ -123,6 +124,8 @@ def create_app(state: ServiceState, close_on_shutdown: bool = True) -> FastAPI:
         version=f"{state.versions['recommender']} / {state.versions['skip']}",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc from the service's own files: serving/docs.py
+        redoc_url=None,
     )
     app.state.service = state
     app.state.metrics = Metrics()
@@ -139,6 +142,7 @@ def create_app(state: ServiceState, close_on_shutdown: bool = True) -> FastAPI:
     app.add_exception_handler(UnknownGenres, cast(ExceptionHandler, unknown_genres))
     for router in ROUTERS:
         app.include_router(router)
+    add_docs(app)
     app.openapi = served_openapi(  # type: ignore[method-assign]
         app, state.config, state.catalogue.genres
     )
