@@ -2,6 +2,7 @@
 
 from .generated_text import GeneratedTextDataset
 from .incoming import IncomingJsonlDataset
+from .markdown import MarkdownDataset
 from .mlflow_metrics import BatchedMlflowMetricsDataset
 from .mlflow_model import DescribedMlflowModelDataset
 from .prediction_log import OptionalParquetDataset, PredictionLogDataset
@@ -12,6 +13,7 @@ __all__ = [
     "DescribedMlflowModelDataset",
     "GeneratedTextDataset",
     "IncomingJsonlDataset",
+    "MarkdownDataset",
     "OptionalParquetDataset",
     "PredictionLogDataset",
     "SyntheticTruthDataset",

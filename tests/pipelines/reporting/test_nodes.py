@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from pozytywka.pipelines.reporting.nodes import (
+    GROUP_METRICS,
     plot_recommendation,
     plot_skip,
     recommendation_markdown,
@@ -16,8 +17,10 @@ from pozytywka.pipelines.reporting.nodes import (
     search_summary,
     skip_markdown,
     skip_mlflow,
+    skip_model_text,
     skip_report,
 )
+from pozytywka.plotting import readable_log_ticks
 from pozytywka.recsys.metrics import HIT_RATE_KS, USER_METRICS
 from tests.project import load_params
 
@@ -76,7 +79,7 @@ def test_recommendation_report_without_oracle_says_what_is_significant():
     )
     markdown = recommendation_markdown(report, search_summary(comparison, best, trials, {}), groups)
     mlflow = recommendation_mlflow(report)
-    plots = plot_recommendation(trials, pd.DataFrame(), pd.DataFrame(), NO_ORACLE, groups)
+    plots = plot_recommendation(trials, best, pd.DataFrame(), pd.DataFrame(), NO_ORACLE, groups)
     assert "oracle" not in report and report["oracle_absent_reason"] == NO_ORACLE["reason"]
     assert report["model"]["precision_at_10"] == pytest.approx(model.mean())
     # hit rate is a micro average: 100 users find both positives, 100 none -> 200 / 400
@@ -222,3 +225,219 @@ def test_skip_report_figures_and_differences():
     assert "skip/test/roc_auc" in mlflow
     for fig in plots:
         plt.close(fig)
+
+
+BUDGETS = {
+    "cut": {
+        "trials_planned": 20,
+        "trials_run": 7,
+        "time_cap_seconds": 300.0,
+        "cut_by_time_cap": True,
+    },
+    "whole": {
+        "trials_planned": 12,
+        "trials_run": 12,
+        "time_cap_seconds": 45.0,
+        "cut_by_time_cap": False,
+    },
+}
+TIME_CAP = "stopped the search early, so a run on a less busy machine may choose another model"
+
+
+@pytest.mark.parametrize("budget", [*BUDGETS, None])
+def test_recommendation_report_says_how_many_trials_ran(budget):
+    model = np.full(20, 0.3)
+    per_user, evaluation, comparison, best, trials = _recommendation_inputs(model, model - 0.1)
+    if budget:
+        best["budget"] = BUDGETS[budget]
+    report = recommendation_report(
+        per_user, evaluation, pd.DataFrame(), pd.DataFrame(), NO_ORACLE, pd.DataFrame(), BOOTSTRAP
+    )
+    markdown = recommendation_markdown(
+        report,
+        search_summary(comparison, best, trials, {}),
+        load_params("recommendation")["groups"],
+    )
+    assert ("7 of 20 planned trials ran." in markdown) == (budget == "cut")
+    assert ("12 of 12 planned trials ran." in markdown) == (budget == "whole")
+    assert (f"The time cap (300 s) {TIME_CAP}." in markdown) == (budget == "cut")
+    assert "planned trials" in markdown or budget is None
+
+
+def _group_table(n_groups: int = 12) -> pd.DataFrame:
+    """Group playlists of the history baseline, popularity and the model: the model's are
+    more coherent (lower clustering score)."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for scorer, strategy, clustering in [
+        ("baseline", "history", 2.0),
+        ("popularity", "average", 1.5),
+        ("model", "average", 1.0),
+    ]:
+        for g in range(n_groups):
+            values = {m: rng.uniform(0.1, 0.5) for m in GROUP_METRICS}
+            rows.append(
+                {**values, "clustering": clustering, "group": g, "size": 2 + g % 3}
+                | {"scorer": scorer, "strategy": strategy}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_group_table_says_the_clustering_score_is_lower_is_better():
+    model = np.full(20, 0.3)
+    per_user, evaluation, comparison, best, trials = _recommendation_inputs(model, model - 0.1)
+    groups = load_params("recommendation")["groups"]
+    report = recommendation_report(
+        per_user, evaluation, _group_table(), pd.DataFrame(), NO_ORACLE, pd.DataFrame(), BOOTSTRAP
+    )
+    markdown = recommendation_markdown(report, search_summary(comparison, best, trials, {}), groups)
+    assert "| clustering (lower is better) |" in markdown
+    assert "| zero_recall_share (lower is better) |" in markdown
+    assert "| recall_mean |" in markdown
+
+
+def _skip_selection(**extra) -> dict:
+    return {
+        "best_params": {
+            "model": "hist_gradient_boosting",
+            "hgb_learning_rate": 0.1,
+            "hgb_max_leaf_nodes": 31,
+            "hgb_min_samples_leaf": 20,
+            "hgb_l2": 1e-4,
+        },
+        "selection_metric": "roc_auc",
+        "validation_value": 0.7,
+        "linear_svc_validation_value": 0.7,
+        "calibration": "sigmoid",
+        **extra,
+    }
+
+
+def _oracle_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
+    """An oracle that knows the truth up to a little noise."""
+    y = predictions["skipped"].to_numpy(dtype=float)
+    score = np.clip(y * 0.8 + 0.1 + np.random.default_rng(2).normal(0, 0.05, len(y)), 0, 1)
+    return pd.DataFrame({"oracle_score": score, "oracle_predicted": score > 0.5})
+
+
+def test_skip_report_shows_the_oracle_share_only_where_higher_is_better():
+    predictions = _skip_predictions()
+    oracle = _oracle_predictions(predictions)
+    report = skip_report(predictions, oracle, {"available": True}, BOOTSTRAP)
+    importance = pd.DataFrame({"feature": ["a"], "importance_mean": [0.1], "importance_std": [0.0]})
+    markdown = skip_markdown(report, _skip_selection(), importance)
+    table = markdown.split("| metric | baseline |")[1].split("\n\n")[0].splitlines()
+    assert table[0].endswith("| oracle | final / oracle |")
+    last_cell = {row.split(" | ")[0]: row.split(" | ")[-1] for row in table[2:]}
+    for m in ["brier_score", "expected_calibration_error"]:
+        assert last_cell[f"| {m} (lower is better)"] == "– |", m
+    share = report["final"]["roc_auc"] / report["oracle"]["roc_auc"]
+    assert last_cell["| roc_auc"] == f"{share:.1%} |"
+    assert "| brier_score |" not in markdown
+
+
+@pytest.mark.parametrize("budget", [*BUDGETS, None])
+def test_skip_report_names_the_model_in_words_and_the_trials_run(budget):
+    predictions = _skip_predictions()
+    importance = pd.DataFrame({"feature": ["a"], "importance_mean": [0.1], "importance_std": [0.0]})
+    selection = _skip_selection(**({"budget": BUDGETS[budget]} if budget else {}))
+    markdown = skip_markdown(
+        skip_report(predictions, pd.DataFrame(), NO_ORACLE, BOOTSTRAP), selection, importance
+    )
+    assert (
+        "Final model: histogram gradient boosting (learning rate 0.1, max leaf nodes 31, min "
+        "samples leaf 20, L2 regularisation 0.0001) (validation roc_auc 0.7000" in markdown
+    )
+    assert "{" not in markdown and "hgb_" not in markdown
+    assert ("7 of 20 planned trials ran." in markdown) == (budget == "cut")
+    assert ("12 of 12 planned trials ran." in markdown) == (budget == "whole")
+    assert (f"The time cap (300 s) {TIME_CAP}." in markdown) == (budget == "cut")
+    assert TIME_CAP not in markdown or budget == "cut"
+
+
+def test_skip_model_in_words_for_logistic_regression():
+    assert skip_model_text({"model": "logistic_regression", "lr_C": 0.012345}) == (
+        "logistic regression (inverse regularisation C 0.0123)"
+    )
+
+
+def _trials(objective_values: np.ndarray, rng: np.random.Generator) -> pd.DataFrame:
+    """Optuna's trials table for LightFM: log-scaled hyperparameters over narrow and wide
+    ranges (narrow ones used to label minor ticks on top of each other)."""
+    n = len(objective_values)
+    return pd.DataFrame(
+        {
+            "number": np.arange(n),
+            "value": objective_values,
+            "params_epochs": rng.integers(2, 7, n),
+            "params_item_alpha": 10 ** rng.uniform(-6, 1, n),
+            "params_learning_rate": 10 ** rng.uniform(-3.5, -0.7, n),
+            "params_loss": rng.choice(["warp", "bpr"], n),
+            "params_no_components": rng.integers(8, 17, n),
+            "params_user_alpha": 10 ** rng.uniform(-6, -5.5, n),
+            "user_attrs_auc": rng.uniform(0.5, 0.9, n),
+            "user_attrs_group_ndcg": rng.uniform(0, 0.1, n),
+            "state": "COMPLETE",
+        }
+    )
+
+
+def _overlapping_tick_labels(fig: plt.Figure) -> list[tuple[str, str]]:
+    """Pairs of x tick labels (of any axes in ``fig``) whose drawn boxes overlap."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [
+        (label.get_text(), label.get_window_extent(renderer))
+        for ax in fig.axes
+        for label in [*ax.xaxis.get_majorticklabels(), *ax.xaxis.get_minorticklabels()]
+        if label.get_visible() and label.get_text()
+    ]
+    return [
+        (a, b)
+        for i, (a, box_a) in enumerate(boxes)
+        for b, box_b in boxes[i + 1 :]
+        if box_a.overlaps(box_b)
+    ]
+
+
+def test_hyperparameter_effects_plot_the_search_objective_with_readable_log_ticks():
+    rng = np.random.default_rng(0)
+    trials = _trials(rng.uniform(0.05, 0.2, 12), rng)
+    groups = load_params("recommendation")["groups"]
+    best = {"objective": "ndcg_at_10"}
+    effects, sizes = plot_recommendation(
+        trials, best, pd.DataFrame(), pd.DataFrame(), NO_ORACLE, groups
+    )
+    first = effects.axes[0]
+    assert first.get_ylabel() == "validation ndcg_at_10"
+    assert "ndcg_at_10" in effects._suptitle.get_text()
+    x, y = first.collections[0].get_offsets().T
+    assert list(y) == pytest.approx(list(trials["value"]))  # the objective, not the AUC
+    assert not _overlapping_tick_labels(effects)
+    log_axes = [ax for ax in effects.axes if ax.get_xscale() == "log"]
+    assert len(log_axes) == 8 and all(len(ax.get_xticks()) <= 3 for ax in log_axes)
+    for fig in (effects, sizes):
+        plt.close(fig)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_optuna_slice_plot_with_readable_log_ticks():
+    optuna = pytest.importorskip("optuna")
+    from optuna.visualization import matplotlib as ovm  # noqa: PLC0415
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(
+        lambda t: (
+            t.suggest_float("item_alpha", 1e-6, 10, log=True)
+            + t.suggest_int("no_components", 8, 16, log=True)
+            + t.suggest_float("learning_rate", 3e-4, 0.2, log=True)
+        ),
+        n_trials=8,
+    )
+    axes = ovm.plot_slice(study)
+    fig = np.ravel(np.asarray(axes, dtype=object))[0].figure
+    fig.set_size_inches(11, 5)
+    assert _overlapping_tick_labels(fig)  # matplotlib's own ticks: 8x10^0, 9x10^0, 10^1
+    assert not _overlapping_tick_labels(readable_log_ticks(fig))
+    plt.close(fig)

@@ -28,6 +28,7 @@ from lightfm.data import Dataset
 from tqdm.auto import tqdm
 
 from pozytywka.intervals import user_bootstrap, weighted_means
+from pozytywka.plotting import readable_log_ticks
 from pozytywka.recsys.baselines import baseline_scorers
 from pozytywka.recsys.encoding import label_pairs, pairs_matrix
 from pozytywka.recsys.groups import (
@@ -923,6 +924,7 @@ def plot_search(study: optuna.Study) -> tuple[Figure, Figure, Figure]:
         ax.set_axis_off()
     for fig in (history, slices, importance):
         fig.set_size_inches(11, 5)
+    readable_log_ticks(slices, min_panel_inches=2.0)  # a panel per hyperparameter, log axes
     return history, importance, slices
 
 

@@ -28,6 +28,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from pozytywka.experiments.outcomes import LOWER_IS_BETTER as OUTCOMES_LOWER_IS_BETTER
 from pozytywka.intervals import (
     CALIBRATION_METRICS,
     CONFUSION_METRICS,
@@ -41,6 +42,7 @@ from pozytywka.intervals import (
     weighted_means,
     weighted_ratio,
 )
+from pozytywka.plotting import readable_log_ticks
 from pozytywka.recsys.metrics import HIT_RATE_KS, USER_METRICS, summarise_ranking
 from pozytywka.tracking import mlflow_metrics
 
@@ -48,6 +50,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 logger = logging.getLogger(__name__)
+
+
+# Larger is better except for these: the A/B outcomes' and calibration's (experiments.outcomes)
+# and the group playlists' clustering score and share of members without a hit. They get no
+# share of the oracle, and for them lower is better in words.
+LOWER_IS_BETTER = frozenset({*OUTCOMES_LOWER_IS_BETTER, "clustering", "zero_recall_share"})
+
+
+def _label(metric: str) -> str:
+    """A table's row label: the metric, and its direction where lower is better."""
+    return f"{metric} (lower is better)" if metric in LOWER_IS_BETTER else metric
 
 
 def _finite(value: float) -> float | None:
@@ -95,18 +108,19 @@ def _difference_lines(title: str, a: str, b: str, diff: dict) -> list[str]:
         lo, hi = d["interval"]
         interval = f"[{lo:+.4f}, {hi:+.4f}]" if lo is not None else "–"
         lines.append(
-            f"| {m} | {_fmt_signed(d['estimate'])} | {interval} | "
+            f"| {_label(m)} | {_fmt_signed(d['estimate'])} | {interval} | "
             f"{'yes' if d['significant'] else '**no**'} |"
         )
     same = [m for m, d in diff.items() if not d["significant"]]
-    better = [m for m, d in diff.items() if d["significant"] and d["estimate"] > 0]
-    worse = [m for m, d in diff.items() if d["significant"] and d["estimate"] < 0]
+    real = [m for m in diff if m not in same]
+    better = [m for m in real if (diff[m]["estimate"] > 0) != (m in LOWER_IS_BETTER)]
+    worse = [m for m in real if m not in better]
     subject = a[0].upper() + a[1:]
     lines.append("")
     if better:
-        lines.append(f"{subject} is significantly above {b} on {', '.join(better)}.")
+        lines.append(f"{subject} is significantly better than {b} on {', '.join(better)}.")
     if worse:
-        lines.append(f"{subject} is significantly **below** {b} on {', '.join(worse)}.")
+        lines.append(f"{subject} is significantly **worse** than {b} on {', '.join(worse)}.")
     if same:
         lines.append(
             f"The difference between {a} and {b} is **not significant** (the 95% "
@@ -307,14 +321,19 @@ def search_summary(
 
 def plot_recommendation(
     trials: pd.DataFrame,
+    best: dict,
     group_table: pd.DataFrame,
     oracle_group_table: pd.DataFrame,
     oracle_evaluation: dict,
     groups: dict,
 ) -> tuple[plt.Figure, plt.Figure]:
-    """Hyperparameter effects of the search, and group playlists by group size."""
+    """Hyperparameter effects on the search's objective (``best["objective"]``), and group
+    playlists by group size."""
     table = _with_oracle(group_table, oracle_group_table, oracle_evaluation)
-    return (_plot_hyperparameters(trials), _plot_group_sizes(table, groups["reference_strategy"]))
+    return (
+        _plot_hyperparameters(trials, best["objective"]),
+        _plot_group_sizes(table, groups["reference_strategy"]),
+    )
 
 
 def _search_sentence(search: dict) -> str:
@@ -332,23 +351,42 @@ def _search_sentence(search: dict) -> str:
             f"{sampled['users']} of the {sampled['of']} users "
             "(`recommendation.validation.max_users`), the final models all of them"
         )
+    return found + _defaults_verdict(best) + _budget_sentences(best.get("budget"))
+
+
+def _defaults_verdict(best: dict) -> str:
+    """The end of the search sentence: whether the search beat the default configuration."""
     if best.get("improved_on_defaults", True):
-        return found + "."
+        return "."
     top = best.get("search_best") or {}
     gain = top.get("gain_over_defaults")
     if gain:
         low, high = gain["interval"]
         interval = f"[{low:+.4f}, {high:+.4f}]" if low is not None else "no interval"
-        return found + (
+        return (
             f". The search's best other trial, #{top['trial']} "
             f"({top['validation_value']:.4f}), is **not significantly better than the default "
             f"configuration** on validation (paired difference {gain['estimate']:+.4f}, 95% "
             f"interval {interval}), so the defaults are trained."
         )
-    return found + (
+    return (
         ": **nothing better than the default configuration** (the first trial) "
         "was found, so the defaults are trained."
     )
+
+
+def _budget_sentences(budget: dict | None) -> str:
+    """How many of the planned trials a search ran and whether its time cap cut it short
+    (nothing for outputs written before searches recorded their budget)."""
+    if not budget:
+        return ""
+    said = f" {budget['trials_run']} of {budget['trials_planned']} planned trials ran."
+    if budget["cut_by_time_cap"]:
+        said += (
+            f" The time cap ({budget['time_cap_seconds']:g} s) stopped the search early, so a "
+            "run on a less busy machine may choose another model."
+        )
+    return said
 
 
 def recommendation_markdown(report: dict, search: dict, groups: dict) -> str:
@@ -480,17 +518,30 @@ def _metric_table(
     report: dict, scorers: list[str], metrics: Sequence[str], model: str
 ) -> list[str]:
     """Each metric of every scorer with its interval, and ``model``'s share of the oracle
-    where there is one."""
+    where there is one (for higher-is-better metrics only)."""
     has_oracle = "oracle" in scorers
     header = [*scorers, f"{model} / oracle"] if has_oracle else scorers
     lines = ["| metric | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
     for m in metrics:
         cells = [_fmt(report[s].get(m), report["intervals"][s].get(m)) for s in scorers]
         if has_oracle:
-            oracle, value = report["oracle"].get(m), report[model].get(m)
-            cells.append(f"{value / oracle:.1%}" if oracle and value is not None else "–")
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+            share = _oracle_share(report[model].get(m), report["oracle"].get(m), m)
+            cells.append("–" if share is None else f"{share:.1%}")
+        lines.append(f"| {_label(m)} | " + " | ".join(cells) + " |")
+    if has_oracle:
+        lines += [
+            "",
+            f"{model} / oracle: {model} as a share of the oracle, where higher is better.",
+        ]
     return lines
+
+
+def _oracle_share(value: float | None, oracle: float | None, metric: str) -> float | None:
+    """``value`` as a share of the oracle's; None where lower is better (a share above 100%
+    would read as beating the oracle) or undefined."""
+    if metric in LOWER_IS_BETTER or not oracle or value is None:
+        return None
+    return value / oracle
 
 
 def _group_lines(report: dict, scorers: list[str], g: dict) -> list[str]:
@@ -514,7 +565,7 @@ def _group_lines(report: dict, scorers: list[str], g: dict) -> list[str]:
             "|---|" + "---:|" * len(present),
         ]
         lines += [
-            f"| {m} | "
+            f"| {_label(m)} | "
             + " | ".join(_fmt(by_scorer[s][m], intervals[s].get(m)) for s in present)
             + " |"
             for m in GROUP_HEADLINE
@@ -581,13 +632,9 @@ def recommendation_mlflow(report: dict) -> dict:
     for pair, diff in report["difference"].items():
         metrics.update({f"rec/test/{pair}/{m}": d["estimate"] for m, d in diff.items()})
     if "oracle" in report:
-        metrics.update(
-            {
-                f"rec/test/model_fraction_of_oracle/{m}": report["model"][m] / o
-                for m, o in report["oracle"].items()
-                if o
-            }
-        )
+        for m, oracle in report["oracle"].items():
+            if (share := _oracle_share(report["model"][m], oracle, m)) is not None:
+                metrics[f"rec/test/model_fraction_of_oracle/{m}"] = share
     metrics.update(
         {
             f"rec/groups/{st}/{s}/{m}": v
@@ -604,12 +651,21 @@ def _scorer_prefix(prefix: str, scorer: str, headline: str) -> str:
     return prefix if scorer == headline else f"{prefix}/{scorer}"
 
 
-def _plot_hyperparameters(trials: pd.DataFrame) -> plt.Figure:
-    """Each searched hyperparameter against validation AUC and group NDCG, one dot per trial."""
+LOG_SCALED_HYPERPARAMETERS = {"learning_rate", "item_alpha", "user_alpha", "no_components"}
+
+
+def _plot_hyperparameters(trials: pd.DataFrame, objective: str) -> plt.Figure:
+    """Each searched hyperparameter against the search's validation ``objective`` (the
+    trial's value) and group NDCG, one dot per completed trial."""
     params = [c for c in trials.columns if c.startswith("params_")]
-    targets = [("user_attrs_auc", "validation AUC"), ("user_attrs_group_ndcg", "group NDCG")]
+    targets = [("value", f"validation {objective}")]
+    if objective != "group_ndcg":
+        targets.append(("user_attrs_group_ndcg", "validation group_ndcg"))
     fig, axes = plt.subplots(
-        len(targets), max(len(params), 1), squeeze=False, figsize=(3.2 * max(len(params), 1), 6)
+        len(targets),
+        max(len(params), 1),
+        squeeze=False,
+        figsize=(3.2 * max(len(params), 1), 3 * len(targets)),
     )
     done = trials[trials["state"] == "COMPLETE"] if len(trials) else trials
     for i, (col, label) in enumerate(targets):
@@ -619,19 +675,14 @@ def _plot_hyperparameters(trials: pd.DataFrame) -> plt.Figure:
                 x = done[p]
                 numeric = pd.api.types.is_numeric_dtype(x)
                 ax.scatter(x if numeric else x.astype(str), done[col], s=18, alpha=0.8)
-                if numeric and p.split("_", 1)[1] in {
-                    "learning_rate",
-                    "item_alpha",
-                    "user_alpha",
-                    "no_components",
-                }:
+                if numeric and p.removeprefix("params_") in LOG_SCALED_HYPERPARAMETERS:
                     ax.set_xscale("log")
             ax.set_xlabel(p.removeprefix("params_"))
             if j == 0:
                 ax.set_ylabel(label)
-    fig.suptitle(f"Hyperparameter effects ({len(done)} completed Optuna trials)")
+    fig.suptitle(f"Hyperparameter effects on {objective} ({len(done)} completed Optuna trials)")
     fig.tight_layout()
-    return fig
+    return readable_log_ticks(fig)
 
 
 def _plot_group_sizes(table: pd.DataFrame, strategy: str) -> plt.Figure:
@@ -842,6 +893,31 @@ def plot_skip(
     )
 
 
+SKIP_MODEL_NAMES = {
+    "hist_gradient_boosting": "histogram gradient boosting",
+    "logistic_regression": "logistic regression",
+}
+SKIP_PARAM_NAMES = {"hgb_l2": "L2 regularisation", "lr_C": "inverse regularisation C"}
+
+
+def skip_model_text(params: dict) -> str:
+    """The search's chosen skip model in words: ``{"model": "hist_gradient_boosting",
+    "hgb_learning_rate": 0.1, ...}`` -> "histogram gradient boosting (learning rate 0.1, ...)"."""
+    settings = ", ".join(
+        f"{_setting_name(k)} {f'{v:.3g}' if isinstance(v, float) else v}"
+        for k, v in params.items()
+        if k != "model"
+    )
+    model = str(params.get("model", "model"))
+    name = SKIP_MODEL_NAMES.get(model, model)
+    return f"{name} ({settings})" if settings else name
+
+
+def _setting_name(key: str) -> str:
+    """``hgb_max_leaf_nodes`` -> "max leaf nodes": without the model's prefix."""
+    return SKIP_PARAM_NAMES.get(key) or key.partition("_")[2].replace("_", " ") or key
+
+
 def _skip_caveats(selection: dict) -> list[str]:
     """What the reader should know before the figures: a search that did not beat the
     reference, features the data left empty, a genre rule that cannot discriminate."""
@@ -888,9 +964,10 @@ def skip_markdown(report: dict, selection: dict, importance: pd.DataFrame) -> st
         f"Test split: **{sizes['test_plays']} (session, track) plays** of **"
         f"{sizes['test_users']} users**, skip share {_fmt(sizes['skip_share'])}; 95% "
         f"intervals from {sizes['bootstrap_resamples']} bootstrap resamples of test "
-        f"users. Final model: {selection['best_params']} (validation "
+        f"users. Final model: {skip_model_text(selection['best_params'])} (validation "
         f"{selection['selection_metric']} {selection['validation_value']:.4f}; LinearSVC "
-        f"{selection['linear_svc_validation_value']:.4f}).",
+        f"{selection['linear_svc_validation_value']:.4f})."
+        + _budget_sentences(selection.get("budget")),
         "",
     ]
     lines += _skip_caveats(selection)
@@ -965,7 +1042,7 @@ def _calibration_lines(report: dict, selection: dict) -> list[str]:
         change = _fmt_signed(diff[m]["estimate"])
         change += f" [{lo:+.4f}, {hi:+.4f}]" if lo is not None else ""
         lines.append(
-            f"| {m} | {_fmt(before.get(m), intervals['final_uncalibrated'].get(m))} "
+            f"| {_label(m)} | {_fmt(before.get(m), intervals['final_uncalibrated'].get(m))} "
             f"| {_fmt(after.get(m), intervals['final'].get(m))} | {change} |"
         )
     lines += [

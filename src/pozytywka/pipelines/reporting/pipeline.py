@@ -65,6 +65,7 @@ def _recommendation_nodes() -> list[Node]:
             plot_recommendation,
             [
                 "optuna_trials",
+                "best_hyperparameters",
                 "group_playlist_evaluation",
                 "oracle_group_playlist_evaluation",
                 "oracle_recommendation_evaluation",
