@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from pozytywka.pipeline_registry import register_pipelines
+from pozytywka.tracking import HEADLINE_METRICS
 from tests.project import mlflow_store
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -112,10 +113,34 @@ def test_default_pipeline_end_to_end(project):
         assert trial_runs["params.learning_rate"].notna().all()
         assert last["params.synthetic_data.size"] == "tiny"
         assert last["params.feature_engineering.split.strategy"] == "random"
+        # Each defect count is in the data-quality artifact, not a column of the runs table.
+        assert "metrics.dq/sessions/dropped/malformed_line" not in last
+        logged_report = mlflow.artifacts.load_dict(f"runs:/{last['run_id']}/data_quality.json")
         assert (
-            last["metrics.dq/sessions/dropped/malformed_line"]
+            logged_report["dropped"]["sessions"]["malformed_line"]["count"]
             == injected["sessions"]["dropped"]["malformed_line"]
         )
+        metric_columns = [c for c in every.columns if c.startswith("metrics.")]
+        assert len(metric_columns) < 150, len(metric_columns)
+        for headline in HEADLINE_METRICS:
+            assert f"metrics.{headline}" in last, headline
+        # Trials: their real times and states; the defaults named; failures say why.
+        states = dict(zip(trials["number"], trials["state"], strict=True))
+        for _, trial in trial_runs.iterrows():
+            state = states[int(trial["tags.trial.number"])]
+            status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}[state]
+            assert trial["status"] == status and trial["tags.trial.state"] == state
+            assert trial["end_time"] >= trial["start_time"]
+        defaults = trial_runs[trial_runs["tags.trial.number"] == "0"].iloc[0]
+        assert defaults["tags.mlflow.runName"] == "rec trial 0 (defaults)"
+        slowest = (trial_runs["end_time"] - trial_runs["start_time"]).max()
+        assert slowest.total_seconds() >= trials["duration"].max() * 0.9
+        # The experiment is typed as model training, with its headline view.
+        experiment = mlflow.get_experiment(last["experiment_id"])
+        assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+        view = json.loads(experiment.tags["mlflow.sharedViewState.training"])
+        assert view["selectedColumns"][0] == f"metrics.`{HEADLINE_METRICS[0]}`"
+        assert [e.name for e in mlflow.search_experiments()] == ["pozytywka"]  # no "Default"
         inputs = {i.dataset.name for i in mlflow.get_run(last["run_id"]).inputs.dataset_inputs}
         assert {"interactions", "skip_dataset"} <= inputs
         artifacts = {a.path for a in mlflow.artifacts.list_artifacts(run_id=last["run_id"])}
@@ -128,6 +153,7 @@ def test_default_pipeline_end_to_end(project):
         } <= artifacts
         assert 0 <= last["metrics.rec/test/auc"] <= 1
         assert last["metrics.timing/total_node_seconds"] > 0
+        assert "node_timings.json" in artifacts
         logged = mlflow.search_logged_models(
             experiment_ids=[last["experiment_id"]], output_format="list"
         )

@@ -3,6 +3,7 @@ batched metrics dataset logs what kedro-mlflow's logs."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -10,13 +11,20 @@ from pathlib import Path
 import mlflow
 import numpy as np
 import pandas as pd
+import pytest
 from kedro_mlflow.io.metrics import MlflowMetricsHistoryDataset
 from mlflow.data.pandas_dataset import from_pandas
 
 from pozytywka import hooks
 from pozytywka.datasets import BatchedMlflowMetricsDataset
 from pozytywka.hooks import TrainingTable
-from pozytywka.tracking import relocate_store
+from pozytywka.tracking import (
+    HEADLINE_METRICS,
+    champion_decision,
+    describe_experiment,
+    drop_empty_default_experiment,
+    relocate_store,
+)
 from tests.project import mlflow_store
 
 
@@ -76,6 +84,21 @@ def test_batched_metrics_log_what_kedro_mlflows_dataset_logs(tmp_path):
     assert set(batched) == {"report.auc", "report.curve"} and len(batched["report.curve"]) == 1001
 
 
+def test_metrics_outside_keep_are_not_logged(tmp_path):
+    data = {
+        "rec/test/ndcg_at_10": {"value": 0.3, "step": 0},
+        "rec/test/als/ndcg_at_10": {"value": 0.2, "step": 0},
+        "rec/test/ndcg_at_25": {"value": 0.4, "step": 0},
+        "dq/users/missing/name": {"value": 3, "step": 0},
+    }
+    with mlflow_store(tmp_path):
+        experiment = mlflow.create_experiment("keep", artifact_location=str(tmp_path / "a"))
+        with mlflow.start_run(experiment_id=experiment) as run:
+            BatchedMlflowMetricsDataset(keep=["rec/test/*ndcg_at_10"]).save(data)
+        logged = mlflow.get_run(run.info.run_id).data.metrics
+    assert logged == {"rec/test/ndcg_at_10": 0.3, "rec/test/als/ndcg_at_10": 0.2}
+
+
 def test_a_logged_training_table_has_mlflows_schema_and_a_digest_of_its_data(monkeypatch):
     monkeypatch.setattr(hooks, "DIGEST_ROWS", 10)  # the one missing value lies past the head
     frame = pd.DataFrame(
@@ -96,3 +119,41 @@ def test_a_logged_training_table_has_mlflows_schema_and_a_digest_of_its_data(mon
     changed = frame.assign(weight=frame["weight"] * 2)
     assert TrainingTable.of(changed, "t").digest != table.digest
     assert TrainingTable.of(frame.copy(), "t").digest == table.digest
+
+
+def test_the_recorded_command_uses_kedros_current_options():
+    run_params = {"pipeline_names": ["from_raw"], "env": "tiny", "runtime_params": {"a.b": 1}}
+    expected = 'kedro run --pipelines from_raw --env tiny --params "a.b=1"'
+    assert hooks._kedro_command(run_params) == expected
+    assert hooks._kedro_command({"pipeline_names": [], "env": "local"}) == "kedro run"
+
+
+@pytest.mark.parametrize(
+    ("value", "champion", "becomes", "says"),
+    [
+        (0.2, None, True, "Champion: the first version"),
+        (0.1, {"version": "3", "fingerprint": "other", "value": 0.9}, True, "other data"),
+        (0.2, {"version": "3", "fingerprint": "same", "value": 0.1}, True, "beats version 3"),
+        (0.1, {"version": "3", "fingerprint": "same", "value": 0.2}, False, "does not beat"),
+        (0.1, {"version": "3", "fingerprint": "same", "value": 0.1}, False, "does not beat"),
+        (None, None, False, "not compared"),
+    ],
+)
+def test_champion_is_decided_only_against_the_same_data(value, champion, becomes, says):
+    decided, why = champion_decision("rec/test/precision_at_10", value, "same", champion)
+    assert decided is becomes and says in why, why
+
+
+def test_the_experiment_is_typed_and_the_empty_default_one_dropped(tmp_path):
+    with mlflow_store(tmp_path):
+        client = mlflow.MlflowClient()
+        experiment = client.create_experiment("pozytywka", str(tmp_path / "a"))
+        view = describe_experiment(client, experiment)
+        assert drop_empty_default_experiment(client) is True
+        assert drop_empty_default_experiment(client) is False  # gone already
+        tags = client.get_experiment(experiment).tags
+        assert [e.name for e in client.search_experiments()] == ["pozytywka"]
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    columns = json.loads(tags["mlflow.sharedViewState.training"])["selectedColumns"]
+    assert columns[: len(HEADLINE_METRICS)] == [f"metrics.`{m}`" for m in HEADLINE_METRICS]
+    assert view.endswith("workflowType=machine_learning&viewStateShareKey=training")

@@ -15,13 +15,19 @@ import optuna
 import pandas as pd
 from kedro.framework.hooks import hook_impl
 from mlflow.data.pandas_dataset import PandasDataset, from_pandas
+from mlflow.entities import Metric, Param
 from mlflow.models import infer_signature
 from mlflow.types import ColSpec, Schema
 
 from .datasets import GeneratedTextDataset
 from .datasets.synthetic_truth import RAW_FILES, sha256_file
 from .profiling import PeakSampler
-from .tracking import relocate_store
+from .tracking import (
+    champion_decision,
+    describe_experiment,
+    drop_empty_default_experiment,
+    relocate_store,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -109,19 +115,14 @@ class RecordNodeTimings:
         timings = self._timings()
         if "node_timings" in catalog:
             catalog.save("node_timings", timings)
-        if mlflow.active_run() is not None:
+        if mlflow.active_run() is not None:  # the totals as metrics, every node in the file
             mlflow.log_metrics(
                 {
-                    f"timing/{r['node']}/{k}": float(r[k])
-                    for r in self._rows
-                    for k in ("seconds", "peak_rss_mb")
-                }
-                | {
-                    "timing/total_node_seconds": timings["total_node_seconds"],
-                    "timing/total_io_seconds": timings["total_io_seconds"],
-                    "timing/run_seconds": timings["run_seconds"],
+                    f"timing/{k}": float(timings[k])
+                    for k in ("run_seconds", "total_node_seconds", "peak_rss_mb")
                 }
             )
+            mlflow.log_dict(timings, "node_timings.json")
 
     def _timings(self) -> dict:
         """The profile: nodes and datasets slowest first, their totals, and the run's wall
@@ -168,7 +169,9 @@ class DescribeMlflowRun:
     kedro-mlflow opens the run; this names it after the pipeline, environment and overrides,
     tags it with the git commit, the kedro command and the raw data's fingerprint, logs each
     search's winning hyperparameters as parameters and each Optuna trial of the LightFM search
-    as a nested run (its hyperparameters, its validation objective per epoch as steps).
+    as a nested run (its hyperparameters, its validation objective per epoch as steps, its
+    real start, end and state). The experiment is typed as model training, with a view of
+    its runs table that shows the headline figures first (``tracking.describe_experiment``).
     """
 
     def __init__(self) -> None:
@@ -176,11 +179,16 @@ class DescribeMlflowRun:
 
     @hook_impl(trylast=True)  # after kedro-mlflow has opened the run
     def before_pipeline_run(self, run_params: dict, pipeline, catalog) -> None:
-        if mlflow.active_run() is None:
+        run = mlflow.active_run()
+        if run is None:
             return
         project = Path(run_params.get("project_path") or ".")
         self._raw_dir = project / "data" / "01_raw"
         command = _kedro_command(run_params)
+        client = mlflow.MlflowClient()
+        view = describe_experiment(client, run.info.experiment_id)
+        drop_empty_default_experiment(client)
+        logger.info("MLflow UI (kedro mlflow ui): the training runs at %s", view)
         mlflow.set_tags(
             {
                 "mlflow.runName": command.removeprefix("kedro run").strip() or "default",
@@ -255,42 +263,48 @@ CHAMPION_METRICS = {"recommender": "rec/test/precision_at_10", "skip_model": "sk
 
 def _mark_candidates(run_id: str) -> None:
     """The model versions this run registered get the alias ``candidate`` (so
-    ``models:/recommender@candidate`` is the latest trained model); ``champion`` moves to
-    one only when it beats the current champion's headline figure on the same data (the
-    same ``data.fingerprint``), or when there is no champion yet."""
+    ``models:/recommender@candidate`` is the latest trained model), the raw data's
+    fingerprint as a tag and a description that says whether and why each is ``champion``
+    (``tracking.champion_decision``: only ever compared on the same data)."""
     client = mlflow.MlflowClient()
     run = client.get_run(run_id)
+    fingerprint = run.data.tags.get("data.fingerprint")
     for version in client.search_model_versions(f"run_id = '{run_id}'"):
-        client.set_registered_model_alias(version.name, "candidate", version.version)
-        metric = CHAMPION_METRICS.get(version.name)
-        if metric is None or metric not in run.data.metrics:
+        name, number = version.name, version.version
+        client.set_registered_model_alias(name, "candidate", number)
+        client.set_model_version_tag(name, number, "data.fingerprint", str(fingerprint))
+        metric = CHAMPION_METRICS.get(name)
+        if metric is None:
             continue
-        try:
-            champion = client.get_model_version_by_alias(version.name, "champion")
-        except mlflow.exceptions.MlflowException:
-            champion = None
-        if champion is None or _beats(run, client.get_run(str(champion.run_id)), metric):
-            client.set_registered_model_alias(version.name, "champion", version.version)
-            logger.info("MLflow: %s version %s is the champion", version.name, version.version)
+        becomes, why = champion_decision(
+            metric, run.data.metrics.get(metric), fingerprint, _champion(client, name, metric)
+        )
+        client.update_model_version(name, number, description=why)
+        if becomes:
+            client.set_registered_model_alias(name, "champion", number)
+        logger.info("MLflow: %s version %s. %s", name, number, why)
 
 
-def _beats(run, champion_run, metric: str) -> bool:
-    """``run`` scored above ``champion_run`` on ``metric``, on the same raw data."""
-    same_data = run.data.tags.get("data.fingerprint") == champion_run.data.tags.get(
-        "data.fingerprint"
-    )
-    theirs = champion_run.data.metrics.get(metric)
-    return same_data and (theirs is None or run.data.metrics[metric] > theirs)
+def _champion(client, name: str, metric: str) -> dict | None:
+    """The current champion's version, data fingerprint and ``metric``, or None."""
+    try:
+        champion = client.get_model_version_by_alias(name, "champion")
+    except mlflow.exceptions.MlflowException:
+        return None
+    champion_run = client.get_run(str(champion.run_id))
+    return {
+        "version": champion.version,
+        "fingerprint": champion.tags.get("data.fingerprint")
+        or champion_run.data.tags.get("data.fingerprint"),
+        "value": champion_run.data.metrics.get(metric),
+    }
 
 
 def _kedro_command(run_params: dict) -> str:
     """The ``kedro run`` command line that reproduces this run (Kedro 1.x run parameters)."""
     parts = ["kedro run"]
-    names = run_params.get("pipeline_names") or []
-    if len(names) == 1:
-        parts.append(f"--pipeline {names[0]}")
-    elif names:
-        parts.append("--pipelines " + ",".join(names))
+    if run_params.get("pipeline_names"):
+        parts.append("--pipelines " + ",".join(run_params["pipeline_names"]))
     if run_params.get("env") not in (None, "local"):
         parts.append(f"--env {run_params['env']}")
     if run_params.get("runtime_params"):
@@ -322,17 +336,48 @@ def _scalar(value) -> bool:
     return isinstance(value, str | int | float | bool)
 
 
+# A trial's run status: MLflow has no "pruned", so a pruned trial is KILLED (stopped early)
+# with ``trial.state`` PRUNED and ``trial.pruned_by`` the pruner or the time cap.
+TRIAL_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+
+
 def _log_trials(study: optuna.Study, prefix: str) -> None:
-    """One nested run per trial: hyperparameters, state, the objective at each pruning
-    checkpoint (step = epoch) and the final validation figures."""
+    """One nested run per trial, with the trial's own start, end and state: hyperparameters,
+    the objective at each pruning checkpoint (step = epoch), the final validation figures,
+    why it failed or was stopped, and whether it is the defaults (trial 0)."""
+    client, active = mlflow.MlflowClient(), mlflow.active_run()
+    if active is None:
+        return
+    parent = active.info
     for trial in study.trials:
-        with mlflow.start_run(run_name=f"{prefix} trial {trial.number}", nested=True):
-            mlflow.log_params(trial.params)
-            mlflow.set_tags({"trial.state": trial.state.name, "trial.number": trial.number})
-            for epoch, value in sorted(trial.intermediate_values.items()):
-                if math.isfinite(value):
-                    mlflow.log_metric("validation_objective", value, step=epoch)
-            figures = {k: v for k, v in trial.user_attrs.items() if isinstance(v, int | float)}
-            if trial.value is not None:
-                figures["objective"] = trial.value
-            mlflow.log_metrics({k: float(v) for k, v in figures.items() if math.isfinite(v)})
+        start = _ms(trial.datetime_start) or int(time.time() * 1000)  # WAITING: not started
+        end = _ms(trial.datetime_complete) or start
+        name = f"{prefix} trial {trial.number}" + (" (defaults)" if trial.number == 0 else "")
+        tags = {
+            "mlflow.parentRunId": parent.run_id,
+            "trial.number": str(trial.number),
+            "trial.state": trial.state.name,
+            "trial.defaults": str(trial.number == 0).lower(),
+        }
+        if trial.state == optuna.trial.TrialState.PRUNED:
+            stopped = trial.user_attrs.get("stopped_by_time_cap")
+            tags["trial.pruned_by"] = "time cap" if stopped else "pruner"
+        if "failed" in trial.user_attrs:
+            tags["trial.failure"] = str(trial.user_attrs["failed"])[:5000]
+        run = client.create_run(parent.experiment_id, start_time=start, tags=tags, run_name=name)
+        figures = {k: v for k, v in trial.user_attrs.items() if isinstance(v, int | float)}
+        if trial.value is not None:
+            figures["objective"] = trial.value
+        metrics = [
+            Metric("validation_objective", value, end, epoch)
+            for epoch, value in sorted(trial.intermediate_values.items())
+            if math.isfinite(value)
+        ] + [Metric(k, float(v), end, 0) for k, v in figures.items() if math.isfinite(v)]
+        params = [Param(k, str(v)) for k, v in trial.params.items()]
+        client.log_batch(run.info.run_id, metrics=metrics, params=params)
+        status = TRIAL_STATUS.get(trial.state.name, "FAILED")  # RUNNING or WAITING: never ended
+        client.set_terminated(run.info.run_id, status=status, end_time=end)
+
+
+def _ms(moment) -> int | None:
+    return None if moment is None else int(moment.timestamp() * 1000)

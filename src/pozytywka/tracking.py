@@ -1,13 +1,18 @@
-"""MLflow helpers: metrics as the catalog's ``MlflowMetricsHistoryDataset`` takes them, and a
-SQLite store that stays with its project when the project is copied."""
+"""MLflow helpers: metrics as the catalog's ``MlflowMetricsHistoryDataset`` takes them, a
+SQLite store that stays with its project when the project is copied, the experiment's
+training view and the rule that names a registered model's champion."""
 
 from __future__ import annotations
 
+import json
 import math
 import sqlite3
 from collections.abc import Mapping
 from contextlib import closing
 from pathlib import Path
+
+from mlflow.entities import ViewType
+from mlflow.exceptions import MlflowException
 
 
 def mlflow_metrics(values: Mapping[str, float | int | None]) -> dict[str, dict[str, float]]:
@@ -72,3 +77,87 @@ def _project_of(location: str | None) -> str | None:
         if folder in path:
             return path[: path.index(folder)]
     return None
+
+
+# The figures a person compares runs on, in this order: the runs table's first columns in the
+# project's training view (TRAINING_VIEW), and what model versions are ranked by.
+HEADLINE_METRICS = (
+    "rec/test/ndcg_at_10",
+    "rec/test/precision_at_10",
+    "rec/test/model_fraction_of_oracle/ndcg_at_10",
+    "rec/test/ease/ndcg_at_10",
+    "rec/test/popularity/ndcg_at_10",
+    "skip/test/roc_auc",
+    "skip/test/linear_svc/roc_auc",
+    "skip/test/brier_score",
+    "timing/run_seconds",
+)
+TRAINING_VIEW = "training"  # the view's share key: ...?viewStateShareKey=training
+
+
+def describe_experiment(client, experiment_id: str) -> str:
+    """Type the experiment as model training (MLflow's ``mlflow.experimentKind``) and store a
+    view of its runs table with the headline figures as its first columns (the UI's shared
+    view state, an experiment tag). Returns the view's address in the MLflow UI."""
+    columns = ["attributes.`Source`", "attributes.`Models`", "attributes.`Dataset`"]
+    view = {
+        "orderByKey": "attributes.start_time",
+        "orderByAsc": False,
+        "selectedColumns": [f"metrics.`{m}`" for m in HEADLINE_METRICS] + columns,
+    }
+    client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
+    client.set_experiment_tag(
+        experiment_id, f"mlflow.sharedViewState.{TRAINING_VIEW}", json.dumps(view)
+    )
+    return (
+        f"#/experiments/{experiment_id}?workflowType=machine_learning"
+        f"&viewStateShareKey={TRAINING_VIEW}"
+    )
+
+
+def drop_empty_default_experiment(client) -> bool:
+    """Delete MLflow's "Default" experiment (id 0, made with every new store) while it holds
+    no run: every run of the project goes to its own experiment. Whether it was deleted."""
+    try:
+        default = client.get_experiment("0")
+    except MlflowException:  # a store without one
+        return False
+    if default is None or default.lifecycle_stage != "active" or default.name != "Default":
+        return False
+    if client.search_runs(["0"], max_results=1, run_view_type=ViewType.ALL):
+        return False
+    client.delete_experiment("0")
+    return True
+
+
+def champion_decision(
+    metric: str, value: float | None, fingerprint: str | None, champion: dict | None
+) -> tuple[bool, str]:
+    """Whether a new model version becomes its registered model's ``champion``, and why, in
+    words for the version's description. ``champion``: the current one's ``version``,
+    ``fingerprint`` (of the raw data it was trained on) and ``value`` of ``metric``, or None.
+
+    Versions are compared only on the same data: a model trained on another export (other
+    users and tracks) never keeps ``champion`` against one for this data, however it scored.
+    """
+    if value is None:
+        return False, f"Candidate: its run has no {metric}, so it was not compared."
+    if champion is None:
+        return True, f"Champion: the first version ({metric} {value:.4f}, data {fingerprint})."
+    if champion["fingerprint"] != fingerprint:
+        return True, (
+            f"Champion: the first version trained on data {fingerprint} ({metric} "
+            f"{value:.4f}); version {champion['version']} was trained on other data "
+            f"({champion['fingerprint']}), whose users and tracks may not be these."
+        )
+    theirs = champion["value"]
+    if theirs is None or value > theirs:
+        was = "no figure" if theirs is None else f"{theirs:.4f}"
+        return True, (
+            f"Champion: {metric} {value:.4f} beats version {champion['version']}'s {was} "
+            f"on the same data ({fingerprint})."
+        )
+    return False, (
+        f"Candidate: {metric} {value:.4f} does not beat champion version "
+        f"{champion['version']}'s {theirs:.4f} on the same data ({fingerprint})."
+    )

@@ -540,6 +540,7 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, objective) -> None:
         study.tell(trial, state=state.PRUNED)  # with its last reported value
     except (ValueError, FloatingPointError) as exc:
         logger.warning("Trial %d failed: %s", trial.number, exc)
+        trial.set_user_attr("failed", str(exc))
         study.tell(trial, state=state.FAIL)
     except BaseException:
         study.tell(trial, state=state.FAIL)
