@@ -6,7 +6,7 @@ and 10M events, and the slower nodes' seconds (each model's training and evaluat
     python benchmarks/bench_scale.py --pipelines synthetic_data data_processing \\
         feature_engineering                                # the data stages only
 
-Each size runs the real pipelines (`kedro run --pipeline <stage>`, one process per stage,
+Each size runs the real pipelines (`kedro run --pipelines <stage>`, one process per stage,
 so each stage's peak is its own) in a scratch copy of the project (its code and configuration,
 empty data folders), with users, artists and tracks in proportion to the `large` preset
 (20,000 users, 20,000 artists, 100,000 tracks at 10M events). The figures come from each
@@ -80,7 +80,7 @@ def size_params(n_events: int) -> str:
 
 def run_stage(project: Path, stage: str, params: str) -> dict:
     t0 = time.perf_counter()
-    command = [sys.executable, "-m", "kedro", "run", "--pipeline", stage, "--params", params]
+    command = [sys.executable, "-m", "kedro", "run", "--pipelines", stage, "--params", params]
     done = subprocess.run(command, cwd=project, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - t0
     if done.returncode != 0:

@@ -177,7 +177,7 @@ def test_two_workers_finish_one_study_and_track_to_mlflow_on_postgresql(
     runs = [
         r
         for r in client.search_runs([experiment.experiment_id])
-        if "--pipeline tune" in r.data.tags.get("kedro.command", "")
+        if "--pipelines tune" in r.data.tags.get("kedro.command", "")
     ]
     assert len(runs) == 2 and {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.params["recommendation.search.worker"] for r in runs} == {"0", "1"}

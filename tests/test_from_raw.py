@@ -1,4 +1,4 @@
-"""A user's own export, end to end through Kedro: `kedro run --pipeline from_raw`.
+"""A user's own export, end to end through Kedro: `kedro run --pipelines from_raw`.
 
 The export is written by ``tests/service_export.py`` (not by the generator): the service's real
 spellings and forms, a few real defects, no synthetic truth of its own, and a stale truth from an
@@ -94,7 +94,7 @@ def test_the_run_is_one_mlflow_run_with_the_metrics(export_project):
         runs = mlflow.search_runs(experiment_names=["pozytywka"])
     runs = runs[runs["tags.mlflow.parentRunId"].isna()]  # not the search's trial runs
     last = runs.sort_values("start_time").iloc[-1]
-    assert last["tags.kedro.command"] == "kedro run --pipeline from_raw --env tiny"
+    assert last["tags.kedro.command"] == "kedro run --pipelines from_raw --env tiny"
     for metric in [
         "rec/test/auc",
         "rec/test/precision_at_10",

@@ -1,34 +1,46 @@
-"""Pozytywka ML file for ensuring the package is executable
-as `pozytywka` and `python -m pozytywka`: `pozytywka serve`, `pozytywka ab-summary`,
-`pozytywka simulate` and `pozytywka tune` run the click commands of pozytywka.serving.cli,
-anything else is Kedro's `run`.
+"""`pozytywka` and `python -m pozytywka`: Kedro's ``run`` (the default command, so
+`pozytywka --env tiny` is `kedro run --env tiny`) and the service commands of
+pozytywka.serving.cli: `serve`, `ab-summary`, `simulate` and `tune`.
 """
 
 import sys
 from pathlib import Path
 from typing import Any
 
-from kedro.framework.cli.utils import find_run_command
+import click
 from kedro.framework.project import configure_project
 
-SERVICE_COMMANDS = {"serve", "ab-summary", "simulate", "tune"}
+from pozytywka.cli import run
+from pozytywka.serving.cli import cli as service_commands
 
 
-def main(*args, **kwargs) -> Any:
-    argv = list(args[0]) if args and isinstance(args[0], list | tuple) else sys.argv[1:]
-    if argv and argv[0] in SERVICE_COMMANDS:
-        from pozytywka.serving.cli import cli  # noqa: PLC0415 - only the service needs it
+class RunByDefault(click.Group):
+    """Arguments that name no command (nor ask for help) are ``run``'s."""
 
-        return cli.main(argv, standalone_mode=True)
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or args[0] not in [*self.commands, *ctx.help_option_names]:
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
 
-    package_name = Path(__file__).parent.name
-    configure_project(package_name)
 
-    interactive = hasattr(sys, "ps1")
-    kwargs["standalone_mode"] = not interactive
+@click.group(
+    "pozytywka",
+    cls=RunByDefault,
+    commands=[run, *service_commands.commands.values()],
+    subcommand_metavar="[COMMAND] [ARGS]...",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Pozytywka ML. Without a command, `run`: `pozytywka --env tiny` is `kedro run --env
+    tiny`; `pozytywka run -h` lists its options."""
+    if ctx.invoked_subcommand == "run":
+        configure_project(Path(__file__).parent.name)
 
-    run = find_run_command(package_name)
-    return run(*args, **kwargs)
+
+def main(*args: Any, **kwargs: Any) -> Any:
+    kwargs["standalone_mode"] = not hasattr(sys, "ps1")  # interactive: return, don't exit
+    return cli(*args, **kwargs)
 
 
 if __name__ == "__main__":

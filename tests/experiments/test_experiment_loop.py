@@ -78,7 +78,7 @@ def _simulate(url: str, root: Path, plan: SimulationPlan):
 @pytest.fixture(scope="module")
 def experiment(trained_project, tmp_path_factory):
     """`pozytywka simulate` on every tiny user, three playlist answers nobody listened to,
-    then `kedro run --pipeline ab_analysis` with 99% intervals."""
+    then `kedro run --pipelines ab_analysis` with 99% intervals."""
     root = copy_project(trained_project, tmp_path_factory.mktemp("experiment") / "project")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("POZYTYWKA_API_KEY", API_KEY)

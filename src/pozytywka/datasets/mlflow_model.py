@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from importlib.metadata import version
 from pathlib import Path
 
@@ -60,7 +61,12 @@ def input_example(model) -> pd.DataFrame | None:
 def _signature(model, example: pd.DataFrame) -> ModelSignature:
     """Inferred from the example and the model's answer to it; the columns the model names
     in ``optional_inputs`` (such as the recommender's ``k``) may be left out of a request."""
-    signature = infer_signature(example, _predict(model, example))
+    answer = _predict(model, example)
+    with warnings.catch_warnings():
+        # MLflow's hint that integer columns cannot hold missing values: the examples' integer
+        # columns (the recommender's ids, ranks and k) never do.
+        warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+        signature = infer_signature(example, answer)
     optional = set(getattr(model, "optional_inputs", ()))
     if not optional or signature.inputs is None:
         return signature

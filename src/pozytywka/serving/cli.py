@@ -18,7 +18,7 @@ def cli() -> None:
     """Pozytywka ML service commands (`pozytywka` alone runs the Kedro pipelines)."""
 
 
-@cli.command()
+@cli.command(short_help="Serve the models of the last `kedro run` over HTTP.")
 @click.option("--env", "-e", default=None, help="Kedro configuration environment.")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
@@ -90,12 +90,12 @@ def _run(state, host: str, port: int, workers: int) -> None:
     )
 
 
-@cli.command("ab-summary")
+@cli.command("ab-summary", short_help="Print the A/B summary of the prediction log.")
 @click.option("--env", "-e", default=None, help="Kedro configuration environment.")
 @click.option("--project-path", default=".", show_default=True, type=click.Path(exists=True))
 def ab_summary_command(env: str | None, project_path: str) -> None:
     """Print the A/B summary of the prediction log, with the outcomes of the events the
-    service received, as JSON (`kedro run --pipeline ab_analysis` makes the full report)."""
+    service received, as JSON (`kedro run --pipelines ab_analysis` makes the full report)."""
     from .incoming import IncomingWriter  # noqa: PLC0415
     from .loading import in_project, incoming_path, project_context  # noqa: PLC0415
     from .prediction_log import PredictionLog, ab_summary_with_outcomes  # noqa: PLC0415
@@ -110,7 +110,7 @@ def ab_summary_command(env: str | None, project_path: str) -> None:
     click.echo(json.dumps(summary, indent=2, default=str))
 
 
-@cli.command()
+@cli.command(short_help="Rehearse the A/B experiments with simulated listeners.")
 @click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The service.")
 @click.option("--users", default=200, show_default=True, help="Simulated users.")
 @click.option("--days", default=2, show_default=True, help="Sessions per user.")
@@ -140,7 +140,7 @@ def simulate(url: str, timeout: float, env: str | None, project_path: str, **pla
     """Rehearse the A/B experiments: simulated listeners of the synthetic catalogue ask the
     running service for playlists, recommendations and skip predictions, listen as the
     generator's hidden truth says they would, and post the events. Saves each answer's true
-    expected outcomes (ab_simulation_truth) for `kedro run --pipeline ab_analysis`."""
+    expected outcomes (ab_simulation_truth) for `kedro run --pipelines ab_analysis`."""
     from .loading import project_context  # noqa: PLC0415
 
     root = Path(project_path).resolve()
@@ -172,7 +172,7 @@ def simulate(url: str, timeout: float, env: str | None, project_path: str, **pla
     context.catalog.save("ab_simulation_summary", summary)
     click.echo(json.dumps(summary, indent=2))
     click.echo(
-        "pozytywka simulate: analyse with: kedro run --pipeline ab_analysis "
+        "pozytywka simulate: analyse with: kedro run --pipelines ab_analysis "
         f'--params "ab_analysis.since={result.started_at}"'
     )
 
@@ -201,14 +201,14 @@ def _simulate(url: str, timeout: float, context, truth: dict, plan):
     return asyncio.run(main())
 
 
-@cli.command()
+@cli.command(short_help="Run the LightFM search with N workers on one study.")
 @click.option(
     "--workers",
     "-n",
     default=2,
     show_default=True,
     type=click.IntRange(min=0),
-    help="Worker processes here, each `kedro run --pipeline tune` (0: only prepare the study, "
+    help="Worker processes here, each `kedro run --pipelines tune` (0: only prepare the study, "
     "for workers started elsewhere).",
 )
 @click.option("--env", "-e", default=None, help="Kedro configuration environment (cluster).")
