@@ -7,6 +7,7 @@ import logging
 import math
 import subprocess
 import time
+import warnings
 from functools import cached_property
 from pathlib import Path
 
@@ -250,7 +251,10 @@ class TrainingTable(PandasDataset):
 
     @cached_property
     def schema(self) -> Schema | None:
-        head = infer_signature(self._df.head(DIGEST_ROWS)).inputs
+        with warnings.catch_warnings():  # its hint on integer columns with missing values:
+            # required-ness is read from the whole column below
+            warnings.filterwarnings("ignore", "Hint: Inferred schema contains integer", UserWarning)
+            head = infer_signature(self._df.head(DIGEST_ROWS)).inputs
         has_missing = self._df.isna().any()
         return Schema(
             [ColSpec(c.type, c.name, required=not has_missing[c.name]) for c in head.inputs]

@@ -26,15 +26,16 @@ def als_scorer(
     """``implicit``'s ALS fitted on the likes (confidence ``1 + alpha``): dot-product scores."""
     from implicit.als import AlternatingLeastSquares  # noqa: PLC0415  (slow import)
 
-    model = AlternatingLeastSquares(
-        factors=factors,
-        regularization=regularization,
-        alpha=alpha,
-        iterations=15,
-        random_state=seed,
-    )
-    # implicit parallelises itself; a BLAS thread pool on top of it only slows it down.
+    # implicit parallelises itself; a BLAS thread pool on top of it only slows it down (and
+    # implicit warns at creation when it sees one).
     with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(
+            factors=factors,
+            regularization=regularization,
+            alpha=alpha,
+            iterations=15,
+            random_state=seed,
+        )
         model.fit(sp.csr_matrix(liked, dtype=np.float32), show_progress=False)
     users, items = np.asarray(model.user_factors), np.asarray(model.item_factors)
     return lambda rows: users[rows] @ items.T

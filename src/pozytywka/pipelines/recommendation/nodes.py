@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
@@ -347,7 +348,7 @@ def choose_variant(results: dict, units: dict, metric: str, seed: int) -> dict:
         comparison["gain_over_smallest"] = {"variant": best, "over": smallest, **gain}
         if not (gain["interval"][0] is not None and gain["interval"][0] > 0):
             comparison["chosen"] = smallest
-            logger.warning(
+            logger.info(  # a finding, not a fault
                 "Variant %s is not significantly better than %s on validation (paired "
                 "difference %+.4f, 95%% interval %s): %s, the smaller training set, is used",
                 best,
@@ -403,7 +404,7 @@ def search_worker(
     training: dict,
     group_protocol: dict,
 ) -> dict:
-    """One of several processes on the shared study (``kedro run --pipeline tune``, which
+    """One of several processes on the shared study (``kedro run --pipelines tune``, which
     ``pozytywka tune --workers N`` starts N times): it joins the study in ``search.storage``
     (never empties it, whatever ``search.resume`` says), adds trials until the study holds
     ``search.n_trials`` from all workers together or its own ``timeout_seconds`` pass, and
@@ -845,7 +846,7 @@ def _search_result(study: optuna.Study, search: dict, comparison: dict, data: di
 
 
 def _say_defaults_kept(challenger: optuna.trial.FrozenTrial, gain: dict, objective: str) -> None:
-    logger.warning(
+    logger.info(  # a finding, not a fault
         "The search's best other trial, %d (%s %.4f), is not significantly better than the "
         "defaults on validation (paired difference %+.4f, 95%% interval %s): the defaults "
         "are trained",
@@ -908,12 +909,16 @@ def plot_search(study: optuna.Study) -> tuple[Figure, Figure, Figure]:
     """Optuna's own plots: optimisation history, parameter importances, slice plot."""
     from optuna.visualization import matplotlib as ovm  # noqa: PLC0415  (optional extra import)
 
-    history = _figure_of(ovm.plot_optimization_history(study))
-    slices = _figure_of(ovm.plot_slice(study))
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(complete) > 1:
-        importance = _figure_of(ovm.plot_param_importances(study))
-    else:
+    with warnings.catch_warnings():
+        # Optuna marks its matplotlib plots experimental; a hyperparameter with one value
+        # tried (a tiny search) gives a zero-width axis in the slice plot.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        warnings.filterwarnings("ignore", "Attempting to set identical low and high xlims")
+        history = _figure_of(ovm.plot_optimization_history(study))
+        slices = _figure_of(ovm.plot_slice(study))
+        importance = _figure_of(ovm.plot_param_importances(study)) if len(complete) > 1 else None
+    if importance is None:
         importance, ax = plt.subplots()
         ax.text(
             0.5,
