@@ -2,7 +2,7 @@
 on one Optuna study (README "At scale").
 
 The launcher prepares the study once (empties it unless ``recommendation.search.resume``),
-then starts N workers, each ``kedro run --pipeline tune`` in the project (the
+then starts N workers, each ``kedro run --pipelines tune`` in the project (the
 ``search_worker`` node on the catalog files of an earlier run). They join the study, reserve
 each trial under the study's lock and stop once it holds ``search.n_trials`` from all of them
 together, or at their own ``timeout_seconds``. Workers on other machines run the same
@@ -60,17 +60,17 @@ def _overrides(params_text: str, *extra: str) -> str:
 
 
 def worker_command(env: str | None, params_text: str, worker: int | str) -> list[str]:
-    """One worker: ``kedro run --pipeline tune`` joining the study, its sampler seeded
+    """One worker: ``kedro run --pipelines tune`` joining the study, its sampler seeded
     apart (``search.worker``)."""
     params = _overrides(params_text, JOIN, f"recommendation.search.worker={worker}")
-    command = [sys.executable, "-m", "kedro", "run", "--pipeline", "tune", "--params", params]
+    command = [sys.executable, "-m", "kedro", "run", "--pipelines", "tune", "--params", params]
     return command + (["--env", env] if env else [])
 
 
 def next_command(env: str | None, params_text: str) -> str:
     """The run that picks the winner over the whole study (it runs no more trials: the
     study is full) and trains, evaluates and reports it."""
-    command = "kedro run --pipeline recommendation --from-nodes "
+    command = "kedro run --pipelines recommendation --from-nodes "
     command += f'recommendation.search_hyperparameters --params "{_overrides(params_text, JOIN)}"'
     return command + (f" --env {env}" if env else "")
 

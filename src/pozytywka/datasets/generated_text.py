@@ -37,7 +37,7 @@ class GeneratedTextDataset(TextDataset):
         if not owned:
             raise DatasetError(
                 f"{path} was not written by the synthetic generator (or was changed since), "
-                "so it is not overwritten. To process it, run `kedro run --pipeline from_raw`; "
+                "so it is not overwritten. To process it, run `kedro run --pipelines from_raw`; "
                 "to regenerate, move it away first."
             )
 

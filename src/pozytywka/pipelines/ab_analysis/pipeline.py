@@ -1,6 +1,6 @@
 """ab_analysis: what users did after the service's answers, compared between A/B arms.
 
-Run after serving (real traffic or ``pozytywka simulate``): ``kedro run --pipeline ab_analysis``
+Run after serving (real traffic or ``pozytywka simulate``): ``kedro run --pipelines ab_analysis``
 cleans the exports and the service's incoming events with data_processing, then reads the
 prediction log. Its own MLflow run."""
 

@@ -113,7 +113,7 @@ def _skip_nodes() -> list[Node]:
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    # Each node also carries its model pipeline's tag, so `--pipeline recommendation` (or
+    # Each node also carries its model pipeline's tag, so `--pipelines recommendation` (or
     # skip_prediction) includes its reports.
     return Pipeline(
         [
