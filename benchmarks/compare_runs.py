@@ -6,8 +6,9 @@ bootstrap interval over test users, for the recommenders and the skip models.
     python benchmarks/compare_runs.py /tmp/before data/08_reporting
 
 Exits 1 when a figure falls outside the earlier run's 95% interval. Each LightFM fit is
-deterministic (one thread), but the search runs trials in parallel, so on another machine it
-may pick another trial; every other scorer should match to the last digit.
+deterministic (one thread) and the search runs its trials in fixed rounds, so the same trials
+are chosen on a busy machine as on a quiet one; unless a search's time cap cut it (the reports
+say so), every scorer should match to the last digit.
 """
 
 from __future__ import annotations

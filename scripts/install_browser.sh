@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The headless browser the offline-docs test drives (tests/serving/test_docs_browser.py):
+# The headless browser the offline-docs test drives (tests/serving/test_docs.py):
 # Debian's `chromium` package, installed only where /usr/bin/chromium is missing. Needs root
 # (or sudo).
 set -euo pipefail

@@ -1,5 +1,5 @@
 """Past one machine (issue 15): several workers on one Optuna study in a real PostgreSQL, and
-MLflow tracking to a server whose backend store is PostgreSQL (README "At scale")."""
+MLflow tracking to a server whose backend store is PostgreSQL (docs/at-scale.md)."""
 
 from __future__ import annotations
 

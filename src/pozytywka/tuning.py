@@ -1,5 +1,5 @@
 """``pozytywka tune``: the LightFM search of the recommendation pipeline by several processes
-on one Optuna study (README "At scale").
+on one Optuna study (docs/at-scale.md).
 
 The launcher prepares the study once (empties it unless ``recommendation.search.resume``),
 then starts N workers, each ``kedro run --pipelines tune`` in the project (the

@@ -1,3 +1,2 @@
 """The FastAPI service: group playlists, skip predictions and personalisation endpoints over the
-artifacts the pipelines saved, with A/B testing and a durable prediction log (README
-"Serving")."""
+artifacts the pipelines saved, with A/B testing and a durable prediction log (docs/serving.md)."""
