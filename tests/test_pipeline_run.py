@@ -139,7 +139,7 @@ def test_default_pipeline_end_to_end(project):
         experiment = mlflow.get_experiment(last["experiment_id"])
         assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
         view = json.loads(experiment.tags["mlflow.sharedViewState.training"])
-        assert view["selectedColumns"][0] == f"metrics.`{HEADLINE_METRICS[0]}`"
+        assert view["columnOrder"][0] == f"metrics.`{HEADLINE_METRICS[0]}`"
         assert [e.name for e in mlflow.search_experiments()] == ["pozytywka"]  # no "Default"
         inputs = {i.dataset.name for i in mlflow.get_run(last["run_id"]).inputs.dataset_inputs}
         assert {"interactions", "skip_dataset"} <= inputs

@@ -154,6 +154,8 @@ def test_the_experiment_is_typed_and_the_empty_default_one_dropped(tmp_path):
         tags = client.get_experiment(experiment).tags
         assert [e.name for e in client.search_experiments()] == ["pozytywka"]
     assert tags["mlflow.experimentKind"] == "custom_model_development"
-    columns = json.loads(tags["mlflow.sharedViewState.training"])["selectedColumns"]
-    assert columns[: len(HEADLINE_METRICS)] == [f"metrics.`{m}`" for m in HEADLINE_METRICS]
+    shared = json.loads(tags["mlflow.sharedViewState.training"])
+    headline = [f"metrics.`{m}`" for m in HEADLINE_METRICS]
+    assert shared["columnOrder"][: len(HEADLINE_METRICS)] == headline
+    assert set(headline) <= set(shared["selectedColumns"])
     assert view.endswith("workflowType=machine_learning&viewStateShareKey=training")

@@ -99,18 +99,20 @@ def describe_experiment(client, experiment_id: str) -> str:
     """Type the experiment as model training (MLflow's ``mlflow.experimentKind``) and store a
     view of its runs table with the headline figures as its first columns (the UI's shared
     view state, an experiment tag). Returns the view's address in the MLflow UI."""
-    columns = ["attributes.`Source`", "attributes.`Models`", "attributes.`Dataset`"]
+    columns = [f"metrics.`{m}`" for m in HEADLINE_METRICS]
+    columns += ["attributes.`Source`", "attributes.`Models`", "attributes.`Dataset`"]
     view = {
         "orderByKey": "attributes.start_time",
         "orderByAsc": False,
-        "selectedColumns": [f"metrics.`{m}`" for m in HEADLINE_METRICS] + columns,
+        "selectedColumns": columns,
+        "columnOrder": columns,  # the table's order (the selection alone is shown sorted)
     }
     client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
     client.set_experiment_tag(
         experiment_id, f"mlflow.sharedViewState.{TRAINING_VIEW}", json.dumps(view)
     )
     return (
-        f"#/experiments/{experiment_id}?workflowType=machine_learning"
+        f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
         f"&viewStateShareKey={TRAINING_VIEW}"
     )
 
