@@ -280,12 +280,16 @@ def _mark_candidates(run_id: str) -> None:
         metric = CHAMPION_METRICS.get(name)
         if metric is None:
             continue
+        champion = _champion(client, name, metric)
         becomes, why = champion_decision(
-            metric, run.data.metrics.get(metric), fingerprint, _champion(client, name, metric)
+            metric, run.data.metrics.get(metric), fingerprint, champion
         )
         client.update_model_version(name, number, description=why)
         if becomes:
             client.set_registered_model_alias(name, "champion", number)
+            if champion is not None:  # its description no longer says it is the champion
+                replaced = f"Former champion: version {number} replaced it. {why}"
+                client.update_model_version(name, champion["version"], description=replaced)
         logger.info("MLflow: %s version %s. %s", name, number, why)
 
 
