@@ -159,3 +159,21 @@ def test_the_experiment_is_typed_and_the_empty_default_one_dropped(tmp_path):
     assert shared["columnOrder"][: len(HEADLINE_METRICS)] == headline
     assert set(headline) <= set(shared["selectedColumns"])
     assert view.endswith("workflowType=machine_learning&viewStateShareKey=training")
+
+
+def test_a_default_experiment_deleted_meanwhile_by_another_process_is_no_error(tmp_path):
+    # Two tune workers start at once: both see "Default", one deletes it first.
+    with mlflow_store(tmp_path):
+        client = mlflow.MlflowClient()
+        client.create_experiment("pozytywka", str(tmp_path / "a"))
+
+        class RacedClient:
+            def __getattr__(self, name):
+                return getattr(client, name)
+
+            def delete_experiment(self, experiment_id):
+                client.delete_experiment(experiment_id)  # the other worker, just before
+                client.delete_experiment(experiment_id)
+
+        assert drop_empty_default_experiment(RacedClient()) is False
+        assert [e.name for e in client.search_experiments()] == ["pozytywka"]

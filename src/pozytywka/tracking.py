@@ -128,7 +128,10 @@ def drop_empty_default_experiment(client) -> bool:
         return False
     if client.search_runs(["0"], max_results=1, run_view_type=ViewType.ALL):
         return False
-    client.delete_experiment("0")
+    try:
+        client.delete_experiment("0")
+    except MlflowException:  # another process (a second tune worker) deleted it first
+        return False
     return True
 
 
