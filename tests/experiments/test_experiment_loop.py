@@ -86,7 +86,7 @@ def experiment(trained_project, tmp_path_factory):
         state = load_service(root, "tiny")
         with _Served(create_app(state)) as url:
             args = ["--url", url, "--env", "tiny", "--project-path", str(root), "--users", "60"]
-            args += ["--days", "3", "--concurrency", "4", "--seed", "3"]
+            args += ["--days", "6", "--concurrency", "4", "--seed", "3"]
             done = CliRunner().invoke(cli, ["simulate", *args])
             assert done.exit_code == 0, done.output
             users = [int(u) for u in state.recommender.recommender.user_index][:4]
