@@ -373,7 +373,11 @@ def _log_trials(study: optuna.Study, prefix: str) -> None:
         if "failed" in trial.user_attrs:
             tags["trial.failure"] = str(trial.user_attrs["failed"])[:5000]
         run = client.create_run(parent.experiment_id, start_time=start, tags=tags, run_name=name)
-        figures = {k: v for k, v in trial.user_attrs.items() if isinstance(v, int | float)}
+        figures = {  # not the flags (stopped_by_time_cap): those are tags
+            k: v
+            for k, v in trial.user_attrs.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
         if trial.value is not None:
             figures["objective"] = trial.value
         metrics = [

@@ -80,7 +80,7 @@ def _project_of(location: str | None) -> str | None:
 
 
 # The figures a person compares runs on, in this order: the runs table's first columns in the
-# project's training view (TRAINING_VIEW), and what model versions are ranked by.
+# project's training view (TRAINING_VIEW). Model versions are ranked by hooks.CHAMPION_METRICS.
 HEADLINE_METRICS = (
     "rec/test/ndcg_at_10",
     "rec/test/precision_at_10",
