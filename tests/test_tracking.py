@@ -177,3 +177,22 @@ def test_a_default_experiment_deleted_meanwhile_by_another_process_is_no_error(t
 
         assert drop_empty_default_experiment(RacedClient()) is False
         assert [e.name for e in client.search_experiments()] == ["pozytywka"]
+
+
+def test_a_tag_written_meanwhile_by_another_process_is_no_error(tmp_path):
+    # Two tune workers type the experiment at once: the store refuses the second insert.
+    with mlflow_store(tmp_path):
+        client = mlflow.MlflowClient()
+        experiment = client.create_experiment("pozytywka", str(tmp_path / "a"))
+
+        class RacedClient:
+            def __getattr__(self, name):
+                return getattr(client, name)
+
+            def set_experiment_tag(self, experiment_id, key, value):
+                client.set_experiment_tag(experiment_id, key, value)  # the other worker
+                raise mlflow.exceptions.MlflowException("duplicate key value")
+
+        describe_experiment(RacedClient(), experiment)
+        tags = client.get_experiment(experiment).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"

@@ -107,14 +107,22 @@ def describe_experiment(client, experiment_id: str) -> str:
         "selectedColumns": columns,
         "columnOrder": columns,  # the table's order (the selection alone is shown sorted)
     }
-    client.set_experiment_tag(experiment_id, "mlflow.experimentKind", "custom_model_development")
-    client.set_experiment_tag(
-        experiment_id, f"mlflow.sharedViewState.{TRAINING_VIEW}", json.dumps(view)
-    )
+    _set_tag(client, experiment_id, "mlflow.experimentKind", "custom_model_development")
+    _set_tag(client, experiment_id, f"mlflow.sharedViewState.{TRAINING_VIEW}", json.dumps(view))
     return (
         f"#/experiments/{experiment_id}/runs?workflowType=machine_learning"
         f"&viewStateShareKey={TRAINING_VIEW}"
     )
+
+
+def _set_tag(client, experiment_id: str, key: str, value: str) -> None:
+    """An experiment tag that several processes may write at once (``pozytywka tune``'s
+    workers): a store can refuse the second insert, which is fine if the tag holds ``value``."""
+    try:
+        client.set_experiment_tag(experiment_id, key, value)
+    except MlflowException:
+        if client.get_experiment(experiment_id).tags.get(key) != value:
+            raise
 
 
 def drop_empty_default_experiment(client) -> bool:
