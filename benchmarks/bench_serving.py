@@ -217,6 +217,12 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument(
+        "--only",
+        default=None,
+        help="only the scenarios whose path or request contains this, e.g. 'group_6' or "
+        "'/playlists/advanced'",
+    )
+    ap.add_argument(
         "--event-writers",
         type=int,
         default=0,
@@ -254,7 +260,9 @@ def run(args, project: Path) -> None:
         ].to_numpy()
         print(
             f"Service: {health['tracks']:,} tracks, {health['users']:,} users; models "
-            f"{health['models']}; {os.cpu_count()} cores; {args.requests} timed requests "
+            f"{health['models']}; served recommender {health.get('served_recommender')}, "
+            f"playlist arms {health.get('playlist_arms')}; {os.cpu_count()} cores; "
+            f"{args.requests} timed requests "
             f"per row after {args.warmup} warm-up, throughput with {args.concurrency} "
             "clients\n"
         )
@@ -275,6 +283,8 @@ def run(args, project: Path) -> None:
             (p, "pair")
             for p in ("/skip-predictions", "/skip-predictions/advanced", "/skip-predictions/base")
         ]
+        if args.only:
+            scenarios = [(p, k) for p, k in scenarios if args.only in p or args.only in k]
         for path, kind in scenarios:
             reqs = bodies(kind, args.requests + args.warmup, users, tracks, rng)
             lat = latency(url, path, reqs, args.warmup)

@@ -78,7 +78,7 @@ def test_advanced_playlist_is_the_evaluated_group_playlist(client, state, ids):
         assert answer["model_version"] == state.versions["recommender"]
         engine = state.recommender
         rows = np.array([engine.recommender.user_index[u] for u in members])
-        scores = engine.recommender.scorer(rows)
+        scores = engine.recommender.scores(rows)  # the served recommender's (the arm's)
         excluded = known_to_group(engine.known, rows, "all_members")
         top = 20 if strategy == "gfar" else 100
         expected = group_playlist(scores, 15, strategy, excluded, top)
@@ -313,7 +313,8 @@ def test_similar_tracks_exact_and_hnsw_agree(client, state, served_project, ids)
         assert position not in approx and len(set(approx)) == 10
         # The same neighbours up to near-ties, which an index may order either way.
         np.testing.assert_allclose(exact_sims, approx_sims, atol=1e-4)
-        all_sims = state.recommender.item_unit @ state.recommender.item_unit[position]
+        unit = state.recommender.space().unit  # the served recommender's track vectors
+        all_sims = unit @ unit[position]
         np.testing.assert_allclose(all_sims[approx], approx_sims, atol=1e-4)
     answer = post(
         client,

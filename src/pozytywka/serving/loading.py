@@ -42,7 +42,11 @@ DEFAULTS = {
         "concurrent_writes": 0,
     },
     "prediction_log": {"retention": {"max_rows": None, "max_age_days": None}},
+    "ab_test": {"playlists_arms": {"base": "history", "advanced": "champion"}},
 }
+
+# What an arm of the playlist experiment may name besides a recommender of the loaded model.
+HISTORY, CHAMPION = "history", "champion"
 
 
 class StartupError(RuntimeError):
@@ -63,13 +67,30 @@ class ServiceState:
     api_key: str | None = field(repr=False, default=None)
     ab_analysis: dict = field(default_factory=dict)  # parameters_ab_analysis.yml
     read_key: str | None = field(repr=False, default=None)
+    # The playlist experiment's arms: variant -> "history" or a recommender of the model
+    # ("champion" resolved to the served one); from ab_test.playlists_arms.
+    playlist_arms: dict[str, str] = field(default_factory=dict)
+
+    def playlist_arm(self, variant: str) -> str:
+        """What answers ``variant`` of the playlist experiment: "history" or a recommender."""
+        if variant in self.playlist_arms:
+            return self.playlist_arms[variant]
+        return HISTORY if variant == "base" else self.recommender.served
 
     def summary(self) -> list[str]:
         r = self.recommender
+        held = ", ".join(
+            f"{name} (depth {r.rankings[name].depth})" if name in r.rankings else name
+            for name in r.recommenders
+        )
         return [
             f"recommender {self.versions['recommender']} from {self.sources['recommender']}: "
             f"{len(r.user_emb):,} users x {r.n_tracks:,} tracks, "
             f"{r.item_emb.shape[1]} components",
+            f"served recommender: {r.served} (the model holds {held}; cold-start users are "
+            "scored by LightFM)",
+            "playlist A/B arms: "
+            + ", ".join(f"{v} = {self.playlist_arm(v)}" for v in ("base", "advanced")),
             f"skip model {self.versions['skip']} from {self.sources['skip']}: "
             f"{len(self.skip.columns)} features, training skip share {self.skip.prior:.3f}, "
             f"predicted by {self.skip.predictor}",
@@ -190,10 +211,7 @@ def load_service(
     log = _open_database(
         log_path, lambda p: PredictionLog(p, log_conf["synchronous"], log_conf["retention"])
     )
-    versions = {
-        "recommender": "lightfm-" + _digest(engine.item_emb.tobytes(), engine.user_emb.tobytes()),
-        "skip": f"{type(skip_model).__name__.lower()}-" + _digest(pickle.dumps(skip_model)),
-    }
+    arms = _prepared_arms(config["ab_test"], engine)
     state = ServiceState(
         engine,
         skip,
@@ -202,15 +220,53 @@ def load_service(
         IncomingWriter(incoming_path(conf, project_path, "sessions"), project_path),
         users_writer,
         config,
-        versions,
+        {"recommender": engine.model_version(), "skip": _skip_version(skip_model)},
         sources,
         api_key_of(conf),
         params["ab_analysis"],
         read_key_of(conf),
+        arms,
     )
     for line in state.summary():
         logger.info("Serving: %s", line)
     return state
+
+
+def _skip_version(skip_model) -> str:
+    return f"{type(skip_model).__name__.lower()}-" + _digest(pickle.dumps(skip_model))
+
+
+def _prepared_arms(ab_test: dict, engine: RecommenderEngine) -> dict[str, str]:
+    """The playlist arms (``playlist_arms``), each arm's recommender ready to answer."""
+    arms = playlist_arms(ab_test, engine.recommenders, engine.served)
+    engine.prepare(*(arm for arm in arms.values() if arm != HISTORY))
+    return arms
+
+
+def playlist_arms(ab_test: dict, recommenders: tuple[str, ...], served: str) -> dict[str, str]:
+    """``ab_test.playlists_arms`` checked against the loaded model: {variant: "history" or a
+    recommender}, "champion" resolved to the served recommender. A recommender the model does
+    not hold, or a variant other than base / advanced, cannot start."""
+    arms = dict(ab_test.get("playlists_arms") or {})
+    unknown = sorted(set(arms) - {"base", "advanced"})
+    if unknown:
+        raise StartupError(
+            f"ab_test.playlists_arms in conf serving.yml names {unknown}: the playlist "
+            "experiment's arms are base and advanced"
+        )
+    resolved = {}
+    for variant, default in (("base", HISTORY), ("advanced", CHAMPION)):
+        arm = str(arms.get(variant) or default)
+        if arm == CHAMPION:
+            arm = served
+        elif arm != HISTORY and arm not in recommenders:
+            raise StartupError(
+                f"ab_test.playlists_arms.{variant} in conf serving.yml is {arms[variant]!r}, "
+                f"which the loaded recommender model does not hold. Choose {HISTORY}, "
+                f"{CHAMPION} (the served one, {served}) or one of {', '.join(recommenders)}."
+            )
+        resolved[variant] = arm
+    return resolved
 
 
 def api_key_of(conf) -> str | None:

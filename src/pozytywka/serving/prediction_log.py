@@ -160,7 +160,8 @@ def ab_summary(log: pd.DataFrame) -> dict:
     """Per experiment and variant: answers, users, errors, latency percentiles, and what the
     variant answered (playlist length; SKIP share and mean skip probability). Answers a route
     forced to an arm are counted (``forced``) but kept out of every other figure, which
-    describes the arm as the hash assigned it; ``salts``: the assignment salts logged."""
+    describes the arm as the hash assigned it; ``salts``: the assignment salts logged;
+    ``model_versions``: what answered the arm (e.g. ``history-baseline``, ``ranker-<digest>``)."""
     out: dict = {}
     tested = log[log["experiment"].notna()]
     for (experiment, variant), rows in tested.groupby(["experiment", "variant"], dropna=False):
@@ -174,6 +175,7 @@ def ab_summary(log: pd.DataFrame) -> dict:
             "salts": sorted(assigned["salt"].dropna().unique().tolist())
             if "salt" in assigned
             else [],
+            "model_versions": sorted(ok["model_version"].dropna().unique().tolist()),
         }
         if len(ok):
             entry.update(

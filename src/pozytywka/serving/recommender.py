@@ -1,10 +1,14 @@
 """Scoring for the service: per-user top-k, similar tracks, re-ranking and group playlists from
-the LightFM representations, with cold start from favourite genres."""
+any recommender the packaged model holds (LightFM's representations, or another recommender's
+precomputed per-user head followed by LightFM's order), with cold start from favourite genres
+(always LightFM's: only it reads user features)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -14,7 +18,7 @@ from pozytywka.recsys.groups import (
     known_to_group,
 )
 from pozytywka.recsys.metrics import top_k
-from pozytywka.recsys.mlflow_model import LightFMRecommender
+from pozytywka.recsys.mlflow_model import LIGHTFM, LightFMRecommender, Ranking, ranked_scores
 
 from .catalogue import Catalogue, UnknownIds
 from .schemas import Search
@@ -49,9 +53,26 @@ def _top(scores: np.ndarray, k: int, removed: np.ndarray | None) -> np.ndarray:
     return top_k(scores[None, :], k)[0]
 
 
+@dataclass
+class _Space:
+    """The track vectors one recommender's similar tracks come from: unit rows for exact
+    cosine search, and an HNSW index past ``similar_tracks.ann_threshold`` tracks."""
+
+    name: str  # the recommender whose vectors these are ("lightfm": its item embeddings)
+    vectors: np.ndarray
+    unit: np.ndarray
+    index: Any  # hnswlib.Index or None
+
+
 class RecommenderEngine:
     """Holds float32 copies of the representations; every answer is a few matrix-vector
-    products over the catalogue, with an optional HNSW index for similar tracks."""
+    products over the catalogue, with an optional HNSW index for similar tracks.
+
+    Each scoring method takes ``recommender``: ``"lightfm"`` or a ranking the model holds
+    (``recommenders``); None means the served one (``served``, chosen on validation). A
+    model user's scores under a ranking are that ranking's head, then LightFM's order
+    (``recsys.mlflow_model.ranked_scores``); a cold-start user is scored by LightFM whatever
+    the recommender."""
 
     def __init__(
         self,
@@ -62,6 +83,9 @@ class RecommenderEngine:
     ):
         self.recommender, self.catalogue = recommender, catalogue
         self.config, self.group_params = config, group_params
+        self.served: str = recommender.served
+        self.rankings = recommender.rankings
+        self.recommenders: tuple[str, ...] = recommender.recommenders
         scorer = recommender.scorer
         self.item_emb = np.ascontiguousarray(scorer.item_emb, dtype=np.float32)
         self.item_emb_t = np.ascontiguousarray(self.item_emb.T)  # 2x faster products
@@ -72,14 +96,88 @@ class RecommenderEngine:
         norms = np.linalg.norm(self.item_emb, axis=1, keepdims=True)
         self.item_unit = self.item_emb / np.where(norms == 0, 1, norms)
         self.heads = self._precompute_heads(config["playlists"]["precomputed_head"])
-        self.index = None
-        cfg = config["similar_tracks"]
-        if len(self.item_emb) >= cfg["ann_threshold"]:
-            self.index = self._build_index(cfg["hnsw"])
+        self.digest = self._digest()
+        self._heads: dict[str, np.ndarray] = {}
+        self._spaces: dict[str, _Space] = {}
+        self.prepare(self.served)
+
+    def prepare(self, *recommenders: str) -> None:
+        """Build what answering from ``recommenders`` needs ahead of the first request: their
+        precomputed playlist heads and similar-track vectors (an HNSW index past the
+        configured size). Others are built at their first use."""
+        for name in recommenders:
+            self.heads_of(name)
+            self.space(name)
 
     @property
     def n_tracks(self) -> int:
         return len(self.item_emb)
+
+    def _digest(self) -> str:
+        """12 hex digits of the model's contents: LightFM's representations (alone, for a
+        model with nothing else, as versions were named before), the rankings and vectors."""
+        h = hashlib.sha256()
+        h.update(self.item_emb.tobytes())
+        h.update(self.user_emb.tobytes())
+        for name, ranking in sorted(self.rankings.items()):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(ranking.positions).tobytes())
+            h.update(np.ascontiguousarray(ranking.scores).tobytes())
+        for name, vectors in sorted(self.recommender.item_vectors.items()):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(vectors).tobytes())
+        return h.hexdigest()[:12]
+
+    def model_version(self, recommender: str | None = None) -> str:
+        """The version an answer of ``recommender`` (None: the served one) is logged with:
+        its name and the model's digest, e.g. ``ranker-0123456789ab``."""
+        return f"{self.resolve(recommender)}-{self.digest}"
+
+    @property
+    def index(self):
+        """The served recommender's HNSW index for similar tracks (None: exact search)."""
+        return self.space(self.served).index
+
+    def resolve(self, recommender: str | None) -> str:
+        """``recommender``, None meaning the served one; a name the model lacks is a
+        ValueError naming those it has."""
+        name = self.served if recommender is None else recommender
+        if name not in self.recommenders:
+            raise ValueError(
+                f"the loaded model holds no recommender {name!r}; it holds "
+                f"{', '.join(self.recommenders)}"
+            )
+        return name
+
+    def answered_by(self, recommender: str | None, members: list[Member]) -> str:
+        """The recommender whose scores an answer for ``members`` came from: ``recommender``
+        for any model user among them; LightFM when all are cold-start users."""
+        name = self.resolve(recommender)
+        return name if any(m.row is not None for m in members) else LIGHTFM
+
+    def similar_by(self, recommender: str | None) -> str:
+        """The recommender whose track vectors answer similar tracks for ``recommender``:
+        itself if the model holds vectors for it, else LightFM (its item embeddings)."""
+        name = self.resolve(recommender)
+        return name if name in self.recommender.item_vectors else LIGHTFM
+
+    def space(self, recommender: str | None = None) -> _Space:
+        """The similar-track vectors of ``recommender`` (built once; the served one's at
+        start-up, with its HNSW index past the configured catalogue size)."""
+        name = self.similar_by(recommender)
+        if name not in self._spaces:
+            if name == LIGHTFM:
+                vectors, unit = self.item_emb, self.item_unit
+            else:
+                vectors = np.ascontiguousarray(self.recommender.item_vectors[name], np.float32)
+                norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+                unit = vectors / np.where(norms == 0, 1, norms)
+            cfg = self.config["similar_tracks"]
+            index = None
+            if len(vectors) >= cfg["ann_threshold"]:
+                index = self._build_index(vectors, cfg["hnsw"], name)
+            self._spaces[name] = _Space(name, vectors, unit, index)
+        return self._spaces[name]
 
     def _precompute_heads(self, size: int) -> np.ndarray | None:
         """Every model user's ``size`` best tracks, best first: the start of their ranking in
@@ -101,21 +199,36 @@ class RecommenderEngine:
         )
         return heads
 
-    def _build_index(self, hnsw: dict):
+    def heads_of(self, recommender: str | None = None) -> np.ndarray | None:
+        """Every model user's best tracks under ``recommender``, best first (None without
+        precomputed heads): LightFM's precomputed ones, or the ranking's head followed by
+        LightFM's precomputed best tracks outside it, cut to the same width. Every track
+        outside a row scores lower than the row's last (below a ranking's head LightFM's
+        order holds), as a group playlist's first heads need. Built once per recommender."""
+        name = self.resolve(recommender)
+        if self.heads is None or name == LIGHTFM:
+            return self.heads
+        if name not in self._heads:
+            self._heads[name] = _merged_heads(self.rankings[name], self.heads, self.n_tracks)
+        return self._heads[name]
+
+    @staticmethod
+    def _build_index(vectors: np.ndarray, hnsw: dict, name: str):
         import hnswlib  # noqa: PLC0415 - only catalogues past the threshold need it
 
-        index = hnswlib.Index(space="cosine", dim=self.item_emb.shape[1])
+        index = hnswlib.Index(space="cosine", dim=vectors.shape[1])
         index.init_index(
-            max_elements=len(self.item_emb),
+            max_elements=len(vectors),
             ef_construction=hnsw["ef_construction"],
             M=hnsw["M"],
             random_seed=0,
         )
-        index.add_items(self.item_emb, np.arange(len(self.item_emb)))
+        index.add_items(vectors, np.arange(len(vectors)))
         index.set_ef(hnsw["ef_search"])
         logger.info(
-            "HNSW index over %d track embeddings (M=%d, ef=%d)",
-            len(self.item_emb),
+            "HNSW index over %d track vectors of %s (M=%d, ef=%d)",
+            len(vectors),
+            name,
             hnsw["M"],
             hnsw["ef_search"],
         )
@@ -146,10 +259,25 @@ class RecommenderEngine:
             raise UnknownIds("user", unknown, UNKNOWN_USER_HINT)
         return found
 
-    def scores(self, members: list[Member]) -> np.ndarray:
+    def scores(self, members: list[Member], recommender: str | None = None) -> np.ndarray:
+        """Each member's full score row under ``recommender`` (None: the served one): the
+        one scoring rule every endpoint ranks by. LightFM: its embedding scores (float32). A
+        ranking: for model users, its head, then LightFM's order below it (float64); a
+        cold-start member's row is LightFM's cold start whatever the recommender."""
+        name = self.resolve(recommender)
         emb = np.stack([m.embedding for m in members])
         bias = np.array([m.bias for m in members], dtype=np.float32)
-        return emb @ self.item_emb_t + self.item_bias[None, :] + bias[:, None]
+        scores = emb @ self.item_emb_t + self.item_bias[None, :] + bias[:, None]
+        if name == LIGHTFM:
+            return scores
+        at = [i for i, m in enumerate(members) if m.row is not None]
+        rows = np.array([members[i].row for i in at], dtype=np.int64)
+        if len(at) == len(members):
+            return ranked_scores(self.rankings[name], rows, scores)
+        out = scores.astype(np.float64)
+        if at:
+            out[at] = ranked_scores(self.rankings[name], rows, scores[at])
+        return out
 
     def history(self, member: Member) -> np.ndarray:
         if member.row is None:
@@ -168,46 +296,66 @@ class RecommenderEngine:
     # ---- endpoints -----------------------------------------------------------------------
 
     def recommend(
-        self, user_id: int, k: int, removed: np.ndarray | None, exclude_known: bool
+        self,
+        user_id: int,
+        k: int,
+        removed: np.ndarray | None,
+        exclude_known: bool,
+        recommender: str | None = None,
     ) -> tuple[Member, np.ndarray, np.ndarray]:
+        """(member, the ``k`` best track positions best first, their scores) under
+        ``recommender`` (None: the served one; ``answered_by`` names who answered)."""
         member = self.member(user_id)
-        scores = self.scores([member])[0]
+        scores = self.scores([member], recommender)[0]
         known = self._known_mask(member) if exclude_known else None
         removed = _union(removed, known)
         top = _top(scores, k, removed)
         return member, top, scores[top]
 
     def rerank(
-        self, user_id: int, positions: np.ndarray, removed: np.ndarray | None
+        self,
+        user_id: int,
+        positions: np.ndarray,
+        removed: np.ndarray | None,
+        recommender: str | None = None,
     ) -> tuple[Member, np.ndarray, np.ndarray, np.ndarray]:
-        """(member, kept positions best first, their scores, filtered-out positions)."""
+        """(member, kept positions best first, their scores, filtered-out positions) under
+        ``recommender`` (None: the served one)."""
         member = self.member(user_id)
-        scores = self.item_emb[positions] @ member.embedding + self.item_bias[positions]
-        scores = scores + member.bias
+        if self.resolve(recommender) == LIGHTFM or member.row is None:
+            scores = self.item_emb[positions] @ member.embedding + self.item_bias[positions]
+            scores = scores + member.bias
+        else:  # the shift below a ranking's head needs the user's whole row
+            scores = self.scores([member], recommender)[0][positions]
         drop = removed[positions] if removed is not None else np.zeros(len(positions), bool)
         kept, kept_scores = positions[~drop], scores[~drop]
         order = np.argsort(-kept_scores, kind="stable")
         return member, kept[order], kept_scores[order], positions[drop]
 
     def similar(
-        self, position: int, k: int, removed: np.ndarray | None
+        self, position: int, k: int, removed: np.ndarray | None, recommender: str | None = None
     ) -> tuple[np.ndarray, np.ndarray, Search]:
-        """Tracks most similar to ``position`` by cosine of item embeddings (never itself)."""
+        """Tracks most similar to ``position`` by cosine of ``recommender``'s track vectors
+        (None: the served one's; LightFM's item embeddings for a recommender without its
+        own vectors: ``similar_by``), never itself."""
+        space = self.space(recommender)
         removed = np.zeros(self.n_tracks, bool) if removed is None else removed.copy()
         removed[position] = True
-        if self.index is not None:
-            found = self._similar_ann(self.index, position, k, removed)
+        if space.index is not None:
+            found = self._similar_ann(space, position, k, removed)
             if found is not None:
                 return (*found, "hnsw")
-        sims = self.item_unit @ self.item_unit[position]
+        sims = space.unit @ space.unit[position]
         top = _top(sims, k, removed)
         return top, sims[top], "exact"
 
-    def _similar_ann(self, index, position: int, k: int, removed: np.ndarray):
+    def _similar_ann(self, space: _Space, position: int, k: int, removed: np.ndarray):
         """HNSW neighbours, fetched in growing batches until ``k`` pass the filters; None if
         the filters leave too few for the index to find (the caller searches exactly)."""
+        index = space.index
+        assert index is not None
         fetch = min(self.n_tracks, 2 * (k + 1))
-        query = self.item_emb[position : position + 1]
+        query = space.vectors[position : position + 1]
         while True:
             index.set_ef(max(self.config["similar_tracks"]["hnsw"]["ef_search"], fetch))
             labels, distances = index.knn_query(query, k=fetch)
@@ -220,16 +368,25 @@ class RecommenderEngine:
             fetch = min(self.n_tracks, 4 * fetch)
 
     def playlist(
-        self, members: list[Member], n: int, strategy: str, removed: np.ndarray | None
+        self,
+        members: list[Member],
+        n: int,
+        strategy: str,
+        removed: np.ndarray | None,
+        recommender: str | None = None,
     ) -> tuple[np.ndarray, int]:
-        """Model variant: (track positions, the candidate cut that sufficed)."""
+        """A recommender's group playlist, aggregated by ``strategy`` over the members' rows
+        under ``recommender`` (None: the served one): (track positions, the candidate cut that
+        sufficed)."""
+        name = self.resolve(recommender)
         excluded = _union(removed, self._group_known(members))
         top = self.group_params["gfar_top"] if strategy == "gfar" else self.group_params["top"]
         heads = None
-        if self.heads is not None:
-            heads = [None if m.row is None else self.heads[m.row] for m in members]
+        best = self.heads_of(name)
+        if best is not None:
+            heads = [None if m.row is None else best[m.row] for m in members]
         return candidate_group_playlist(
-            self.scores(members),
+            self.scores(members, name),
             n,
             strategy,
             excluded,
@@ -257,6 +414,28 @@ class RecommenderEngine:
             return None  # a cold-start member has played nothing: no track is known to all
         mask = known_to_group(self.known, rows, policy)
         return mask
+
+
+def _merged_heads(
+    ranking: Ranking, lightfm: np.ndarray, n_tracks: int, batch: int = 1024
+) -> np.ndarray:
+    """Per user, the ranking's head (padding left out) then LightFM's best tracks
+    (``lightfm``, best first) that are not in it, cut to ``lightfm``'s width."""
+    n_users, width = lightfm.shape
+    out = np.empty_like(lightfm)
+    for lo in range(0, n_users, batch):
+        rows = np.arange(lo, min(lo + batch, n_users))
+        positions = ranking.positions[rows]
+        valid = (positions >= 0) & np.isfinite(ranking.scores[rows])
+        in_head = np.zeros((len(rows), n_tracks), dtype=bool)
+        r, c = np.nonzero(valid)
+        in_head[r, positions[r, c]] = True
+        best = lightfm[rows]
+        keep = ~np.take_along_axis(in_head, best.astype(np.int64), axis=1)
+        both = np.concatenate([np.where(valid, positions, 0), best], axis=1)
+        order = np.argsort(~np.concatenate([valid, keep], axis=1), axis=1, kind="stable")
+        out[rows] = np.take_along_axis(both, order[:, :width], axis=1)
+    return out
 
 
 def _union(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:

@@ -17,13 +17,18 @@ from ..prediction_log import ab_summary_with_outcomes
 router = APIRouter(tags=["operations"])
 
 
-# Model versions and sources, catalogue sizes, search kind, prediction-log records.
+# Model versions and sources, the served recommender and those the model holds (by
+# name, with their versions), the playlist arms, catalogue sizes, search kind, log records.
 @router.get("/health")
 async def health(state: State) -> dict:
+    engine = state.recommender
     return {
         "status": "ok",
         "models": state.versions,
         "sources": state.sources,
+        "served_recommender": engine.served,
+        "recommenders": {name: engine.model_version(name) for name in engine.recommenders},
+        "playlist_arms": {v: state.playlist_arm(v) for v in ("base", "advanced")},
         "tracks": state.recommender.n_tracks,
         "users": state.catalogue.user_count(),
         "similar_tracks_search": "hnsw" if state.recommender.index is not None else "exact",

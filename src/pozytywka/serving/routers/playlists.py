@@ -1,4 +1,5 @@
-"""Group playlists: the A/B-tested route and one route per forced variant."""
+"""Group playlists: the A/B-tested route and one route per forced variant. What answers each
+variant is configured (``ab_test.playlists_arms``: the history baseline or a recommender)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from ..dependencies import (
     mark,
     removed_tracks,
 )
-from ..loading import ServiceState
+from ..loading import HISTORY, ServiceState
 from ..schemas import PlaylistRequest, PlaylistResponse, Variant
 
 router = APIRouter(tags=["group playlists"], responses={**UNKNOWN_IDS, **BODY_ERRORS})
@@ -24,17 +25,19 @@ router = APIRouter(tags=["group playlists"], responses={**UNKNOWN_IDS, **BODY_ER
 def playlist(
     request: Request, state: ServiceState, body: PlaylistRequest, variant: Variant, forced: bool
 ) -> PlaylistResponse:
-    """The group's playlist from ``variant``, marked for the prediction log."""
+    """The group's playlist from ``variant``'s arm, marked for the prediction log with the
+    version of what answered (the history baseline's, or the recommender's)."""
     cfg = state.config["playlists"]
     limit("playlist_length", body.playlist_length, cfg["max_length"])
     limit("other_users", len(body.other_users), cfg["max_group_size"] - 1)
     engine = state.recommender
     members = engine.members([body.user_id, *body.other_users])
     removed = removed_tracks(state, body.filters)
-    if variant == "advanced":
+    arm = state.playlist_arm(variant)
+    if arm != HISTORY:
         strategy = body.strategy or cfg["default_strategy"]
-        positions, _ = engine.playlist(members, body.playlist_length, strategy, removed)
-        version = state.versions["recommender"]
+        positions, _ = engine.playlist(members, body.playlist_length, strategy, removed, arm)
+        version = engine.model_version(engine.answered_by(arm, members))
     else:
         strategy, version = None, BASELINE_VERSIONS["playlists"]
         positions = engine.baseline_playlist(
@@ -61,15 +64,18 @@ def playlist(
 
 @router.post("/playlists")
 async def playlists(request: Request, body: PlaylistRequest, state: State) -> PlaylistResponse:
-    """A playlist for a group; the variant (history baseline or model) is fixed per asking
-    user by a stable hash of ``user_id``."""
+    """A playlist for a group; the variant is fixed per asking user by a stable hash of
+    ``user_id``. Each variant's arm (the history baseline, the served recommender or another
+    one: ``model_version`` says which) is set in conf serving.yml
+    (``ab_test.playlists_arms``; by default base = history, advanced = the served one)."""
     variant = assign_variant(body.user_id, state.config["ab_test"]["playlists_salt"])
     return playlist(request, state, body, variant, False)
 
 
 @router.post("/playlists/base")
 async def playlists_base(request: Request, body: PlaylistRequest, state: State) -> PlaylistResponse:
-    """Forced baseline: tracks drawn at random from the members' histories."""
+    """Forced base variant (by default the history baseline: tracks drawn at random from
+    the members' histories)."""
     return playlist(request, state, body, "base", True)
 
 
@@ -77,5 +83,6 @@ async def playlists_base(request: Request, body: PlaylistRequest, state: State) 
 async def playlists_advanced(
     request: Request, body: PlaylistRequest, state: State
 ) -> PlaylistResponse:
-    """Forced model variant: LightFM scores aggregated across members by ``strategy``."""
+    """Forced advanced variant (by default the served recommender): the members' rows
+    from its recommender aggregated by ``strategy``."""
     return playlist(request, state, body, "advanced", True)
