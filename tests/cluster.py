@@ -162,7 +162,7 @@ def race_worker(storage: str, study_name: str, n_trials: int, start) -> None:
         study,
         lambda trial: trial.suggest_float("x", 0.0, 1.0),
         lock,
-        {"x": 0.5},
+        [{"x": 0.5}],
         n_trials,
         1,
         time.monotonic() + 60,

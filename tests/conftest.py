@@ -80,16 +80,23 @@ def tiny_session_tracks(tiny_session_tracks_all):
 
 
 @pytest.fixture(scope="session")
-def tiny_features(tiny_tables, tiny_session_tracks):
-    """(interactions, LightFM inputs) of the tiny catalogue with the project's parameters."""
+def tiny_feature_tables(tiny_tables, tiny_session_tracks):
+    """(user_features, track_features) tables of the tiny catalogue."""
     users, artists, tracks = tiny_tables
     params = load_params("feature_engineering")
-    interactions = build_interactions(tiny_session_tracks, params["interactions"])
     u_rates, t_rates, g = fit_skip_rates(tiny_session_tracks, params["skip_rate_smoothing"])
     genres = genre_vocabulary(artists, users)
     uf = build_user_features(users, u_rates, g, genres)
     scaler = fit_track_scaler(tracks, tiny_session_tracks)
-    tf = build_track_features(tracks, artists, scaler, t_rates, g, genres)
+    return uf, build_track_features(tracks, artists, scaler, t_rates, g, genres)
+
+
+@pytest.fixture(scope="session")
+def tiny_features(tiny_session_tracks, tiny_feature_tables):
+    """(interactions, LightFM inputs) of the tiny catalogue with the project's parameters."""
+    params = load_params("feature_engineering")
+    interactions = build_interactions(tiny_session_tracks, params["interactions"])
+    uf, tf = tiny_feature_tables
     return interactions, build_lightfm_inputs(interactions, uf, tf, params["lightfm"])
 
 

@@ -212,6 +212,18 @@ class DescribeMlflowRun:
             mlflow.log_params({f"rec.best.{k}": v for k, v in best.items() if _scalar(v)})
         if isinstance(outputs.get("optuna_study"), optuna.Study):
             _log_trials(outputs["optuna_study"], "rec")
+        if isinstance(outputs.get("ranker_study"), optuna.Study):
+            _log_trials(outputs["ranker_study"], "ranker")
+        if "recommender_choice" in outputs:
+            choice = outputs["recommender_choice"]
+            ranker = choice.get("ranker", {})
+            mlflow.log_params(
+                {
+                    "rec.served": choice["served"],
+                    **{f"ranker.best.{k}": v for k, v in ranker.get("params", {}).items()},
+                    **({"ranker.best.rounds": ranker["rounds"]} if "rounds" in ranker else {}),
+                }
+            )
         if "skip_model_selection" in outputs:
             chosen = outputs["skip_model_selection"]["best_params"]
             mlflow.log_params({f"skip.best.{k}": v for k, v in chosen.items()})

@@ -40,12 +40,19 @@ def threads(num_threads: int) -> int:
 
 
 def new_model(hp: dict, seed: int) -> LightFM:
+    """An untrained LightFM with ``hp``: ``loss``, ``no_components``, ``learning_rate``,
+    ``item_alpha``, ``user_alpha`` and optionally ``max_sampled`` (WARP's and k-OS's most
+    negatives drawn per positive; 10) and ``k``, ``n`` (k-OS: the k-th positive of n drawn;
+    5, 10): LightFM's own defaults where absent."""
     return LightFM(
         no_components=int(hp["no_components"]),
         loss=hp["loss"],
         learning_rate=float(hp["learning_rate"]),
         item_alpha=float(hp["item_alpha"]),
         user_alpha=float(hp["user_alpha"]),
+        max_sampled=int(hp.get("max_sampled", 10)),
+        k=min(int(hp.get("k", 5)), int(hp.get("n", 10))),
+        n=int(hp.get("n", 10)),
         random_state=seed,
     )
 
@@ -62,9 +69,14 @@ def fit_epochs(
 ) -> LightFM:
     """Train epoch by epoch with ``fit_partial`` so a caller can evaluate (and prune) each one.
 
+    k-OS (``loss="warp-kos"``) takes no sample weights (LightFM): it learns from the pairs of
+    the largest weight alone (in a weighted variant, the likes).
+
     Raises DivergedError as soon as a parameter is not finite or leaves
     ``[-DIVERGED_ABOVE, DIVERGED_ABOVE]``.
     """
+    if model.loss == "warp-kos" and weights is not None:
+        interactions, weights = _heaviest(weights), None
     for epoch in range(1, epochs + 1):
         try:
             model.fit_partial(
@@ -106,6 +118,16 @@ class EmbeddingScorer:
             + self.item_bias[None, :]
             + self.user_bias[users][:, None]
         )
+
+
+def _heaviest(weights: sp.coo_matrix) -> sp.coo_matrix:
+    """The pairs of the largest weight, as interactions of weight 1."""
+    weights = sp.coo_matrix(weights)
+    keep = weights.data >= weights.data.max(initial=0.0)
+    return sp.coo_matrix(
+        (np.ones(int(keep.sum()), np.float32), (weights.row[keep], weights.col[keep])),
+        shape=weights.shape,
+    )
 
 
 def _largest_parameter(model: LightFM) -> float:

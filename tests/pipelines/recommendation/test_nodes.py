@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,11 +19,15 @@ from pozytywka.pipelines.recommendation.nodes import (
     _lightfm_objective,
     _run_rounds,
     _run_trial,
+    _suggest,
+    _within,
     checkpoints,
     choose_variant,
     compare_training_variants,
     evaluate_recommenders,
+    fitted_space,
     make_pruner,
+    package_model,
     prepare_training_data,
     recommend_for_users,
     search_hyperparameters,
@@ -33,7 +38,7 @@ from pozytywka.pipelines.recommendation.nodes import (
 from pozytywka.pipelines.recommendation.nodes import _search_result as search_result
 from pozytywka.recsys.baselines import grid_points, tune_baselines
 from pozytywka.recsys.groups import known_to_group
-from pozytywka.recsys.model import DivergedError, EmbeddingScorer, fit_epochs
+from pozytywka.recsys.model import DivergedError, EmbeddingScorer, fit_epochs, new_model
 from tests.project import load_params
 
 
@@ -138,7 +143,20 @@ def test_short_search_and_final_model_reload(rec_data, tiny_features, rec_params
     np.testing.assert_allclose(
         EmbeddingScorer(model, uf, itf)(users), EmbeddingScorer(reloaded, uf, itf)(users)
     )
-    recs = recommend_for_users(model, rec_data, inputs["dataset"], uf, itf, p["recommendations"])
+    lightfm = {"normalize_features": True, "identity_features": True}
+    packaged = package_model(
+        model,
+        rec_data,
+        inputs["dataset"],
+        uf,
+        itf,
+        p["recommendations"],
+        lightfm,
+        {},
+        {"served": "lightfm"},
+    )
+    recs = recommend_for_users(packaged, rec_data, p["recommendations"])
+    assert set(recs["recommender"]) == {"lightfm"}
     user_map, _, item_map, _ = inputs["dataset"].mapping()
     known = rec_data["train_known"]
     rows = recs["user_id"].map(user_map).to_numpy(), recs["track_id"].map(item_map).to_numpy()
@@ -160,9 +178,14 @@ def test_short_search_and_final_model_reload(rec_data, tiny_features, rec_params
         p["groups"],
         p["evaluation"]["seed"],
         p["baselines"],
+        {},
+        {"served": "lightfm"},
     )
-    expected = {"baseline", "popularity", "als", "ease", "model"} | ({"defaults"} & {*defaults})
-    assert set(per_user["scorer"]) == set(summary) == expected
+    expected = {"baseline", "popularity", "als", "ease", "model"} | (
+        {"defaults"} if "model" in defaults else set()
+    )
+    assert set(per_user["scorer"]) == set(summary) - {"served"} == expected
+    assert summary["served"] == "model"  # LightFM, by its name in the reports
     test_users = np.flatnonzero(np.diff(rec_data["test"].indptr))
     for scorer, rows in per_user.groupby("scorer"):
         assert sorted(rows["user"]) == test_users.tolist()  # every scorer, the same users
@@ -173,7 +196,7 @@ def test_short_search_and_final_model_reload(rec_data, tiny_features, rec_params
     # A sample of the test users: every scorer on exactly those, and the summary says so.
     sample = np.sort(test_users[::3])
     sampled = {**rec_data, "test_users": sample, "sampled": {"test": {"users": 9, "of": 99}}}
-    args = (tuning, p["groups"], p["evaluation"]["seed"], p["baselines"])
+    args = (tuning, p["groups"], p["evaluation"]["seed"], p["baselines"], {}, {"served": "lightfm"})
     per_user, summary, _ = evaluate_recommenders(model, {}, sampled, uf, itf, *args)
     for rows in per_user.groupby("scorer")["user"]:
         assert sorted(rows[1]) == sample.tolist()
@@ -370,6 +393,79 @@ def test_pruners_from_parameters():
         make_pruner({"kind": "asha"}, 30)
 
 
+def test_the_epoch_ceiling_follows_the_number_of_training_pairs():
+    space = {"epochs": [5, 150], "no_components": [8, 256]}
+    # A trial passes over the pairs at most pair_updates / pairs times, within the range.
+    assert fitted_space(space, 120_000, 4.2e6) == {"epochs": [5, 35], "no_components": [8, 256]}
+    assert fitted_space(space, 28_000, 4.2e6)["epochs"] == [5, 150]
+    assert fitted_space(space, 10_000_000, 4.2e6)["epochs"] == [5, 5]
+    assert fitted_space(space, 10_000_000, 4.2e6, least_epochs=15)["epochs"] == [5, 15]
+    assert fitted_space(space, 120_000, None) is space
+
+
+def test_a_trial_draws_what_the_space_names_and_keeps_the_defaults_elsewhere():
+    defaults = {"loss": "warp", "no_components": 32, "learning_rate": 0.05, "item_alpha": 1e-6}
+    defaults |= {"user_alpha": 1e-6, "max_sampled": 10, "epochs": 15}
+    space = {"no_components": [8, 16], "max_sampled": [5, 50], "epochs": [2, 4]}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(5):
+        trial = study.ask()
+        hp, epochs = _suggest(trial, space, defaults)
+        assert set(trial.params) == set(space)
+        assert 8 <= hp["no_components"] <= 16 and 5 <= hp["max_sampled"] <= 50
+        assert 2 <= epochs <= 4 and "epochs" not in hp
+        assert {k: hp[k] for k in ("loss", "learning_rate", "item_alpha", "user_alpha")} == {
+            k: defaults[k] for k in ("loss", "learning_rate", "item_alpha", "user_alpha")
+        }
+    with pytest.raises(ValueError, match="cannot be searched"):
+        _suggest(study.ask(), {"rho": [0.9, 0.99]}, defaults)
+
+
+def test_the_defaults_and_the_known_good_points_are_the_first_trials_within_the_space():
+    space = {"learning_rate": [0.01, 0.3], "no_components": [8, 16], "loss": ["warp", "bpr"]}
+    defaults = {"learning_rate": 0.05, "no_components": 12, "loss": "warp", "epochs": 15}
+    point = {"learning_rate": 1.0, "no_components": 64, "loss": "bpr", "epochs": 150}
+    assert _within(space, point) == {"learning_rate": 0.3, "no_components": 16, "loss": "bpr"}
+    first = [_within(space, defaults), _within(space, {"learning_rate": 1.0, "loss": "bpr"})]
+    assert first == [
+        {"learning_rate": 0.05, "no_components": 12, "loss": "warp"},  # what the space names
+        {"learning_rate": 0.3, "loss": "bpr"},
+    ]
+    with pytest.raises(ValueError, match="not in the space"):
+        _within(space, {"loss": "warp-kos"})
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def run_round(trials):
+        for trial in trials:
+            _run_trial(study, trial, lambda t: t.params["learning_rate"])
+
+    draw = functools.partial(_suggest, space=space, defaults={**defaults, "epochs": 3})
+    _run_rounds(study, draw, contextlib.nullcontext, first, 5, 1, time.monotonic() + 60, run_round)
+    trials = study.trials
+    assert trials[0].params == first[0] and len(trials) == 5
+    # A point names some hyperparameters; the sampler draws the others.
+    assert {k: trials[1].params[k] for k in first[1]} == first[1]
+    assert set(trials[1].params) == set(space)
+    assert all(t.state.name == "COMPLETE" for t in trials)
+
+
+def test_k_os_learns_from_the_heaviest_pairs_and_the_model_takes_the_searched_settings(
+    tiny_features,
+):
+    _, inputs = tiny_features
+    hp = {"loss": "warp-kos", "no_components": 4, "learning_rate": 0.05, "item_alpha": 1e-6}
+    hp |= {"user_alpha": 1e-6, "max_sampled": 7, "k": 3, "n": 8}
+    model = new_model(hp, 0)
+    assert (model.max_sampled, model.k, model.n) == (7, 3, 8)
+    assert new_model({**hp, "k": 9}, 0).k == 8  # k-OS: the k-th of n, so k <= n
+    inter = sp.coo_matrix(inputs["train_interactions"])
+    weights = sp.coo_matrix((np.where(np.arange(inter.nnz) % 2, 1.0, 0.2), (inter.row, inter.col)))
+    weights.resize(inter.shape)
+    # LightFM's k-OS refuses sample weights; the fit keeps the pairs of the largest weight.
+    fit_epochs(model, inter, weights, inputs["user_features"], inputs["item_features"], 2, 1)
+    assert np.isfinite(model.item_embeddings).all()
+
+
 def _sha() -> optuna.pruners.BasePruner:
     return AgainstFinishedTrials(optuna.pruners.SuccessiveHalvingPruner(min_resource=2))
 
@@ -415,7 +511,7 @@ def _search_under_load(jitter_seed: int) -> list[tuple]:
 
     draw = lambda trial: trial.suggest_float("x", 0.0, 1.0)  # noqa: E731
     _run_rounds(
-        study, draw, contextlib.nullcontext, {"x": 0.5}, 16, 2, time.monotonic() + 60, run_round
+        study, draw, contextlib.nullcontext, [{"x": 0.5}], 16, 2, time.monotonic() + 60, run_round
     )
     return [(t.number, t.params["x"], t.state.name, t.value) for t in study.trials]
 

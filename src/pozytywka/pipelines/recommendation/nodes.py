@@ -49,7 +49,7 @@ from pozytywka.recsys.metrics import (
     summarise_ranking,
     top_k,
 )
-from pozytywka.recsys.mlflow_model import LightFMRecommender
+from pozytywka.recsys.mlflow_model import LightFMRecommender, Ranking
 from pozytywka.recsys.model import (
     DivergedError,
     EmbeddingScorer,
@@ -58,7 +58,12 @@ from pozytywka.recsys.model import (
     ordered_ids,
     threads,
 )
+from pozytywka.recsys.ranker import ranked_scorer
 from pozytywka.tuning import search_budget, trial_states
+
+# The recommenders' names in the service and the choice; the evaluation tables call LightFM
+# "model" (its name in every report).
+EVALUATION_NAME = {"lightfm": "model"}
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -372,8 +377,12 @@ def search_hyperparameters(
     """Optuna TPE search with epoch-wise pruning (``search.pruner``) on the validation split.
 
     Args:
-        search: ``recommendation.search``: objective, budget, storage, pruner, space, seed.
-        training: ``recommendation.training``; its ``defaults`` are the first trial.
+        search: ``recommendation.search``: objective, budget, storage, pruner, seed, the
+            space (its epochs' ceiling fitted to the chosen variant's pairs by
+            ``pair_updates``: ``fitted_space``) and ``enqueue``, known-good starting points
+            tried after the defaults.
+        training: ``recommendation.training``; its ``defaults`` are the first trial and the
+            value of every hyperparameter the space does not name.
         group_protocol: ``recommendation.groups``: the group sizes of the ``group_ndcg``
             objective's groups.
 
@@ -449,6 +458,9 @@ def _run_search(
     seeded with ``sampler_seed``, ``search.parallel_trials`` at once (threads: LightFM's fit
     releases the GIL; 0 = one per core); the study and how many trials this process ran."""
     inter, weights = data["fit"][comparison["chosen"]]
+    epochs = training["defaults"].get("epochs", 0)
+    space = fitted_space(search["space"], inter.nnz, search.get("pair_updates"), epochs)
+    search = {**search, "space": space}
     groups = sample_groups(
         inter.shape[0],
         search["group_objective_groups"],
@@ -458,6 +470,8 @@ def _run_search(
         data["validation_users"],
     )
     study = _open_study(search, sampler_seed)
+    study.set_user_attr("space", search["space"])
+    logger.info("Search space on %d training pairs: %s", inter.nnz, search["space"])
     n_trials = search["n_trials"]
     if data["validation"].nnz == 0:
         logger.warning(
@@ -469,8 +483,12 @@ def _run_search(
     objective = _lightfm_objective(
         data, inter, weights, user_features, item_features, groups, search, training, deadline
     )
-    # The first trial is the default configuration: the search can only improve on it.
-    first = {k: v for k, v in training["defaults"].items() if k in {*search["space"], "epochs"}}
+    # The first trial is the default configuration as it is (the search can only improve on
+    # it), then come search.enqueue's known-good starting points, clipped into the space.
+    first = [
+        {k: v for k, v in training["defaults"].items() if k in search["space"]},
+        *(_within(search["space"], point) for point in search.get("enqueue", [])),
+    ]
     lock = functools.partial(_study_lock, search["storage"], search["study_name"])
     parallel = threads(search.get("parallel_trials", 1))
     tagged = _tagged(objective)
@@ -480,16 +498,32 @@ def _run_search(
             for _ in pool.map(functools.partial(_run_trial, study, objective=tagged), trials):
                 bar.update()
 
-        draw = functools.partial(_suggest, space=search["space"])
+        draw = functools.partial(_suggest, space=search["space"], defaults=training["defaults"])
         ran = _run_rounds(study, draw, lock, first, n_trials, parallel, deadline, run_round)
     return study, ran
+
+
+def _within(space: dict, point: dict) -> dict:
+    """The searched hyperparameters of ``point`` (a configuration), numbers clipped into
+    ``space`` (an enqueued trial outside it would be told to the sampler as drawn there)."""
+    out = {}
+    for name, value in point.items():
+        if name not in space:
+            continue
+        if SEARCHABLE.get(name) == "choice":
+            if value not in space[name]:
+                raise ValueError(f"search: {name} {value!r} is not in the space {space[name]}")
+            out[name] = value
+        else:
+            out[name] = type(value)(np.clip(value, *space[name]))
+    return out
 
 
 def _run_rounds(
     study: optuna.Study,
     draw,
     lock,
-    first: dict,
+    first: list[dict],
     n_trials: int,
     parallel: int,
     deadline: float,
@@ -502,7 +536,9 @@ def _run_rounds(
     sampler then sees the same finished trials whatever the machine's load, so a busy machine
     draws the trials a quiet one does. Each trial is created under the study's ``lock``
     (``_reserve_trial``), so N processes together run ``n_trials``, not N x ``n_trials``,
-    and the defaults (``first``) run once. Returns how many this process ran."""
+    and each of the ``first`` configurations (the defaults, then the known-good starting
+    points) runs once, in order, as the study's first trials. Returns how many this process
+    ran."""
     ran = 0
     while ran == 0 or time.monotonic() < deadline:
         with lock():
@@ -520,14 +556,15 @@ def _run_rounds(
     return ran
 
 
-def _reserve_trial(study: optuna.Study, first: dict, n_trials: int) -> optuna.Trial | None:
+def _reserve_trial(study: optuna.Study, first: list[dict], n_trials: int) -> optuna.Trial | None:
     """Under the study's lock: a new running trial if the study holds fewer than
-    ``n_trials`` (the first one with the parameters ``first``), else None."""
+    ``n_trials`` (the study's i-th with the parameters ``first[i]`` while there are such),
+    else None."""
     held = len(study.get_trials(deepcopy=False))
     if held >= n_trials:
         return None
-    if held == 0:
-        study.enqueue_trial(first)
+    if held < len(first):
+        study.enqueue_trial(first[held])
     return study.ask()
 
 
@@ -695,16 +732,53 @@ def checkpoints(search: dict, epochs: int) -> set[int]:
     return rungs
 
 
-def _suggest(trial: optuna.Trial, space: dict) -> tuple[dict, int]:
-    """One trial's hyperparameters from the search space, and its epochs."""
-    hp = {
-        "learning_rate": trial.suggest_float("learning_rate", *space["learning_rate"], log=True),
-        "item_alpha": trial.suggest_float("item_alpha", *space["item_alpha"], log=True),
-        "user_alpha": trial.suggest_float("user_alpha", *space["user_alpha"], log=True),
-        "no_components": trial.suggest_int("no_components", *space["no_components"], log=True),
-        "loss": trial.suggest_categorical("loss", space["loss"]),
-    }
-    return hp, trial.suggest_int("epochs", *space["epochs"])
+# What the search may draw, and how: a float or an int range on a log scale (each spans
+# orders of magnitude) or a list of choices. Anything not in ``search.space`` keeps its
+# ``training.defaults`` value.
+SEARCHABLE = {
+    "learning_rate": "float",
+    "item_alpha": "float",
+    "user_alpha": "float",
+    "no_components": "int",
+    "max_sampled": "int",
+    "k": "int",
+    "n": "int",
+    "epochs": "int",
+    "loss": "choice",
+}
+
+
+def _suggest(trial: optuna.Trial, space: dict, defaults: dict | None = None) -> tuple[dict, int]:
+    """One trial's hyperparameters (those in ``space`` drawn, in ``SEARCHABLE``'s order,
+    the rest from ``defaults``) and its epochs."""
+    if unknown := sorted(set(space) - set(SEARCHABLE)):
+        raise ValueError(f"search.space: {unknown} cannot be searched; these can: {[*SEARCHABLE]}")
+    hp = {k: v for k, v in (defaults or {}).items() if k in SEARCHABLE}
+    for name in (name for name in SEARCHABLE if name in space):
+        kind, bounds = SEARCHABLE[name], space[name]
+        if kind == "float":
+            hp[name] = trial.suggest_float(name, *bounds, log=True)
+        elif kind == "int":
+            hp[name] = trial.suggest_int(name, *bounds, log=True)
+        else:
+            hp[name] = trial.suggest_categorical(name, bounds)
+    return hp, int(hp.pop("epochs"))
+
+
+def fitted_space(
+    space: dict, pairs: int, pair_updates: float | None, least_epochs: int = 0
+) -> dict:
+    """``space`` with its epochs' ceiling fitted to the data: a trial passes over the
+    ``pairs`` training pairs at most ``pair_updates / pairs`` times (rounded, within the
+    space's own epochs range and never below ``least_epochs``: the defaults' epochs, so the
+    first trial is the defaults as they are), so a trial costs about the same on any data at
+    a given rank, and small data, whose epochs are short and which needs more of them, gets
+    them. ``None`` (or no epochs in the space): the space as it is."""
+    if pair_updates is None or "epochs" not in space:
+        return space
+    low, high = space["epochs"]
+    ceiling = int(np.clip(round(pair_updates / max(pairs, 1)), max(low, least_epochs), high))
+    return {**space, "epochs": [low, ceiling]}
 
 
 def _lightfm_objective(
@@ -726,7 +800,7 @@ def _lightfm_objective(
     completed, so there is always a model to train."""
 
     def objective(trial: optuna.Trial) -> float:
-        hp, epochs = _suggest(trial, search["space"])
+        hp, epochs = _suggest(trial, search["space"], training["defaults"])
         at, last = checkpoints(search, epochs), {"value": 0.0}
 
         def report(epoch: int, model: LightFM) -> None:
@@ -836,6 +910,7 @@ def _search_result(study: optuna.Study, search: dict, comparison: dict, data: di
             "gain_over_defaults": gain,
         },
         "validation_likes": int(data["validation"].nnz),
+        "space": study.user_attrs.get("space") or search.get("space"),
         "budget": search_budget(study, search["n_trials"], search["timeout_seconds"]),
         **(
             {"selection_sampled": data["sampled"]["selection"]}
@@ -1004,22 +1079,17 @@ def train_final_models(
 
 
 def recommend_for_users(
-    model: LightFM,
-    data: dict,
-    dataset: Dataset,
-    user_features: sp.csr_matrix,
-    item_features: sp.csr_matrix,
-    recommendations: dict,
+    recommender: LightFMRecommender, data: dict, recommendations: dict
 ) -> pd.DataFrame:
-    """Top ``recommendations.k`` tracks per user (tracks the user already played excluded if
-    ``recommendations.exclude_known``)."""
+    """Top ``recommendations.k`` tracks per user from the served recommender, as the service
+    answers (tracks the user already played excluded if ``recommendations.exclude_known``),
+    with the recommender's name."""
     k = recommendations["k"]
-    scorer = EmbeddingScorer(model, user_features, item_features)
-    user_ids, track_ids = ordered_ids(dataset)
+    user_ids, track_ids = recommender.user_ids, recommender.track_ids
     rows = []
     for lo in range(0, len(user_ids), 1024):
         users = np.arange(lo, min(lo + 1024, len(user_ids)))
-        scores = scorer(users)
+        scores = recommender.scores(users)
         if recommendations["exclude_known"]:
             scores = np.where(data["train_known"][users].toarray() > 0, -np.inf, scores)
         top = top_k(scores, k)
@@ -1030,6 +1100,7 @@ def recommend_for_users(
                     "rank": np.tile(np.arange(1, top.shape[1] + 1), len(users)),
                     "track_id": track_ids[top.ravel()],
                     "score": np.take_along_axis(scores, top, axis=1).ravel(),
+                    "recommender": recommender.served,
                 }
             )
         )
@@ -1044,6 +1115,8 @@ def package_model(
     item_features: sp.csr_matrix,
     recommendations: dict,
     lightfm: dict,
+    rankings: dict[str, Ranking],
+    choice: dict,
 ) -> LightFMRecommender:
     """The final model as an MLflow pyfunc model (logged to the run by the catalog); the
     serving API loads the same object.
@@ -1052,6 +1125,9 @@ def package_model(
         recommendations: ``recommendation.recommendations`` (``k``: the default top-k).
         lightfm: ``feature_engineering.lightfm``: how feature rows were weighted, so that
             cold-start users are scored as training rows were built.
+        rankings: ``served_rankings``: every other recommender's per-user head, so the
+            service can answer from any of them (the A/B arms).
+        choice: ``recommender_choice``: ``served`` is what the service answers from.
     """
     user_ids, track_ids = ordered_ids(dataset)
     _, user_feature_index, _, _ = dataset.mapping()
@@ -1066,6 +1142,8 @@ def package_model(
         user_feature_index=dict(user_feature_index),
         normalize=bool(lightfm["normalize_features"]),
         identity_features=bool(lightfm["identity_features"]),
+        served=choice["served"],
+        rankings=rankings,
     )
 
 
@@ -1082,6 +1160,8 @@ def evaluate_recommenders(
     group_protocol: dict,
     seed: int,
     baselines: dict,
+    rankings: dict,
+    choice: dict,
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """Design §4 metrics on the held-out likes for the history baseline, popularity, the
     strong baselines (ALS, EASE: refit on every training like with their tuned
@@ -1093,6 +1173,10 @@ def evaluate_recommenders(
         group_protocol: ``recommendation.groups`` (number, sizes, length, seed, strategies).
         seed: the random-from-history baseline's order (``recommendation.evaluation.seed``).
         baselines: ``recommendation.baselines`` (``seed`` of ALS).
+        rankings: ``served_rankings``: the ranker's is scored as ``ranker`` (its head, then
+            LightFM's order, as the service serves it).
+        choice: ``recommender_choice``: the served recommender is named ``served`` in the
+            summary (by its name here) and evaluated on group playlists too.
 
     Returns one row per (scorer, test user) of ranking metrics (the reporting pipeline takes
     means and bootstrap intervals over users from it), the catalogue-level figures per scorer,
@@ -1108,12 +1192,16 @@ def evaluate_recommenders(
     }
     if "model" in default_model:
         scorers["defaults"] = EmbeddingScorer(default_model["model"], user_features, item_features)
+    if "ranker" in rankings:
+        scorers["ranker"] = ranked_scorer(rankings["ranker"], model_scorer)
+    served = EVALUATION_NAME.get(choice["served"], choice["served"])
     per_user, summary = rank_each(scorers, test, known, data["test_users"])
+    summary["served"] = served
     if "test" in data["sampled"]:
         summary["sampled_test_users"] = data["sampled"]["test"]
     groups = protocol_groups(known.shape[0], group_protocol)
     table = evaluate_groups(
-        {k: scorers[k] for k in ("popularity", "model")},
+        {k: scorers[k] for k in dict.fromkeys(("popularity", "model", served))},
         groups,
         model_scorer.item_emb,
         known,

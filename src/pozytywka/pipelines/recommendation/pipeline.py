@@ -15,6 +15,12 @@ from .nodes import (
     search_hyperparameters,
     train_final_models,
 )
+from .ranking_nodes import (
+    ranker_side_tables,
+    served_rankings,
+    train_ranker,
+    train_validation_lightfm,
+)
 
 FEATURES = ["user_feature_matrix", "item_feature_matrix"]
 
@@ -25,7 +31,8 @@ def _identity(model):
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
-        [*_search_nodes(), *_training_nodes(), *_evaluation_nodes()], tags=["recommendation"]
+        [*_search_nodes(), *_training_nodes(), *_ranking_nodes(), *_evaluation_nodes()],
+        tags=["recommendation"],
     )
 
 
@@ -92,18 +99,6 @@ def _training_nodes() -> list[Node]:
             name="train_final_models",
         ),
         Node(
-            recommend_for_users,
-            [
-                "lightfm_model",
-                "recommendation_data",
-                "lightfm_dataset",
-                *FEATURES,
-                "params:recommendation.recommendations",
-            ],
-            "user_recommendations",
-            name="recommend_for_users",
-        ),
-        Node(
             package_model,
             [
                 "lightfm_model",
@@ -112,11 +107,79 @@ def _training_nodes() -> list[Node]:
                 *FEATURES,
                 "params:recommendation.recommendations",
                 "params:feature_engineering.lightfm",
+                "served_rankings",
+                "recommender_choice",
             ],
             "recommender",
             name="package_model",
         ),
         Node(_identity, "recommender", "recommender_mlflow_model", name="log_recommender"),
+        Node(
+            recommend_for_users,
+            ["recommender", "recommendation_data", "params:recommendation.recommendations"],
+            "user_recommendations",
+            name="recommend_for_users",
+        ),
+    ]
+
+
+def _ranking_nodes() -> list[Node]:
+    """The two-stage recommender: every scorer's candidates re-ranked by LightGBM trained on
+    validation likes; the served recommender chosen on held-out validation users."""
+    return [
+        Node(
+            ranker_side_tables,
+            ["track_features", "user_features", "lightfm_dataset"],
+            "ranker_side_tables",
+            name="ranker_side_tables",
+        ),
+        Node(
+            train_validation_lightfm,
+            [
+                "recommendation_data",
+                "best_hyperparameters",
+                *FEATURES,
+                "params:recommendation.training",
+            ],
+            "validation_lightfm_model",
+            name="train_validation_lightfm",
+        ),
+        Node(
+            train_ranker,
+            [
+                "recommendation_data",
+                "validation_lightfm_model",
+                "baseline_tuning",
+                "ranker_side_tables",
+                *FEATURES,
+                "params:recommendation.ranker",
+                "params:recommendation.baselines",
+            ],
+            [
+                "ranker_model",
+                "recommender_choice",
+                "ranker_trials",
+                "ranker_importance",
+                "ranker_study",
+            ],
+            name="train_ranker",
+        ),
+        Node(
+            served_rankings,
+            [
+                "ranker_model",
+                "recommender_choice",
+                "recommendation_data",
+                "lightfm_model",
+                "baseline_tuning",
+                "ranker_side_tables",
+                *FEATURES,
+                "params:recommendation.ranker",
+                "params:recommendation.baselines",
+            ],
+            "served_rankings",
+            name="served_rankings",
+        ),
     ]
 
 
@@ -141,6 +204,8 @@ def _evaluation_nodes() -> list[Node]:
                 "params:recommendation.groups",
                 "params:recommendation.evaluation.seed",
                 "params:recommendation.baselines",
+                "served_rankings",
+                "recommender_choice",
             ],
             [
                 "recommendation_user_metrics",
