@@ -44,8 +44,9 @@ def test_default_pipeline_end_to_end(project):
     assert set(inter["split"]) == {"train", "test"}
 
     metrics = json.loads((data / "08_reporting" / "recommendation_metrics.json").read_text())
-    assert {"baseline", "popularity", "als", "ease", "model", "oracle", "groups"} <= set(metrics)
-    for scorer in ["baseline", "popularity", "als", "ease", "model", "oracle"]:
+    everyone = ["baseline", "popularity", "als", "ease", "model", "ranker", "oracle"]
+    assert {*everyone, "groups"} <= set(metrics)
+    for scorer in everyone:
         assert 0 <= metrics[scorer]["auc"] <= 1 and "precision_at_10" in metrics[scorer]
         # an interval beside every figure but the catalogue-wide coverage
         assert set(metrics["intervals"][scorer]) == set(metrics[scorer]) - {
@@ -53,12 +54,26 @@ def test_default_pipeline_end_to_end(project):
             "evaluated_users",
         }
     assert set(metrics["groups"]) == {"mean_rank", "least_misery", "borda", "gfar"}
-    assert set(metrics["groups"]["mean_rank"]) == {"baseline", "popularity", "model", "oracle"}
+    # The served recommender, chosen on validation, is on the test split and in the groups.
+    served = metrics["served"]
+    choice = json.loads((data / "06_models" / "recommender_choice.json").read_text())
+    validation = choice["validation"]
+    assert max(validation, key=lambda n: validation[n]["ndcg_at_10"]) == choice["served"]
+    assert served == {"lightfm": "model"}.get(choice["served"], choice["served"])
+    assert set(metrics["groups"]["mean_rank"]) == {"baseline", "popularity", "model", "oracle"} | {
+        served
+    }
+    assert {f"{served}_vs_{s}" for s in ("popularity", "ease")} - {f"{served}_vs_{served}"} <= set(
+        metrics["served_difference"]
+    )
+    recommendations = pd.read_parquet(data / "07_model_output" / "user_recommendations.parquet")
+    assert set(recommendations["recommender"]) == {choice["served"]}
     assert metrics["oracle"]["auc"] > metrics["baseline"]["auc"]
     # The strong baselines sit beside the model with paired intervals.
     assert {"model_vs_als", "model_vs_ease"} <= set(metrics["difference"])
     markdown = (data / "08_reporting" / "recommendation_metrics.md").read_text()
-    assert "model / oracle" in markdown and "model − ALS" in markdown
+    assert f"{served} / oracle" in markdown and "model − ALS" in markdown
+    assert "## Served recommender" in markdown and "## Ranker" in markdown
     for plot in [
         "group_score_by_size.png",
         "hyperparameter_effects.png",

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+from fnmatch import fnmatchcase
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from pozytywka.pipelines.reporting.nodes import (
     GROUP_METRICS,
@@ -22,7 +26,7 @@ from pozytywka.pipelines.reporting.nodes import (
 )
 from pozytywka.plotting import readable_log_ticks
 from pozytywka.recsys.metrics import HIT_RATE_KS, USER_METRICS
-from tests.project import load_params
+from tests.project import PROJECT_ROOT, load_params
 
 BOOTSTRAP = {"n_resamples": 300, "confidence": 0.95, "seed": 0}
 NO_ORACLE = {"available": False, "reason": "no synthetic truth belongs to the data"}
@@ -441,3 +445,383 @@ def test_optuna_slice_plot_with_readable_log_ticks():
     assert _overlapping_tick_labels(fig)  # matplotlib's own ticks: 8x10^0, 9x10^0, 10^1
     assert not _overlapping_tick_labels(readable_log_ticks(fig))
     plt.close(fig)
+
+
+# ---- the served recommender --------------------------------------------------------------------
+
+CATALOG = PROJECT_ROOT / "conf" / "base" / "catalog.yml"
+N_USERS = 200
+
+
+def _scored(scorer: str, ndcg: np.ndarray, precision: np.ndarray) -> pd.DataFrame:
+    """One scorer's per-user rows: NDCG@10 and precision@10 as given, every user with two
+    held-out likes and one hit at 10."""
+    return _per_user(scorer, precision, np.ones(len(ndcg))).assign(ndcg_at_10=ndcg)
+
+
+def _served_inputs(served: str, ndcg: dict[str, np.ndarray]) -> tuple:
+    """Per-user rows of the history baseline (zeros) and of each scorer in ``ndcg`` (its
+    NDCG@10; precision@10 the same), and an evaluation serving ``served``."""
+    per_user = pd.concat(
+        [
+            _scored("baseline", np.zeros(N_USERS), np.zeros(N_USERS)),
+            *(_scored(s, v, v) for s, v in ndcg.items()),
+        ],
+        ignore_index=True,
+    )
+    evaluation: dict = {
+        s: {"coverage": 0.1, "evaluated_users": N_USERS, "test_interactions": 2 * N_USERS}
+        for s in ("baseline", *ndcg)
+    }
+    evaluation["served"] = served
+    return per_user, evaluation
+
+
+def _choice(served: str, validation: dict[str, float], ranker: dict | None = None) -> dict:
+    """A ``recommender_choice``: each recommender's validation NDCG@10 (service names) with an
+    interval of ±0.02, and the served one's paired difference from each, ±0.01."""
+    best = validation[served]
+    return {
+        "served": served,
+        "metric": "ndcg_at_10",
+        "validation": {
+            n: {"ndcg_at_10": v, "interval": [v - 0.02, v + 0.02]} for n, v in validation.items()
+        },
+        "served_minus": {
+            n: {"estimate": best - v, "interval": [best - v - 0.01, best - v + 0.01]}
+            for n, v in validation.items()
+            if n != served
+        },
+        "candidate_recall": 0.625,
+        "candidates_per_user": 310.4,
+        "users": {"ranker_training": 700, "choice": 300},
+        "ranker": ranker
+        if ranker is not None
+        else {
+            "params": {
+                "learning_rate": 0.05,
+                "num_leaves": 31,
+                "min_data_in_leaf": 20,
+                "feature_fraction": 0.9,
+                "lambda_l2": 1.0,
+            },
+            "rounds": 143,
+            "validation_ndcg_at_10": validation.get("ranker", 0.0),
+            "features": [f"feature_{i}" for i in range(15)],
+        },
+        "seconds": 12.0,
+    }
+
+
+def _importance(n: int = 15) -> pd.DataFrame:
+    gain = np.arange(n, 0, -1, dtype=float)
+    return pd.DataFrame(
+        {
+            "feature": [f"feature_{i}" for i in range(n)],
+            "gain": gain,
+            "splits": np.arange(n) + 10,
+            "gain_share": gain / gain.sum(),
+        }
+    )
+
+
+def _ranker_trials(n: int = 12) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "trial": np.arange(n),
+            "learning_rate": 0.05,
+            "rounds": 100,
+            "validation_ndcg_at_10": np.linspace(0.2, 0.3, n),
+            "seconds": 2.0,
+        }
+    )
+
+
+def _report_and_markdown(per_user, evaluation, choice, groups=None, oracle=None, **ranker):
+    oracle_rows, oracle_evaluation = oracle if oracle else (pd.DataFrame(), NO_ORACLE)
+    report = recommendation_report(
+        per_user,
+        evaluation,
+        pd.DataFrame() if groups is None else groups,
+        oracle_rows,
+        oracle_evaluation,
+        pd.DataFrame(),
+        BOOTSTRAP,
+        choice,
+        ranker.get("importance", pd.DataFrame()),
+        ranker.get("trials", pd.DataFrame()),
+    )
+    _, _, comparison, best, trials = _recommendation_inputs(np.full(4, 0.3), np.full(4, 0.2))
+    markdown = recommendation_markdown(
+        report,
+        search_summary(comparison, best, trials, {}),
+        load_params("recommendation")["groups"],
+    )
+    return report, markdown
+
+
+def _row(markdown: str, label: str) -> str:
+    """``label``'s row of the table of the served recommender's test differences."""
+    section = markdown.split("## Is the served recommender better")[1]
+    return next(line for line in section.splitlines() if line.startswith(f"| {label} |"))
+
+
+def _kept(metrics: dict) -> set[str]:
+    """The names the catalog's ``recommendation_mlflow_metrics`` logs."""
+    keep = yaml.safe_load(CATALOG.read_text())["recommendation_mlflow_metrics"]["keep"]
+    return {k for k in metrics if any(fnmatchcase(k, p) for p in keep)}
+
+
+def _ranker_served_case() -> tuple:
+    """The ranker served. On test, user by user: the ranker is LightFM + 0.04 (NDCG@10 and
+    precision@10), popularity LightFM − 0.1, ALS LightFM + 0.1, and EASE the ranker ± 0.1 in
+    turn (the same mean: no difference)."""
+    rng = np.random.default_rng(3)
+    lightfm = rng.uniform(0.2, 0.4, N_USERS)
+    ranker = lightfm + 0.04
+    ndcg = {
+        "popularity": lightfm - 0.1,
+        "als": lightfm + 0.1,
+        "ease": ranker + np.where(np.arange(N_USERS) % 2, 0.1, -0.1),
+        "model": lightfm,
+        "ranker": ranker,
+    }
+    per_user, evaluation = _served_inputs("ranker", ndcg)
+    choice = _choice(
+        "ranker", {"ranker": 0.30, "lightfm": 0.27, "ease": 0.295, "als": 0.2, "popularity": 0.15}
+    )
+    return per_user, evaluation, choice, ndcg
+
+
+def test_the_served_ranker_is_the_reference_of_the_report():
+    per_user, evaluation, choice, ndcg = _ranker_served_case()
+    groups = _group_table()
+    ranker_groups = groups[groups["scorer"] == "model"].assign(scorer="ranker", clustering=0.5)
+    report, markdown = _report_and_markdown(
+        per_user,
+        evaluation,
+        choice,
+        pd.concat([groups, ranker_groups], ignore_index=True),
+        importance=_importance(),
+        trials=_ranker_trials(),
+    )
+    served = report["served_difference"]
+    assert report["served"] == "ranker" and report["choice"] == choice
+    assert set(served) == {
+        f"ranker_vs_{o}" for o in ("baseline", "popularity", "als", "ease", "model")
+    }
+    # A constant paired difference: its interval is the difference itself.
+    assert served["ranker_vs_model"]["ndcg_at_10"]["estimate"] == pytest.approx(0.04)
+    assert served["ranker_vs_model"]["ndcg_at_10"]["interval"] == pytest.approx([0.04, 0.04])
+    assert served["ranker_vs_popularity"]["precision_at_10"]["estimate"] == pytest.approx(0.14)
+    assert served["ranker_vs_als"]["ndcg_at_10"]["estimate"] == pytest.approx(-0.06)
+    assert served["ranker_vs_als"]["ndcg_at_10"]["significant"]
+    ease = served["ranker_vs_ease"]["ndcg_at_10"]
+    assert ease["estimate"] == pytest.approx(0.0, abs=1e-12) and not ease["significant"]
+    # LightFM's own comparisons stay, and are LightFM's.
+    assert report["difference"]["model_vs_popularity"]["ndcg_at_10"]["estimate"] == pytest.approx(
+        0.1
+    )
+    assert "model_vs_ranker" not in report["difference"]
+    assert report["popularity_difference"]["als_vs_popularity"]["ndcg_at_10"][
+        "estimate"
+    ] == pytest.approx(0.2)
+    assert report["ranker_search"] == {"trials": 12, "seconds": 24.0}
+    assert json.loads(json.dumps(report, allow_nan=False))["served"] == "ranker"  # as JSON
+    assert report["ranker_importance"][0] == {
+        "feature": "feature_0",
+        "gain": 15.0,
+        "splits": 10,
+        "gain_share": pytest.approx(15 / 120),
+    }
+    # Group playlists: the ranker beside the model, with its own difference from popularity.
+    assert "ranker" in report["groups"]["average"]
+    assert {"model_vs_popularity_average", "ranker_vs_popularity_average"} <= set(
+        report["group_difference"]
+    )
+    assert "| metric | baseline | popularity | model | ranker |" in markdown
+    assert "### average: ranker − popularity (paired over groups)" in markdown
+    assert "Clustering score of the ranker vs the baseline: +75.0%" in markdown
+
+    # The Markdown: what is served and why, then each verdict on test.
+    assert markdown.index("## Served recommender") < markdown.index("| metric | baseline |")
+    assert "The ranker is served: the best on validation ndcg_at_10 (0.3000 [0.2800, 0.3200])" in (
+        markdown
+    )
+    assert "significantly above LightFM, ALS and popularity; **not significantly** above EASE" in (
+        markdown
+    )
+    assert "| **ranker** (served) | 0.3000 [0.2800, 0.3200] | – |" in markdown
+    assert "| EASE | 0.2950 [0.2750, 0.3150] | +0.0050 [-0.0050, +0.0150] |" in markdown
+    assert "Chosen on 300 validation users held out of the ranker's training; the ranker " in (
+        markdown
+    )
+    assert "hold 62.5% of the validation likes" in markdown
+    assert "| ranker / oracle |" not in markdown  # no oracle here
+    assert _row(markdown, "LightFM (`model`)").endswith(
+        "| +0.0400 [+0.0400, +0.0400] | +0.0400 [+0.0400, +0.0400] | significantly better |"
+    )
+    assert _row(markdown, "EASE").endswith("| not significantly different |")
+    assert _row(markdown, "ALS").endswith("| significantly **worse** |")
+    assert (
+        "On the test split the ranker is significantly better than LightFM, popularity and the "
+        "random-from-history baseline; not significantly different from EASE; significantly "
+        "**worse** than ALS (ndcg_at_10)." in markdown
+    )
+    assert "Nothing beats popularity" not in markdown
+    assert "| ranker − … | precision_at_10 [95%] | ndcg_at_10 [95%] | verdict (ndcg_at_10) |" in (
+        markdown
+    )
+    assert "## Ranker" in markdown and "Search: 12 trials in 24 s" in markdown
+    assert "learning rate 0.05, num leaves 31" in markdown and "143 boosting rounds" in markdown
+    assert "top 12 of 15" in markdown and "| feature_11 |" in markdown
+    assert "| feature_12 |" not in markdown
+    assert "## Is LightFM (the model) better than its baselines?" in markdown
+
+
+def test_mlflow_headline_figures_are_the_served_recommenders():
+    per_user, evaluation, choice, ndcg = _ranker_served_case()
+    oracle_rows = _scored("oracle", 2 * ndcg["ranker"], 2 * ndcg["ranker"])
+    oracle = (
+        oracle_rows,
+        {"available": True, "oracle": {"coverage": 0.2, "evaluated_users": N_USERS}},
+    )
+    report, markdown = _report_and_markdown(per_user, evaluation, choice, oracle=oracle)
+    metrics = {k: v["value"] for k, v in recommendation_mlflow(report).items()}
+    ranker, lightfm = ndcg["ranker"].mean(), ndcg["model"].mean()
+    assert metrics["rec/test/ndcg_at_10"] == pytest.approx(ranker)
+    assert metrics["rec/test/precision_at_10"] == pytest.approx(ranker)
+    assert metrics["rec/test/ranker/ndcg_at_10"] == pytest.approx(ranker)
+    assert metrics["rec/test/model/ndcg_at_10"] == pytest.approx(lightfm)
+    assert metrics["rec/test/ease/ndcg_at_10"] == pytest.approx(ndcg["ease"].mean())
+    # The oracle's share is the served recommender's (the oracle doubles the ranker).
+    assert metrics["rec/test/model_fraction_of_oracle/ndcg_at_10"] == pytest.approx(0.5)
+    assert "| ranker / oracle |" in markdown and "| 50.0% |" in markdown
+    assert metrics["rec/test/served_vs_model/ndcg_at_10"] == pytest.approx(0.04)
+    assert metrics["rec/test/served_vs_als/precision_at_10"] == pytest.approx(-0.06)
+    assert metrics["rec/test/model_vs_popularity/ndcg_at_10"] == pytest.approx(0.1)
+    assert metrics["rec/validation/model/ndcg_at_10"] == pytest.approx(0.27)
+    assert metrics["rec/validation/ranker/ndcg_at_10/low"] == pytest.approx(0.28)
+    assert metrics["rec/validation/served_vs_model/ndcg_at_10"] == pytest.approx(0.03)
+    assert metrics["rec/validation/candidate_recall"] == pytest.approx(0.625)
+    assert not any("lightfm" in k for k in metrics)
+    kept = _kept(metrics)
+    assert {
+        "rec/test/ndcg_at_10",
+        "rec/test/ndcg_at_10/low",
+        "rec/test/model/ndcg_at_10",
+        "rec/test/ranker/precision_at_10",
+        "rec/test/served_vs_ease/ndcg_at_10",
+        "rec/test/model_fraction_of_oracle/ndcg_at_10",
+        "rec/validation/ranker/ndcg_at_10",
+        "rec/validation/served_vs_popularity/ndcg_at_10",
+        "rec/validation/candidate_recall",
+    } <= kept
+    assert "rec/validation/ranker/ndcg_at_10/low" not in kept
+
+
+def test_the_report_says_when_the_ranker_is_not_better():
+    per_user, evaluation, choice, ndcg = _ranker_served_case()
+    evaluation["served"] = "ease"
+    choice = _choice(
+        "ease", {"ranker": 0.28, "lightfm": 0.27, "ease": 0.295, "als": 0.2, "popularity": 0.15}
+    )
+    report, markdown = _report_and_markdown(per_user, evaluation, choice)
+    assert report["served"] == "ease" and "ease_vs_ranker" in report["served_difference"]
+    assert report["served_difference"]["ease_vs_ranker"]["ndcg_at_10"]["estimate"] == (
+        pytest.approx(0.0, abs=1e-12)
+    )
+    assert (
+        "The ranker is **not** better than EASE on validation ndcg_at_10 (ease − ranker "
+        "+0.0150 [+0.0050, +0.0250]), so EASE is served: the best on validation ndcg_at_10 "
+        "(0.2950 [0.2750, 0.3150])" in markdown
+    )
+    assert "| **EASE** (served) |" in markdown and "| ease − … |" in markdown
+    metrics = {k: v["value"] for k, v in recommendation_mlflow(report).items()}
+    assert metrics["rec/test/ndcg_at_10"] == pytest.approx(ndcg["ease"].mean())
+    assert metrics["rec/test/ranker/ndcg_at_10"] == pytest.approx(ndcg["ranker"].mean())
+    assert metrics["rec/test/served_vs_ranker/ndcg_at_10"] == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("served", ["popularity", "lightfm"])
+def test_on_data_without_signal_nothing_beats_popularity(served):
+    """Every recommender is popularity ± 0.1 user by user, so none differs from it on test."""
+    rng = np.random.default_rng(5)
+    popularity = rng.uniform(0.2, 0.4, N_USERS)
+    swing = np.where(np.arange(N_USERS) % 2, 0.1, -0.1)
+    ndcg = {
+        "popularity": popularity,
+        "ease": popularity + swing,
+        "model": popularity - swing,
+        "ranker": popularity + np.roll(swing, 1),
+    }
+    name = "model" if served == "lightfm" else served
+    per_user, evaluation = _served_inputs(name, ndcg)
+    choice = _choice(served, {"ranker": 0.1, "lightfm": 0.11, "ease": 0.1, "popularity": 0.105})
+    if served == "popularity":
+        choice = _choice(served, {"ranker": 0.1, "lightfm": 0.1, "ease": 0.1, "popularity": 0.11})
+    report, markdown = _report_and_markdown(per_user, evaluation, choice)
+    assert set(report["popularity_difference"]) == {
+        f"{s}_vs_popularity" for s in ("ranker", "model", "ease")
+    }
+    assert "**Nothing beats popularity here.**" in markdown
+    said = markdown.split("**Nothing beats popularity here.**")[1].split("\n")[0]
+    assert "no recommender is significantly above popularity on ndcg_at_10 (the ranker − " in said
+    assert "LightFM − popularity +0.0000 [" in said and "EASE − popularity +0.0000 [" in said
+    assert ("Popularity is served" in said) == (served == "popularity")
+    assert ("**Nothing beats popularity** on validation." in markdown) == (served == "popularity")
+    metrics = {k: v["value"] for k, v in recommendation_mlflow(report).items()}
+    assert metrics["rec/test/ndcg_at_10"] == pytest.approx(ndcg[name].mean())
+    assert ("rec/test/model/ndcg_at_10" in metrics) == (served != "lightfm")
+
+
+def test_a_skipped_ranker_is_said_and_lightfm_served():
+    rng = np.random.default_rng(6)
+    lightfm = rng.uniform(0.2, 0.4, N_USERS)
+    per_user, evaluation = _served_inputs(
+        "model", {"popularity": lightfm - 0.1, "ease": lightfm - 0.05, "model": lightfm}
+    )
+    reason = "12 validation users with a like among their candidates to train on"
+    choice = _choice(
+        "lightfm", {"lightfm": 0.27, "ease": 0.25, "popularity": 0.15}, {"skipped": reason}
+    )
+    report, markdown = _report_and_markdown(per_user, evaluation, choice)
+    assert "ranker" not in report and "ranker_importance" not in report
+    assert "ranker_search" not in report
+    assert f"No ranker was trained: {reason}. LightFM is served: the best on validation" in (
+        markdown
+    )
+    assert f"## Ranker\n\nNot trained: {reason}." in markdown
+    assert "Chosen on 300 validation users. The candidates" in markdown
+    assert "the ranker learnt" not in markdown and "re-orders" not in markdown
+    assert _row(markdown, "EASE").endswith("| significantly better |")
+    assert report["served_difference"]["model_vs_ease"] == report["difference"]["model_vs_ease"]
+
+
+def test_outputs_without_a_served_recommender_report_lightfm_as_before():
+    rng = np.random.default_rng(7)
+    model = rng.uniform(0.2, 0.4, 50)
+    per_user, evaluation, comparison, best, trials = _recommendation_inputs(model, model - 0.1)
+    assert "served" not in evaluation
+    report = recommendation_report(
+        per_user, evaluation, pd.DataFrame(), pd.DataFrame(), NO_ORACLE, pd.DataFrame(), BOOTSTRAP
+    )
+    markdown = recommendation_markdown(
+        report,
+        search_summary(comparison, best, trials, {}),
+        load_params("recommendation")["groups"],
+    )
+    metrics = {k: v["value"] for k, v in recommendation_mlflow(report).items()}
+    assert report["served"] == "model" and "choice" not in report
+    assert set(report["served_difference"]) == {"model_vs_baseline", "model_vs_popularity"}
+    assert metrics["rec/test/precision_at_10"] == pytest.approx(model.mean())
+    assert not any(k.startswith(("rec/test/model/", "rec/validation/")) for k in metrics)
+    assert "## Served recommender" not in markdown and "## Ranker" not in markdown
+    assert "Is the served recommender" not in markdown
+
+
+def test_a_served_recommender_that_was_not_evaluated_is_an_error():
+    per_user, evaluation, choice, _ = _ranker_served_case()
+    evaluation["served"] = "als_v2"
+    with pytest.raises(ValueError, match="als_v2"):
+        _report_and_markdown(per_user, evaluation, choice)

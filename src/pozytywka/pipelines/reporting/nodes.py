@@ -136,7 +136,7 @@ def _fmt_signed(value) -> str:
 
 # ---- recommendation ----------------------------------------------------------------------------
 
-REC_SCORERS = ("baseline", "popularity", "als", "ease", "defaults", "model", "oracle")
+REC_SCORERS = ("baseline", "popularity", "als", "ease", "defaults", "model", "ranker", "oracle")
 # Baselines the model is compared with, user by user (those the run produced).
 REC_COMPARED = ("popularity", "baseline", "als", "ease", "defaults")
 REC_HEADLINE = (
@@ -181,9 +181,12 @@ def _by_user(per_user: pd.DataFrame, scorer: str) -> pd.DataFrame:
     return per_user[per_user["scorer"] == scorer].sort_values("user").reset_index(drop=True)
 
 
-def _group_summary(table: pd.DataFrame, bootstrap: dict) -> tuple[dict, dict, dict]:
+def _group_summary(
+    table: pd.DataFrame, bootstrap: dict, compared: Sequence[str] = ("model",)
+) -> tuple[dict, dict, dict]:
     """Per strategy and scorer: mean over groups, its interval over groups, and the paired
-    difference of the model from popularity (same groups)."""
+    difference of each ``compared`` scorer from popularity (same groups), keyed
+    ``<scorer>_vs_popularity_<strategy>``."""
     summary: dict = {}
     intervals: dict = {}
     differences: dict = {}
@@ -205,20 +208,24 @@ def _group_summary(table: pd.DataFrame, bootstrap: dict) -> tuple[dict, dict, di
             intervals.setdefault(strategy, {})[scorer] = _interval_dict(
                 GROUP_METRICS, user_bootstrap(weighted_means(values), len(rows), **bootstrap)
             )
-        model = summary[strategy].get("model")
-        if model and summary[strategy]["baseline"]["clustering"]:
-            base = summary[strategy]["baseline"]["clustering"]
-            model["clustering_improvement_vs_baseline"] = (base - model["clustering"]) / base
-        pair = {s: part[part["scorer"] == s].sort_values("group") for s in ("model", "popularity")}
-        if all(len(p) for p in pair.values()):
-            delta = pair["model"][list(GROUP_METRICS)].to_numpy(dtype=float) - pair["popularity"][
+        base = summary[strategy].get("baseline", {}).get("clustering")
+        popularity = part[part["scorer"] == "popularity"].sort_values("group")
+        for name in dict.fromkeys(c for c in compared if c != "popularity"):
+            if not (by := summary[strategy].get(name)):
+                continue
+            if base:
+                by["clustering_improvement_vs_baseline"] = (base - by["clustering"]) / base
+            rows = part[part["scorer"] == name].sort_values("group")
+            if not len(popularity) or not np.array_equal(rows["group"], popularity["group"]):
+                continue
+            delta = rows[list(GROUP_METRICS)].to_numpy(dtype=float) - popularity[
                 list(GROUP_METRICS)
             ].to_numpy(dtype=float)
             estimates = {
                 m: np.nanmean(delta[:, i]) if np.isfinite(delta[:, i]).any() else np.nan
                 for i, m in enumerate(GROUP_METRICS)
             }
-            differences[strategy] = _difference(
+            differences[f"{name}_vs_popularity_{strategy}"] = _difference(
                 GROUP_METRICS,
                 estimates,
                 user_bootstrap(weighted_means(delta), len(delta), **bootstrap),
@@ -233,6 +240,17 @@ def _with_oracle(frame: pd.DataFrame, oracle_frame: pd.DataFrame, oracle: dict) 
     return pd.concat([frame, oracle_frame], ignore_index=True)
 
 
+# The served recommender's names in ``recommender_choice`` (the service's) and in the
+# evaluation tables, which call LightFM "model" (its name in every report).
+SERVICE_NAMES = {"lightfm": "model"}
+# The recommenders compared with popularity to say whether anything beats it.
+BEATS_POPULARITY = ("ranker", "model", "ease", "als", "defaults")
+
+
+def _evaluation_name(name: str) -> str:
+    return SERVICE_NAMES.get(name, name)
+
+
 def recommendation_report(
     per_user: pd.DataFrame,
     evaluation: dict,
@@ -241,15 +259,57 @@ def recommendation_report(
     oracle_evaluation: dict,
     oracle_group_table: pd.DataFrame,
     bootstrap: dict,
+    choice: dict | None = None,
+    ranker_importance: pd.DataFrame | None = None,
+    ranker_trials: pd.DataFrame | None = None,
 ) -> dict:
     """``recommendation_metrics.json``: every scorer's figures, their intervals over test users,
-    paired differences of the model, group playlists (intervals over groups) and sizes."""
+    paired differences of LightFM (``difference``) and of the served recommender
+    (``served_difference``) from the others, every recommender's from popularity, group
+    playlists (intervals over groups), sizes, and how the served recommender was chosen.
+
+    Args:
+        evaluation: ``served`` names the served recommender (LightFM, ``model``, when absent:
+            outputs written before there was a choice).
+        choice: ``recommender_choice`` (validation figures, candidate recall, the ranker's
+            settings or why it was not trained); copied as ``choice``.
+        ranker_importance: each ranker feature's gain, splits and gain share.
+        ranker_trials: one row per trial of the ranker's search (their number and time).
+    """
     has_oracle = bool(oracle_evaluation.get("available"))
     per_user = _with_oracle(per_user, oracle_per_user, oracle_evaluation)
     group_table = _with_oracle(group_table, oracle_group_table, oracle_evaluation)
     if has_oracle:
         evaluation = {**evaluation, "oracle": oracle_evaluation["oracle"]}
     scorers = [s for s in REC_SCORERS if s in evaluation]
+    served = evaluation.get("served", "model")
+    if served not in scorers or served == "oracle":
+        raise ValueError(f"the served recommender {served!r} was not evaluated ({scorers})")
+    report, intervals = _scorer_figures(per_user, evaluation, scorers, bootstrap)
+    groups, group_intervals, group_difference = _group_summary(
+        group_table, bootstrap, ("model", served)
+    )
+    report.update(
+        {
+            "served": served,
+            "groups": groups,
+            "intervals": intervals,
+            **_paired_differences(per_user, report, served, bootstrap),
+            "group_intervals": group_intervals,
+            "group_difference": group_difference,
+            "sizes": _rec_sizes(evaluation, group_table, bootstrap),
+            **_ranker_parts(choice, ranker_importance, ranker_trials),
+        }
+    )
+    if not has_oracle:
+        report["oracle_absent_reason"] = oracle_evaluation.get("reason")
+    return report
+
+
+def _scorer_figures(
+    per_user: pd.DataFrame, evaluation: dict, scorers: list[str], bootstrap: dict
+) -> tuple[dict, dict]:
+    """Each scorer's figures and their intervals over test users."""
     report: dict = {}
     intervals: dict = {}
     for s in scorers:
@@ -258,45 +318,81 @@ def recommendation_report(
         intervals[s] = _interval_dict(
             REC_INTERVAL_METRICS, user_bootstrap(_ranking_statistic(rows), len(rows), **bootstrap)
         )
-    difference = {
-        f"model_vs_{other}": _model_difference(per_user, report, other, bootstrap)
-        for other in REC_COMPARED
-        if other in report
+    return report, intervals
+
+
+def _paired_differences(per_user: pd.DataFrame, report: dict, served: str, bootstrap: dict):
+    """LightFM minus each baseline (``difference``), the served recommender minus every other
+    scorer but the oracle (``served_difference``) and each recommender minus popularity
+    (``popularity_difference``), each pair resampled once."""
+    pairs: dict[tuple[str, str], dict] = {}
+
+    def paired(a: str, b: str) -> dict:
+        if (a, b) not in pairs:
+            pairs[a, b] = _paired_difference(per_user, report, a, b, bootstrap)
+        return pairs[a, b]
+
+    others = [s for s in REC_SCORERS if s in report and s not in (served, "oracle")]
+    return {
+        "difference": {
+            f"model_vs_{other}": paired("model", other) for other in REC_COMPARED if other in report
+        },
+        "served_difference": {f"{served}_vs_{o}": paired(served, o) for o in others},
+        "popularity_difference": {
+            f"{s}_vs_popularity": paired(s, "popularity")
+            for s in BEATS_POPULARITY
+            if s in report and "popularity" in report
+        },
     }
-    groups, group_intervals, group_difference = _group_summary(group_table, bootstrap)
-    report.update(
-        {
-            "groups": groups,
-            "intervals": intervals,
-            "difference": difference,
-            "group_intervals": group_intervals,
-            "group_difference": {
-                f"model_vs_popularity_{k}": v for k, v in group_difference.items()
-            },
-            "sizes": {
-                "test_users": evaluation["model"]["evaluated_users"],
-                **(
-                    {"test_users_sampled_from": evaluation["sampled_test_users"]["of"]}
-                    if "sampled_test_users" in evaluation
-                    else {}
-                ),
-                "test_interactions": evaluation["model"]["test_interactions"],
-                "groups": int(group_table["group"].nunique()) if len(group_table) else 0,
-                "bootstrap_resamples": bootstrap["n_resamples"],
-            },
-        }
-    )
-    if not has_oracle:
-        report["oracle_absent_reason"] = oracle_evaluation.get("reason")
-    return report
 
 
-def _model_difference(per_user: pd.DataFrame, report: dict, other: str, bootstrap: dict) -> dict:
-    """The model minus ``other``, user by user, with its paired interval."""
-    a, b = _by_user(per_user, "model"), _by_user(per_user, other)
+def _rec_sizes(evaluation: dict, group_table: pd.DataFrame, bootstrap: dict) -> dict:
+    return {
+        "test_users": evaluation["model"]["evaluated_users"],
+        **(
+            {"test_users_sampled_from": evaluation["sampled_test_users"]["of"]}
+            if "sampled_test_users" in evaluation
+            else {}
+        ),
+        "test_interactions": evaluation["model"]["test_interactions"],
+        "groups": int(group_table["group"].nunique()) if len(group_table) else 0,
+        "bootstrap_resamples": bootstrap["n_resamples"],
+    }
+
+
+def _ranker_parts(
+    choice: dict | None, importance: pd.DataFrame | None, trials: pd.DataFrame | None
+) -> dict:
+    """The choice as it was recorded, the ranker's search (trials, seconds) and its
+    features' importances, where there are any."""
+    parts: dict = {"choice": choice} if choice else {}
+    if trials is not None and len(trials):
+        seconds = _finite(trials["seconds"].sum()) if "seconds" in trials else None
+        parts["ranker_search"] = {"trials": int(len(trials)), "seconds": seconds}
+    if importance is not None and len(importance):
+        parts["ranker_importance"] = [
+            {k: _json_value(v) for k, v in row.items()} for row in importance.to_dict("records")
+        ]
+    return parts
+
+
+def _json_value(value):
+    """A table cell as JSON: text as is, integers as ints, other numbers finite or null."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    return _finite(value)
+
+
+def _paired_difference(
+    per_user: pd.DataFrame, report: dict, scorer: str, other: str, bootstrap: dict
+) -> dict:
+    """``scorer`` minus ``other``, user by user, with its paired interval."""
+    a, b = _by_user(per_user, scorer), _by_user(per_user, other)
     if not a["user"].equals(b["user"]):
-        raise ValueError(f"model and {other} were evaluated on different test users")
-    estimates = {m: report["model"][m] - report[other][m] for m in REC_INTERVAL_METRICS}
+        raise ValueError(f"{scorer} and {other} were evaluated on different test users")
+    estimates = {m: report[scorer][m] - report[other][m] for m in REC_INTERVAL_METRICS}
     return _difference(
         REC_INTERVAL_METRICS,
         estimates,
@@ -390,14 +486,21 @@ def _budget_sentences(budget: dict | None) -> str:
 
 
 def recommendation_markdown(report: dict, search: dict, groups: dict) -> str:
-    """``recommendation_metrics.md``: the figures with intervals, and in words which
-    differences from the baselines are significant."""
+    """``recommendation_metrics.md``: which recommender is served and why, the figures with
+    intervals, and in words which differences between the served recommender (and LightFM)
+    and the others are significant."""
     scorers = [s for s in REC_SCORERS if s in report]
+    served = report.get("served", "model")
     lines = _rec_header_lines(report, search)
+    lines += _served_lines(report)
+    if "choice" in report:
+        lines += ["## Every recommender on the test split", ""]
     if "oracle" not in scorers:
         lines += [f"No oracle: {report['oracle_absent_reason']}.", ""]
-    lines += _metric_table(report, scorers, REC_HEADLINE, "model")
-    lines += ["", "## Is the model better than its baselines?", ""]
+    lines += _metric_table(report, scorers, REC_HEADLINE, served)
+    lines += _served_difference_lines(report)
+    lines += _ranker_lines(report)
+    lines += ["", "## Is LightFM (the model) better than its baselines?", ""]
     lines += _difference_lines(
         "model − popularity (paired over test users)",
         "the model",
@@ -421,6 +524,274 @@ def recommendation_markdown(report: dict, search: dict, groups: dict) -> str:
     lines += _strong_baseline_lines(report, search)
     lines += _group_lines(report, scorers, groups)
     return "\n".join(lines) + "\n"
+
+
+# How the Markdown names each recommender in sentences and in tables.
+REC_NAMES = {
+    "ranker": "the ranker",
+    "model": "LightFM",
+    "ease": "EASE",
+    "als": "ALS",
+    "popularity": "popularity",
+    "defaults": "LightFM with the default hyperparameters",
+    "baseline": "the random-from-history baseline",
+    "oracle": "the oracle",
+}
+REC_LABELS = {
+    "ranker": "ranker",
+    "model": "LightFM (`model`)",
+    "ease": "EASE",
+    "als": "ALS",
+    "popularity": "popularity",
+    "defaults": "LightFM defaults (`defaults`)",
+    "baseline": "history baseline (`baseline`)",
+}
+# The order in which the served recommender is compared with the others.
+SERVED_ORDER = ("ranker", "model", "ease", "als", "defaults", "popularity", "baseline")
+RANKER_TOP_FEATURES = 12
+
+
+def _name(scorer: str, capital: bool = False) -> str:
+    name = REC_NAMES.get(scorer, scorer)
+    return name[0].upper() + name[1:] if capital else name
+
+
+def _names(scorers: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    names = [_name(s) for s in scorers]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _signed_interval(d: dict) -> str:
+    """A paired difference with its interval: ``+0.0100 [+0.0050, +0.0150]``."""
+    low, high = d["interval"]
+    if low is None or high is None:
+        return f"{_fmt_signed(d['estimate'])} (no interval)"
+    return f"{_fmt_signed(d['estimate'])} [{low:+.4f}, {high:+.4f}]"
+
+
+def _served_lines(report: dict) -> list[str]:
+    """Which recommender is served and why: each candidate's validation figure with its
+    interval, the served one's paired difference from each, the users and the candidates'
+    recall. Nothing for outputs written before there was a choice."""
+    choice = report.get("choice")
+    if not choice:
+        return []
+    served, metric = report["served"], choice.get("metric", "ndcg_at_10")
+    validation = {_evaluation_name(n): v for n, v in (choice.get("validation") or {}).items()}
+    minus = {_evaluation_name(n): v for n, v in (choice.get("served_minus") or {}).items()}
+    ranker = choice.get("ranker") or {}
+    lines = [
+        "## Served recommender",
+        "",
+        _choice_sentence(served, metric, validation, minus, ranker),
+    ]
+    if validation:
+        lines += [
+            "",
+            f"| recommender | validation {metric} [95%] | {served} − it, paired [95%] |",
+            "|---|---:|---:|",
+        ]
+        for n in sorted(validation, key=lambda n: -(validation[n][metric] or 0.0)):
+            label = f"**{REC_LABELS.get(n, n)}** (served)" if n == served else REC_LABELS.get(n, n)
+            cell = _signed_interval(minus[n]) if n in minus else "–"
+            lines.append(
+                f"| {label} | {_fmt(validation[n][metric], validation[n]['interval'])} | {cell} |"
+            )
+    lines += ["", *_choice_sizes(choice, ranker), ""]
+    return lines
+
+
+def _choice_sentence(served: str, metric: str, validation: dict, minus: dict, ranker: dict) -> str:
+    """In words: what is served, by how much it leads, and where the ranker stands."""
+    figure = (
+        _fmt(validation[served][metric], validation[served]["interval"])
+        if (served in validation)
+        else "–"
+    )
+    best = f"the best on validation {metric} ({figure}){_lead(minus)}"
+    if "skipped" in ranker:
+        said = (
+            f"No ranker was trained: {ranker['skipped']}. {_name(served, True)} is served: {best}"
+        )
+    elif served == "ranker":
+        said = f"The ranker is served: {best}"
+    elif "ranker" in minus:
+        said = (
+            f"The ranker is **not** better than {_name(served)} on validation {metric} "
+            f"({served} − ranker {_signed_interval(minus['ranker'])}), so {_name(served)} is "
+            f"served: {best}"
+        )
+    else:
+        said = f"{_name(served, True)} is served: {best}"
+    if served == "popularity":
+        said += " **Nothing beats popularity** on validation."
+    return said
+
+
+def _lead(minus: dict) -> str:
+    """The end of the choice's sentence: over which recommenders the served one's validation
+    lead is significant (its paired 95% interval above 0) and over which it is not."""
+    above = [n for n in SERVED_ORDER if n in minus and (minus[n]["interval"][0] or 0.0) > 0]
+    level = [n for n in SERVED_ORDER if n in minus and n not in above]
+    said = []
+    if above:
+        said.append(f"significantly above {_names(above)}")
+    if level:
+        said.append(
+            f"**not significantly** above {_names(level)} (the paired 95% interval holds 0)"
+        )
+    return (", " + "; ".join(said) if said else "") + "."
+
+
+def _choice_sizes(choice: dict, ranker: dict) -> list[str]:
+    """How many validation users trained the ranker and chose, and the candidates' recall."""
+    users, said = choice.get("users") or {}, []
+    trained = "skipped" not in ranker
+    if "choice" in users:
+        said.append(
+            f"Chosen on {users['choice']} validation users"
+            + (
+                f" held out of the ranker's training; the ranker learnt from the validation "
+                f"likes of {users['ranker_training']} others."
+                if trained and "ranker_training" in users
+                else "."
+            )
+        )
+    if choice.get("candidate_recall") is not None:
+        said.append(
+            "The candidates (each scorer's best unplayed tracks, pooled: "
+            f"{choice.get('candidates_per_user', 0):.0f} a user on average) hold "
+            f"{choice['candidate_recall']:.1%} of the validation likes"
+            + ("; the ranker re-orders only these." if trained else ".")
+        )
+    return [" ".join(said)] if said else []
+
+
+def _served_difference_lines(report: dict) -> list[str]:
+    """The served recommender minus each other on the test split (paired over test users),
+    a verdict per recommender on the choice's metric, and whether anything beats
+    popularity."""
+    if "choice" not in report:
+        return []
+    served, metric = report["served"], report["choice"].get("metric", "ndcg_at_10")
+    diffs = report["served_difference"]
+    others = [o for o in SERVED_ORDER if f"{served}_vs_{o}" in diffs]
+    metrics = list(dict.fromkeys(("precision_at_10", "ndcg_at_10", metric)))
+    lines = [
+        "",
+        "## Is the served recommender better than each of the others?",
+        "",
+        f"{_name(served, True)} minus each other recommender, paired over the "
+        f"{report['sizes']['test_users']} test users; the verdict is on {metric}, the metric "
+        "the choice was made on.",
+        "",
+        f"| {served} − … | "
+        + " | ".join(f"{m} [95%]" for m in metrics)
+        + f" | verdict ({metric}) |",
+        "|---|" + "---:|" * len(metrics) + "---|",
+    ]
+    verdicts: dict[str, list[str]] = {}
+    for o in others:
+        d = diffs[f"{served}_vs_{o}"]
+        verdict = _verdict(d[metric], metric)
+        verdicts.setdefault(verdict, []).append(o)
+        lines.append(
+            f"| {REC_LABELS.get(o, o)} | "
+            + " | ".join(_signed_interval(d[m]) for m in metrics)
+            + f" | {verdict} |"
+        )
+    said = [
+        f"{verdict} than {_names(names)}"
+        if verdict != "not significantly different"
+        else f"not significantly different from {_names(names)}"
+        for verdict, names in verdicts.items()
+    ]
+    if said:
+        lines += ["", f"On the test split {_name(served)} is " + "; ".join(said) + f" ({metric})."]
+    return [*lines, *_popularity_lines(report, metric)]
+
+
+def _verdict(d: dict, metric: str) -> str:
+    if not d["significant"]:
+        return "not significantly different"
+    better = (d["estimate"] > 0) != (metric in LOWER_IS_BETTER)
+    return "significantly better" if better else "significantly **worse**"
+
+
+def _popularity_lines(report: dict, metric: str) -> list[str]:
+    """Nothing beats popularity here, with every recommender's paired test difference from
+    it, when popularity is served or no recommender is significantly above it on ``metric``;
+    a popularity that is served yet beaten on test is said too."""
+    against = report.get("popularity_difference") or {}
+    if "popularity" not in report or not against:
+        return []
+    rows = {k.removesuffix("_vs_popularity"): d[metric] for k, d in against.items()}
+    beating = [s for s, d in rows.items() if _verdict(d, metric) == "significantly better"]
+    figures = "; ".join(f"{_name(s)} − popularity {_signed_interval(d)}" for s, d in rows.items())
+    if not beating:
+        why = (
+            "Popularity is served: nothing was better on validation, and on test"
+            if report["served"] == "popularity"
+            else "On test"
+        )
+        return [
+            "",
+            f"**Nothing beats popularity here.** {why} no recommender is significantly above "
+            f"popularity on {metric} ({figures}).",
+        ]
+    if report["served"] == "popularity":
+        return [
+            "",
+            f"Popularity is served (the best on validation), but on test {_names(beating)} "
+            f"{'is' if len(beating) == 1 else 'are'} significantly above it on {metric} "
+            f"({figures}).",
+        ]
+    return []
+
+
+def _ranker_lines(report: dict) -> list[str]:
+    """The ranker: its search, its settings and its features' importances (or why it was
+    not trained)."""
+    ranker = (report.get("choice") or {}).get("ranker")
+    if not ranker:
+        return []
+    lines = ["", "## Ranker", ""]
+    if "skipped" in ranker:
+        return [*lines, f"Not trained: {ranker['skipped']}."]
+    pooled = [_evaluation_name(n) for n in report["choice"].get("validation", {}) if n != "ranker"]
+    search = report.get("ranker_search") or {}
+    took = f" in {search['seconds']:.0f} s" if search.get("seconds") is not None else ""
+    trials = f" {search['trials']} trials{took}" if search else ""
+    settings = ", ".join(
+        f"{k.replace('_', ' ')} {v:.4g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+        for k, v in ranker["params"].items()
+    )
+    lines.append(
+        "LightGBM lambdarank re-ranking the pooled candidates"
+        + (f" of {_names(pooled)}" if pooled else "")
+        + f" with {len(ranker.get('features', []))} features. Search:{trials} (Optuna TPE), "
+        "each scored by NDCG@10 on the validation users held out of its training; best: "
+        f"{settings}; {ranker['rounds']} boosting rounds; validation NDCG@10 "
+        f"{ranker['validation_ndcg_at_10']:.4f}. The ranker is refit with these settings on "
+        "every validation user with a like among their candidates."
+    )
+    importance = report.get("ranker_importance") or []
+    if importance:
+        top = sorted(importance, key=lambda r: -(r.get("gain_share") or 0.0))
+        lines += [
+            "",
+            f"Features by share of the total gain (top {min(len(top), RANKER_TOP_FEATURES)} "
+            f"of {len(top)}):",
+            "",
+            "| feature | gain share | splits |",
+            "|---|---:|---:|",
+        ]
+        lines += [
+            f"| {r['feature']} | {(r.get('gain_share') or 0.0):.1%} | {r.get('splits', '–')} |"
+            for r in top[:RANKER_TOP_FEATURES]
+        ]
+    return lines
 
 
 STRONG_BASELINES = (
@@ -492,7 +863,7 @@ def _rec_header_lines(report: dict, search: dict) -> list[str]:
         f"Test split: **{sizes['test_users']} users** with **{sizes['test_interactions']} "
         f"held-out likes**{_sampled_from(sizes)}; 95% intervals from "
         f"{sizes['bootstrap_resamples']} bootstrap resamples of test users (coverage is "
-        "catalogue-wide: no interval). Training data: "
+        "catalogue-wide: no interval). LightFM's training data: "
         f"**{search['best']['variant']}** (validation {objective}: "
         + ", ".join(f"{n} {v[objective]:.4f}" for n, v in comparison["variants"].items())
         + f"{_variant_gain(comparison)}). "
@@ -546,7 +917,7 @@ def _oracle_share(value: float | None, oracle: float | None, metric: str) -> flo
 
 def _group_lines(report: dict, scorers: list[str], g: dict) -> list[str]:
     """Group playlists: one table per strategy, the clustering improvement and the paired
-    difference of the model from popularity."""
+    difference of the model (and of the served recommender) from popularity."""
     lines = [
         f"## Group playlists ({report['sizes']['groups']} groups of {g['min_size']}-"
         f"{g['max_size']}, {g['length']} tracks; reference strategy: "
@@ -579,26 +950,25 @@ def _group_lines(report: dict, scorers: list[str], g: dict) -> list[str]:
                 + ", ".join(f"{s} {n}" for s, n in with_ratio.items() if n is not None)
                 + f" of {report['sizes']['groups']}.",
             ]
-        improvement = by_scorer.get("model", {}).get("clustering_improvement_vs_baseline")
-        if improvement is not None:
-            lines += [
-                "",
-                f"Clustering score of the model vs the baseline: {improvement:+.1%} "
-                "(positive = more coherent).",
-            ]
-        diff = report["group_difference"].get(f"model_vs_popularity_{strategy}")
-        if diff:
-            lines += [
-                "",
-                *_difference_lines(
-                    f"{strategy}: model − popularity (paired over groups)",
-                    "the model",
+        compared = list(dict.fromkeys(("model", report.get("served", "model"))))
+        for name in compared:
+            improvement = by_scorer.get(name, {}).get("clustering_improvement_vs_baseline")
+            if improvement is not None:
+                lines += [
+                    "",
+                    f"Clustering score of {'the model' if name == 'model' else _name(name)} vs the "
+                    f"baseline: {improvement:+.1%} (positive = more coherent).",
+                ]
+        lines.append("")
+        for name in compared:
+            diff = report["group_difference"].get(f"{name}_vs_popularity_{strategy}")
+            if diff:
+                lines += _difference_lines(
+                    f"{strategy}: {name} − popularity (paired over groups)",
+                    "the model" if name == "model" else _name(name),
                     "popularity",
                     {m: diff[m] for m in ("recall_mean", "ndcg_mean", "recall_min")},
-                ),
-            ]
-        else:
-            lines.append("")
+                )
     return lines
 
 
@@ -618,23 +988,37 @@ def _pick(diff: dict) -> dict:
 
 
 def recommendation_mlflow(report: dict) -> dict:
-    """MLflow metrics, grouped by ``/`` as the UI shows them: the model's figures as headline
-    ``rec/test/<metric>`` (other scorers ``rec/test/<scorer>/<metric>``), interval bounds
-    (``.../low``, ``.../high``), the differences, the oracle share and the group playlists
-    (``rec/groups/<strategy>/<scorer>/<metric>``)."""
+    """MLflow metrics, grouped by ``/`` as the UI shows them: the served recommender's figures
+    as headline ``rec/test/<metric>`` (LightFM's in outputs without a served one), the other
+    scorers' as ``rec/test/<scorer>/<metric>`` (a served recommender other than LightFM under
+    its own name too, so its column is filled whichever is served), interval bounds
+    (``.../low``, ``.../high``), LightFM's differences (``rec/test/model_vs_<scorer>/...``),
+    the served one's (``rec/test/served_vs_<scorer>/...``), its share of the oracle
+    (``rec/test/model_fraction_of_oracle/<metric>``: the name the runs table knows), each
+    recommender's validation NDCG@10 from the choice (``rec/validation/<scorer>/ndcg_at_10``,
+    ``rec/validation/served_vs_<scorer>/ndcg_at_10``, ``rec/validation/candidate_recall``) and
+    the group playlists (``rec/groups/<strategy>/<scorer>/<metric>``)."""
     scorers = [s for s in REC_SCORERS if s in report]
+    served = report.get("served", "model")
     metrics = {}
     for s in scorers:
-        base = _scorer_prefix("rec/test", s, "model")
-        metrics.update({f"{base}/{m}": v for m, v in report[s].items()})
-        for m, (lo, hi) in report["intervals"][s].items():
-            metrics.update({f"{base}/{m}/low": lo, f"{base}/{m}/high": hi})
+        prefixes = [_scorer_prefix("rec/test", s, served)]
+        if s == served and s != "model":
+            prefixes.append(f"rec/test/{s}")
+        for base in prefixes:
+            metrics.update({f"{base}/{m}": v for m, v in report[s].items()})
+            for m, (lo, hi) in report["intervals"][s].items():
+                metrics.update({f"{base}/{m}/low": lo, f"{base}/{m}/high": hi})
     for pair, diff in report["difference"].items():
         metrics.update({f"rec/test/{pair}/{m}": d["estimate"] for m, d in diff.items()})
+    for pair, diff in report.get("served_difference", {}).items():
+        other = pair.removeprefix(f"{served}_vs_")
+        metrics.update({f"rec/test/served_vs_{other}/{m}": d["estimate"] for m, d in diff.items()})
     if "oracle" in report:
         for m, oracle in report["oracle"].items():
-            if (share := _oracle_share(report["model"][m], oracle, m)) is not None:
+            if (share := _oracle_share(report[served][m], oracle, m)) is not None:
                 metrics[f"rec/test/model_fraction_of_oracle/{m}"] = share
+    metrics.update(_validation_metrics(report.get("choice") or {}))
     metrics.update(
         {
             f"rec/groups/{st}/{s}/{m}": v
@@ -644,6 +1028,21 @@ def recommendation_mlflow(report: dict) -> dict:
         }
     )
     return mlflow_metrics(metrics)
+
+
+def _validation_metrics(choice: dict) -> dict:
+    """The choice's validation figures under the evaluation's names (LightFM: ``model``)."""
+    metric = choice.get("metric", "ndcg_at_10")
+    metrics = {}
+    for name, v in (choice.get("validation") or {}).items():
+        base = f"rec/validation/{_evaluation_name(name)}/{metric}"
+        low, high = v["interval"]
+        metrics.update({base: v[metric], f"{base}/low": low, f"{base}/high": high})
+    for name, d in (choice.get("served_minus") or {}).items():
+        metrics[f"rec/validation/served_vs_{_evaluation_name(name)}/{metric}"] = d["estimate"]
+    if choice.get("candidate_recall") is not None:
+        metrics["rec/validation/candidate_recall"] = choice["candidate_recall"]
+    return metrics
 
 
 def _scorer_prefix(prefix: str, scorer: str, headline: str) -> str:
