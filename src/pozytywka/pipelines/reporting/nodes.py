@@ -609,7 +609,11 @@ def _choice_sentence(served: str, metric: str, validation: dict, minus: dict, ra
         if (served in validation)
         else "–"
     )
-    best = f"the best on validation {metric} ({figure}){_lead(minus)}"
+    best = (
+        f"validation {metric} {figure}{_lead(minus)}. (The rule, from the simplest up: "
+        "popularity, unless the best single personal recommender is shown better; that one, "
+        "unless the ranker is shown better than it; shown: a paired 95% interval above 0.)"
+    )
     if "skipped" in ranker:
         said = (
             f"No ranker was trained: {ranker['skipped']}. {_name(served, True)} is served: {best}"
@@ -618,14 +622,14 @@ def _choice_sentence(served: str, metric: str, validation: dict, minus: dict, ra
         said = f"The ranker is served: {best}"
     elif "ranker" in minus:
         said = (
-            f"The ranker is **not** better than {_name(served)} on validation {metric} "
+            f"The ranker is **not shown** to be better on validation {metric} "
             f"({served} − ranker {_signed_interval(minus['ranker'])}), so {_name(served)} is "
             f"served: {best}"
         )
     else:
         said = f"{_name(served, True)} is served: {best}"
     if served == "popularity":
-        said += " **Nothing beats popularity** on validation."
+        said += " **Nothing is shown to beat popularity** on validation."
     return said
 
 
