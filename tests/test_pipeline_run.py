@@ -58,7 +58,10 @@ def test_default_pipeline_end_to_end(project):
     served = metrics["served"]
     choice = json.loads((data / "06_models" / "recommender_choice.json").read_text())
     validation = choice["validation"]
-    assert max(validation, key=lambda n: validation[n]["ndcg_at_10"]) == choice["served"]
+    best_single = max(set(validation) - {"ranker"}, key=lambda n: validation[n]["ndcg_at_10"])
+    assert choice["served"] in {"popularity", best_single, "ranker"}  # the simplest, unless...
+    if choice["served"] == "ranker":  # ... a gain is shown
+        assert choice["served_minus"][best_single]["interval"][0] > 0
     assert served == {"lightfm": "model"}.get(choice["served"], choice["served"])
     assert set(metrics["groups"]["mean_rank"]) == {"baseline", "popularity", "model", "oracle"} | {
         served
@@ -111,7 +114,10 @@ def test_default_pipeline_end_to_end(project):
     with mlflow_store(project):
         every = mlflow.search_runs(experiment_names=["pozytywka"])
         top = every["tags.mlflow.parentRunId"].isna()
-        runs, trial_runs = every[top], every[~top]
+        runs, nested = every[top], every[~top]
+        ranker_runs = nested[nested["tags.mlflow.runName"].str.startswith("ranker trial")]
+        trial_runs = nested[nested["tags.mlflow.runName"].str.startswith("rec trial")]
+        assert len(ranker_runs) + len(trial_runs) == len(nested)
         assert len(runs) == 1
         last = runs.iloc[0]
         # The run says what ran, from which commit, on which data.
@@ -126,6 +132,15 @@ def test_default_pipeline_end_to_end(project):
         assert len(trial_runs) == len(trials)
         assert set(trial_runs["tags.mlflow.parentRunId"]) == {last["run_id"]}
         assert trial_runs["params.learning_rate"].notna().all()
+        # The ranker: its trials nested too, its settings and the served recommender params.
+        ranker_trials = pd.read_csv(data / "08_reporting" / "ranker_trials.csv")
+        assert len(ranker_runs) == len(ranker_trials) > 0
+        assert ranker_runs["params.num_leaves"].notna().all()
+        choice = json.loads((data / "06_models" / "recommender_choice.json").read_text())
+        assert last["params.rec.served"] == choice["served"]
+        assert int(last["params.ranker.best.rounds"]) == choice["ranker"]["rounds"]
+        logged = {a.path for a in mlflow.MlflowClient().list_artifacts(last["run_id"])}
+        assert {"ranker_model.pkl", "recommender_choice.json"} <= logged
         assert last["params.synthetic_data.size"] == "tiny"
         assert last["params.feature_engineering.split.strategy"] == "random"
         # Each defect count is in the data-quality artifact, not a column of the runs table.

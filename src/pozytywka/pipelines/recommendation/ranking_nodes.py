@@ -21,9 +21,9 @@ from pozytywka.recsys.baselines import als_scorer, ease_scorer
 from pozytywka.recsys.candidates import Candidates, SideTables, candidates, side_tables
 from pozytywka.recsys.metrics import Scorer, per_user_ranking_metrics
 from pozytywka.recsys.mlflow_model import Ranking
-from pozytywka.recsys.model import EmbeddingScorer, fit_epochs, new_model, ordered_ids, threads
+from pozytywka.recsys.model import EmbeddingScorer, ordered_ids, threads
 
-from .nodes import popularity_scorer
+from .nodes import _train, popularity_scorer
 
 logger = logging.getLogger(__name__)
 
@@ -48,16 +48,7 @@ def train_validation_lightfm(
     ranker's candidate scorer and as LightFM's entry in the choice of the served recommender."""
     hp = {**training["defaults"], **{k: best[k] for k in best if k in training["defaults"]}}
     inter, weights = data["fit"][best["variant"]]
-    model = new_model(hp, training["seed"])
-    return fit_epochs(
-        model,
-        inter,
-        weights,
-        user_features,
-        item_features,
-        int(hp["epochs"]),
-        training["num_threads"],
-    )
+    return _train(hp, hp["epochs"], inter, weights, user_features, item_features, training)
 
 
 def stage_scorers(

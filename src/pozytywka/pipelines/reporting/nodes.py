@@ -610,7 +610,7 @@ def _choice_sentence(served: str, metric: str, validation: dict, minus: dict, ra
         else "–"
     )
     best = (
-        f"validation {metric} {figure}{_lead(minus)}. (The rule, from the simplest up: "
+        f"validation {metric} {figure}{_lead(minus).rstrip('.')}. (The rule, from the simplest up: "
         "popularity, unless the best single personal recommender is shown better; that one, "
         "unless the ranker is shown better than it; shown: a paired 95% interval above 0.)"
     )
