@@ -1012,6 +1012,12 @@ def plot_search(study: optuna.Study) -> tuple[Figure, Figure, Figure]:
 # ---- final model -----------------------------------------------------------------------------
 
 
+def chosen_hyperparameters(best: dict, training: dict) -> dict:
+    """``training.defaults`` with the search's chosen values over them."""
+    defaults = training["defaults"]
+    return {**defaults, **{k: best[k] for k in best if k in defaults}}
+
+
 def train_final_model(
     data: dict,
     best: dict,
@@ -1021,8 +1027,7 @@ def train_final_model(
 ) -> LightFM:
     """The best hyperparameters (over ``training.defaults``), trained on every training pair
     of the chosen variant."""
-    defaults = training["defaults"]
-    hp = {**defaults, **{k: best[k] for k in best if k in defaults}}
+    hp = chosen_hyperparameters(best, training)
     inter, weights = data["full"][best["variant"]]
     t0 = time.perf_counter()
     model = _train(
