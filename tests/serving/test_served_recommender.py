@@ -22,7 +22,8 @@ from pozytywka.recsys.mlflow_model import LightFMRecommender, Ranking, ranked_sc
 from pozytywka.serving.app import assign_variant, create_app
 from pozytywka.serving.loading import StartupError, load_service, playlist_arms
 from pozytywka.serving.prediction_log import ab_summary
-from pozytywka.serving.recommender import RecommenderEngine, _merged_heads
+from pozytywka.serving.recommender import Member, RecommenderEngine, _merged_heads
+from pozytywka.serving.routers.playlists import baseline_rng
 from tests.project import API_KEY, copy_project
 
 DEPTH = 8
@@ -456,3 +457,17 @@ def test_hnsw_searches_the_served_recommenders_vectors(ease_state, ease_model):
     sims = ann.item_unit @ ann.item_unit[3]
     sims[3] = -np.inf
     np.testing.assert_allclose(lightfm_sims, np.sort(sims)[::-1][:5], atol=1e-4)
+
+
+def test_a_seeded_history_baseline_repeats_per_group_whatever_the_order():
+    def members(*ids):
+        return [Member(user_id=i, row=None, bias=0.0, embedding=np.zeros(2)) for i in ids]
+
+    def draws(seed, ids, length=5):
+        return baseline_rng(seed, members(*ids), length).integers(0, 10**9, 4).tolist()
+
+    assert draws(7, [3, 1, 2]) == draws(7, [1, 2, 3])
+    assert draws(7, [1, 2, 3]) != draws(8, [1, 2, 3])
+    assert draws(7, [1, 2, 3]) != draws(7, [1, 2, 4])
+    assert draws(7, [1, 2, 3]) != draws(7, [1, 2, 3], length=6)
+    assert draws(None, [1, 2, 3]) != draws(None, [1, 2, 3])  # fresh entropy without a seed

@@ -11,8 +11,9 @@ answer was worth in expectation, and what the *other* arm would have served the 
 (asked through the forced ``/base`` or ``/advanced`` route, not listened to): the true average
 effect on the simulated users, which the analysis puts beside its estimate.
 
-The simulator's own draws are repeatable from ``seed``; the service's baseline playlist draws its
-own random tracks, so answers of that arm differ between runs.
+The simulator's own draws are repeatable from ``seed``; the service's baseline playlist draws
+its own random tracks, so answers of that arm differ between runs unless the service's
+``playlists.baseline_seed`` is set.
 """
 
 from __future__ import annotations

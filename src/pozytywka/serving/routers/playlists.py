@@ -17,9 +17,18 @@ from ..dependencies import (
     removed_tracks,
 )
 from ..loading import HISTORY, ServiceState
+from ..recommender import Member
 from ..schemas import PlaylistRequest, PlaylistResponse, Variant
 
 router = APIRouter(tags=["group playlists"], responses={**UNKNOWN_IDS, **BODY_ERRORS})
+
+
+def baseline_rng(seed: int | None, members: list[Member], length: int) -> np.random.Generator:
+    """Fresh draws without a seed; with one, the same group and length get the same draws
+    whatever the order requests arrive in."""
+    if seed is None:
+        return np.random.default_rng()
+    return np.random.default_rng([seed, length, *sorted(m.user_id for m in members)])
 
 
 def playlist(
@@ -40,9 +49,8 @@ def playlist(
         version = engine.model_version(engine.answered_by(arm, members))
     else:
         strategy, version = None, BASELINE_VERSIONS["playlists"]
-        positions = engine.baseline_playlist(
-            members, body.playlist_length, removed, np.random.default_rng()
-        )
+        rng = baseline_rng(cfg.get("baseline_seed"), members, body.playlist_length)
+        positions = engine.baseline_playlist(members, body.playlist_length, removed, rng)
     mark(
         request,
         experiment="playlists",
