@@ -41,6 +41,12 @@ def _best(values: np.ndarray, n: int, excluded: np.ndarray | None) -> np.ndarray
     if excluded is not None:
         values = np.where(excluded, np.inf, values)
     n = min(n, int(np.isfinite(values).sum()))
+    if n == 0:
+        return np.empty(0, dtype=np.int64)
+    if 4 * n < len(values):  # sort only the items up to the n-th value (ties there included)
+        cut = np.partition(values, n - 1)[n - 1]
+        within = np.flatnonzero(values <= cut)
+        return within[np.argsort(values[within], kind="stable")[:n]]
     return np.argsort(values, kind="stable")[:n]
 
 
@@ -142,9 +148,12 @@ def _tie_averaged_positions(descending: np.ndarray) -> np.ndarray:
     positions = np.arange(1, n + 1, dtype=np.float64)
     if n < 2 or not (descending[1:] == descending[:-1]).any():
         return positions
-    new = np.r_[True, descending[1:] != descending[:-1]]
+    new = np.empty(n, dtype=bool)  # first of a run of equal values
+    new[0] = True
+    np.not_equal(descending[1:], descending[:-1], out=new[1:])
     first = np.maximum.accumulate(np.where(new, positions, 0))
-    ends = np.r_[new[1:], True]
+    ends = np.empty(n, dtype=bool)  # last of a run
+    ends[:-1], ends[-1] = new[1:], True
     last = np.minimum.accumulate(np.where(ends, positions, n + 1)[::-1])[::-1]
     return (first + last) / 2
 
@@ -152,9 +161,12 @@ def _tie_averaged_positions(descending: np.ndarray) -> np.ndarray:
 def _ranked(row: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``items`` with their exact ranks over ``row``, given that every item scoring at least
     their lowest score is among them."""
-    order = np.argsort(-row[items], kind="stable")  # nearly sorted input: about linear
+    values = row[items]
+    if len(values) < 2 or (values[:-1] >= values[1:]).all():  # already best first
+        return items, _tie_averaged_positions(values)
+    order = np.argsort(-values, kind="stable")  # nearly sorted input: about linear
     ranks = np.empty(len(items))
-    ranks[order] = _tie_averaged_positions(row[items][order])
+    ranks[order] = _tie_averaged_positions(values[order])
     return items, ranks
 
 
@@ -243,16 +255,15 @@ def _pooled_ranks(
     for items, _ in heads:
         in_some_head[items] = True
     pool = np.flatnonzero(in_some_head)
+    position = np.empty(n_items, dtype=np.int64)
+    position[pool] = np.arange(len(pool))
     floor = np.array([len(items) + 1.0 for items, _ in heads])
-    ranks = np.empty((len(heads), len(pool)))
-    exact = np.empty((len(heads), len(pool)), dtype=bool)
+    ranks = np.repeat(floor[:, None], len(pool), axis=1)
+    exact = np.zeros((len(heads), len(pool)), dtype=bool)
     for m, (items, head_ranks) in enumerate(heads):  # a handful of members
-        row = np.full(n_items, floor[m])
-        row[items] = head_ranks
-        ranks[m] = row[pool]
-        in_head = np.zeros(n_items, dtype=bool)
-        in_head[items] = True
-        exact[m] = in_head[pool]
+        at = position[items]
+        ranks[m, at] = head_ranks
+        exact[m, at] = True
     return pool, floor, ranks, exact
 
 
@@ -323,7 +334,11 @@ def known_to_group(known: sp.csr_matrix, members: np.ndarray, policy: str) -> np
     """
     if policy == "none":
         return None
-    played_by = np.asarray(known[members].sum(axis=0)).ravel()
+    known, members = known.tocsr(), np.asarray(members, dtype=np.int64)
+    # the sum of the members' rows, as one count over their stored entries
+    entries = [np.arange(known.indptr[m], known.indptr[m + 1]) for m in members]
+    at = np.concatenate(entries) if entries else np.empty(0, dtype=np.int64)
+    played_by = np.bincount(known.indices[at], known.data[at], minlength=known.shape[1])
     if policy == "all_members":
         return played_by >= len(members)
     if policy == "any_member":
