@@ -168,3 +168,40 @@ def race_worker(storage: str, study_name: str, n_trials: int, start) -> None:
         time.monotonic() + 60,
         lambda trials: [nodes._run_trial(study, t, nodes._tagged(objective)) for t in trials],
     )
+
+
+HEARTBEAT = {"interval_seconds": 1, "grace_seconds": 2, "max_retry": 2}
+
+
+def search_worker_on(storage: str, study_name: str, n_trials: int, hang_on: int, started) -> None:
+    """One worker as ``_run_search`` runs it (heartbeats, stale trials retried, the study's
+    lock), with a quick objective; on trial ``hang_on`` it sets ``started`` and hangs, to be
+    killed mid-trial (-1: never)."""
+    import optuna  # noqa: PLC0415
+
+    from pozytywka.pipelines.recommendation import nodes  # noqa: PLC0415
+
+    study = optuna.create_study(
+        study_name=study_name,
+        storage=nodes.study_storage(storage, HEARTBEAT),
+        direction="maximize",
+        load_if_exists=True,
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        if trial.number == hang_on:
+            started.set()
+            time.sleep(3600)
+        time.sleep(0.05)
+        return trial.params["x"]
+
+    nodes._run_rounds(
+        study,
+        lambda trial: trial.suggest_float("x", 0.0, 1.0),
+        lambda: nodes._study_lock(storage, study_name),
+        [{"x": 0.5}],
+        n_trials,
+        1,
+        time.monotonic() + 120,
+        lambda trials: [nodes._run_trial(study, t, nodes._tagged(objective)) for t in trials],
+    )

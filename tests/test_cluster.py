@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import pickle
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -21,7 +22,7 @@ from sqlalchemy.pool import NullPool
 
 from pozytywka import settings
 from pozytywka.pipelines.recommendation.nodes import _study_lock, search_hyperparameters
-from tests.cluster import mlflow_server, postgres_server, race_worker
+from tests.cluster import mlflow_server, postgres_server, race_worker, search_worker_on
 from tests.project import PROJECT_ROOT, copy_project, process_group, wait_for
 
 FINISHED = {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
@@ -101,6 +102,42 @@ def test_racing_processes_run_exactly_the_trial_budget(postgres):
     assert [t.number for t in trials if t.params["x"] == 0.5] == [0]  # the defaults, once
     assert len({t.params["x"] for t in trials}) == n_trials
     assert len({t.user_attrs["worker"] for t in trials}) >= 2
+
+
+def test_a_worker_killed_mid_trial_leaves_no_trial_running_and_the_budget_is_finished(postgres):
+    """A worker is killed (SIGKILL) inside trial 2; a second worker, started beside it,
+    fails the silent trial once its heartbeat is older than the grace period, retries it
+    with the same parameters, and the study ends with its 8 trials finished, none running."""
+    storage, n_trials = postgres.create_database("killed"), 8
+    optuna.create_study(
+        study_name="killed",
+        storage=optuna.storages.RDBStorage(storage, engine_kwargs={"poolclass": NullPool}),
+    )
+    context = multiprocessing.get_context("fork")
+    started = context.Event()
+    doomed = context.Process(
+        target=search_worker_on, args=(storage, "killed", n_trials, 2, started)
+    )
+    doomed.start()
+    assert started.wait(60), "the first worker never reached trial 2"
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.join(10)
+    survivor = context.Process(
+        target=search_worker_on, args=(storage, "killed", n_trials, -1, started)
+    )
+    survivor.start()
+    survivor.join(120)
+    assert survivor.exitcode == 0
+    trials = optuna.load_study(study_name="killed", storage=storage).trials
+    states = [t.state.name for t in trials]
+    assert "RUNNING" not in states and "WAITING" not in states, states
+    lost = trials[2]
+    assert lost.state.name == "FAIL"
+    retry = [t for t in trials if t.system_attrs.get("failed_trial") == 2]
+    assert len(retry) == 1 and retry[0].state.name == "COMPLETE"
+    assert retry[0].params == lost.params
+    assert states.count("COMPLETE") == n_trials and len(trials) == n_trials + 1
+    assert [t.number for t in trials if t.params["x"] == 0.5] == [0]  # the defaults, once
 
 
 def _cluster_project(trained_project, tmp_path):

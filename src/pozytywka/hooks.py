@@ -29,6 +29,7 @@ from .tracking import (
     drop_empty_default_experiment,
     relocate_store,
 )
+from .tuning import is_defaults_trial
 
 logger = logging.getLogger(__name__)
 
@@ -372,12 +373,13 @@ def _log_trials(study: optuna.Study, prefix: str) -> None:
     for trial in study.trials:
         start = _ms(trial.datetime_start) or int(time.time() * 1000)  # WAITING: not started
         end = _ms(trial.datetime_complete) or start
-        name = f"{prefix} trial {trial.number}" + (" (defaults)" if trial.number == 0 else "")
+        defaults = is_defaults_trial(trial)
+        name = f"{prefix} trial {trial.number}" + (" (defaults)" if defaults else "")
         tags = {
             "mlflow.parentRunId": parent.run_id,
             "trial.number": str(trial.number),
             "trial.state": trial.state.name,
-            "trial.defaults": str(trial.number == 0).lower(),
+            "trial.defaults": str(defaults).lower(),
         }
         if trial.state == optuna.trial.TrialState.PRUNED:
             stopped = trial.user_attrs.get("stopped_by_time_cap")

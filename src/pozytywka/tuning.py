@@ -96,6 +96,12 @@ def trial_states(trials: list[optuna.trial.FrozenTrial]) -> dict[str, int]:
     return dict(Counter(t.state.name for t in trials))
 
 
+def is_defaults_trial(trial: optuna.Trial | optuna.trial.FrozenTrial) -> bool:
+    """Whether ``trial`` holds the search's default configuration: the study's first, or a
+    retry of it after its worker was lost (marked ``defaults`` when reserved)."""
+    return bool(trial.user_attrs.get("defaults", trial.number == 0))
+
+
 def study_summary(search: dict) -> dict:
     """How many trials the study holds, by state and by worker, and its best value."""
     study = optuna.load_study(study_name=search["study_name"], storage=search["storage"])

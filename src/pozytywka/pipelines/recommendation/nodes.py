@@ -26,6 +26,8 @@ import scipy.sparse as sp
 import sqlalchemy
 from lightfm import LightFM
 from lightfm.data import Dataset
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 from tqdm.auto import tqdm
 
 from pozytywka.intervals import user_bootstrap, weighted_means
@@ -59,7 +61,7 @@ from pozytywka.recsys.model import (
     threads,
 )
 from pozytywka.recsys.ranker import ranked_scorer
-from pozytywka.tuning import search_budget, trial_states
+from pozytywka.tuning import is_defaults_trial, search_budget, trial_states
 
 # The recommenders' names in the service and the choice; the evaluation tables call LightFM
 # "model" (its name in every report).
@@ -69,6 +71,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+# Optuna marks its trial heartbeats and their retry experimental (stable since 2.8-3.0), and
+# warns that heartbeats are meant for Study.optimize: _run_trial runs Optuna's own heartbeat
+# thread around each trial as optimize does. Said here once rather than at every trial.
+warnings.filterwarnings(
+    "ignore",
+    r".*(heartbeat|[Ss]tale|retry_history)",
+    category=optuna.exceptions.ExperimentalWarning,
+)
+warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used with Study.optimize")
 logger = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -542,10 +553,14 @@ def _run_rounds(
     ran = 0
     while ran == 0 or time.monotonic() < deadline:
         with lock():
+            optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, retried
             trials: list[optuna.Trial] = []
             while len(trials) < parallel and (trial := _reserve_trial(study, first, n_trials)):
                 trials.append(trial)
         if not trials:
+            if _may_come_back(study) and time.monotonic() < deadline:
+                time.sleep(_heartbeat_interval(study))  # another worker's trial may go stale
+                continue
             break
         for trial in trials:
             draw(trial)  # now, in trial order, not by racing threads
@@ -557,15 +572,34 @@ def _run_rounds(
 
 
 def _reserve_trial(study: optuna.Study, first: list[dict], n_trials: int) -> optuna.Trial | None:
-    """Under the study's lock: a new running trial if the study holds fewer than
-    ``n_trials`` (the study's i-th with the parameters ``first[i]`` while there are such),
-    else None."""
-    held = len(study.get_trials(deepcopy=False))
+    """Under the study's lock: a retry of a dead worker's trial if one waits, else a new
+    running trial if the study holds fewer than ``n_trials`` (the study's i-th with the
+    parameters ``first[i]`` while there are such; the first marked as the defaults), else
+    None. A trial failed for a lost heartbeat and retried counts once, as its retry."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state == optuna.trial.TrialState.WAITING for t in trials):
+        return study.ask()  # the oldest waiting trial: a retry keeps its parameters
+    retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
+    held = sum(t.number not in retried for t in trials)
     if held >= n_trials:
         return None
     if held < len(first):
         study.enqueue_trial(first[held])
-    return study.ask()
+    trial = study.ask()
+    if held == 0:
+        trial.set_user_attr("defaults", True)
+    return trial
+
+
+def _may_come_back(study: optuna.Study) -> bool:
+    """Whether another worker's running trial may yet fail for a lost heartbeat and be
+    retried: the study keeps heartbeats and holds running trials."""
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    return bool(running) and is_heartbeat_enabled(study._storage)
+
+
+def _heartbeat_interval(study: optuna.Study) -> float:
+    return float(study._storage.get_heartbeat_interval() or 1)  # type: ignore[attr-defined]
 
 
 def _run_trial(study: optuna.Study, trial: optuna.Trial, objective) -> None:
@@ -573,7 +607,8 @@ def _run_trial(study: optuna.Study, trial: optuna.Trial, objective) -> None:
     (a ``ValueError`` or ``FloatingPointError``, logged; anything else is raised) or done."""
     state = optuna.trial.TrialState
     try:
-        value = objective(trial)
+        with get_heartbeat_thread(trial._trial_id, study._storage):  # Optuna's own, as optimize
+            value = objective(trial)
     except optuna.TrialPruned:
         study.tell(trial, state=state.PRUNED)  # with its last reported value
     except (ValueError, FloatingPointError) as exc:
@@ -647,15 +682,32 @@ def _open_study(search: dict, seed: int | None) -> optuna.Study:
         pruner = AgainstFinishedTrials(pruner)
     return optuna.create_study(
         study_name=search["study_name"],
-        storage=search["storage"],
+        storage=study_storage(search["storage"], search.get("heartbeat")),
         direction="maximize",
         load_if_exists=True,
         sampler=optuna.samplers.TPESampler(
             seed=seed,
             multivariate=True,
             n_startup_trials=search["sampler"]["startup_trials"],
+            constant_liar=search["sampler"]["constant_liar"],
         ),
         pruner=pruner,
+    )
+
+
+def study_storage(url: str, heartbeat: dict | None) -> str | optuna.storages.RDBStorage:
+    """``url`` as Optuna storage: a database (SQLite, PostgreSQL...) with trial heartbeats
+    when ``heartbeat`` is given (a trial silent for its grace period is failed and retried,
+    ``max_retry`` times), else the URL as it is."""
+    if heartbeat is None or url.startswith(("redis", "journal")) or ":memory:" in url:
+        return url
+    return optuna.storages.RDBStorage(
+        url,
+        heartbeat_interval=int(heartbeat["interval_seconds"]),
+        grace_period=int(heartbeat["grace_seconds"]),
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+            max_retry=heartbeat["max_retry"]
+        ),
     )
 
 
@@ -821,7 +873,7 @@ def _lightfm_objective(
             value = value if np.isfinite(value) else 0.0
             last["value"] = value  # the value of the model as trained for `epochs`
             trial.report(value, epoch)
-            if trial.number > 0 and trial.should_prune():
+            if not is_defaults_trial(trial) and trial.should_prune():
                 raise optuna.TrialPruned()
 
         try:
@@ -868,6 +920,11 @@ def _progress(total: int, description: str):
         yield bar
 
 
+def _defaults_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The trial of the default configuration: the first, or its last retry if it was lost."""
+    return [t for t in study.trials if is_defaults_trial(t)][-1]
+
+
 def _search_result(study: optuna.Study, search: dict, comparison: dict, data: dict) -> dict:
     """The winner's hyperparameters, with whether it beat the defaults (the first trial).
 
@@ -878,7 +935,7 @@ def _search_result(study: optuna.Study, search: dict, comparison: dict, data: di
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     if not complete:
         raise RuntimeError("no Optuna trial completed: raise search.n_trials or timeout")
-    defaults = study.trials[0]
+    defaults = _defaults_trial(study)
     others = [t for t in complete if t.number != defaults.number]
     challenger = max(others, key=lambda t: t.value or 0.0) if others else None
     chosen, gain = study.best_trial, None
