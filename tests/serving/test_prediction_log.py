@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import sqlite3
@@ -13,7 +14,13 @@ from fastapi.testclient import TestClient
 
 from pozytywka.serving.app import assign_variant, create_app
 from pozytywka.serving.loading import load_service
-from pozytywka.serving.prediction_log import PredictionLog, Record, ab_summary, capped
+from pozytywka.serving.prediction_log import (
+    PredictionLog,
+    Record,
+    ab_summary,
+    answer_summary,
+    capped,
+)
 from tests.project import API_KEY
 
 pytestmark = pytest.mark.slow
@@ -32,13 +39,55 @@ def test_every_answer_is_logged_with_variant_version_and_latency(client, state, 
     first = log.iloc[0]
     assert first["variant"] == ok["variant"] and first["model_version"] == ok["model_version"]
     assert first["experiment"] == "playlists" and first["forced"] == 0 and first["user_id"] == u
-    assert json.loads(first["response"]) == ok
+    summary = json.loads(first["response"])
+    assert summary["tracks"] == [{"track_id": t["track_id"]} for t in ok["tracks"]]
+    assert {k: summary[k] for k in ("variant", "model_version", "members")} == {
+        k: ok[k] for k in ("variant", "model_version", "members")
+    }
+    assert "name" not in first["response"] and len(summary["sha256"]) == 64
     assert json.loads(first["request"]) == {"user_id": u, "other_users": [v]}
     assert (log["latency_ms"] > 0).all() and log["logged_at"].str.endswith("+00:00").all()
     assert log.iloc[2]["forced"] == 1 and log.iloc[2]["experiment"] == "skip_predictions"
     salts = state.config["ab_test"]
     assert first["salt"] == salts["playlists_salt"]
     assert log.iloc[2]["salt"] == salts["skip_predictions_salt"]
+
+
+def test_an_answer_is_logged_summarised_and_never_echoes_the_input():
+    body = json.dumps(
+        {"variant": "base", "tracks": [{"track_id": "a", "name": "A"}, {"track_id": "b"}]}
+    ).encode()
+    served = json.loads(answer_summary(200, body, 4096))
+    assert served == {
+        "bytes": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "variant": "base",
+        "tracks": [{"track_id": "a"}, {"track_id": "b"}],
+    }
+    assert json.loads(answer_summary(200, b"1", 4096))["value"] == 1  # a bare number
+    hostile = "x" * 500_000
+    error = {
+        "detail": [
+            {"type": "missing", "loc": ["body", "k"], "msg": "Field required", "input": hostile}
+        ]
+    }
+    refused = answer_summary(422, json.dumps(error).encode(), 4096)
+    assert json.loads(refused)["error"] == ["missing body.k Field required"]
+    assert json.loads(refused)["status"] == 422 and len(refused) < 300
+    many = json.dumps({"tracks": [{"track_id": str(i)} for i in range(5000)]}).encode()
+    cut = json.loads(answer_summary(200, many, 4096))
+    assert cut["truncated"] is True and "tracks" not in cut and cut["bytes"] == len(many)
+
+
+def test_a_hostile_request_grows_the_log_by_its_capped_request_only(client, state, ids):
+    genres = ["g" * 5000 for _ in range(50)]
+    body = {"user_id": ids["users"][0], "k": 5, "filters": {"include_genres": genres}}
+    answer = client.post("/recommendations", json=body)
+    assert answer.status_code == 422 and len(answer.content) < 2000  # no 250 KB echo
+    row = state.log.frame().iloc[-1]
+    limit = state.config["prediction_log"]["max_request_bytes"]
+    assert row["status"] == 422 and len(row["response"]) < 1000
+    assert len(row["request"].encode()) < limit + 100
 
 
 def test_a_large_request_is_logged_cut_to_the_configured_size(client, state, ids):

@@ -36,6 +36,32 @@ def test_retention_keeps_the_newest_rows_and_drops_the_old_ones(tmp_path, monkey
     assert everything_old.frame()["user_id"].tolist() == [4]
 
 
+def test_failed_answers_never_push_answered_ones_out_and_bytes_are_bounded(tmp_path):
+    now = datetime.now(UTC)
+
+    def record(i: int, status: int, size: int) -> Record:
+        return Record(
+            now.isoformat(), "/p", None, None, False, None, i, status, 1.0, "x" * size, ""
+        )
+
+    log = PredictionLog(tmp_path / "log.sqlite", retention={"max_failed_rows": 3})
+    for i in range(4):
+        log.append(record(i, 200, 10))
+    for i in range(4, 14):
+        log.append(record(i, 422, 10))
+    log.prune()
+    kept = log.frame()
+    assert kept["user_id"].tolist() == [0, 1, 2, 3, 11, 12, 13]  # the newest 3 failures
+    log.close()
+    sized = PredictionLog(tmp_path / "sized.sqlite")
+    for i, size in enumerate([100, 100, 100, 50, 50]):  # 400 bytes in all
+        sized.append(record(i, 200, size))
+    sized.close()
+    bounded = PredictionLog(tmp_path / "sized.sqlite", retention={"max_bytes": 210})
+    assert bounded.frame()["user_id"].tolist() == [2, 3, 4]  # 200 bytes: the oldest went
+    assert bounded.prune() == 0
+
+
 def test_the_registry_registers_once_and_rolls_back_a_failed_append(tmp_path):
     registry = UserRegistry(tmp_path / "service.sqlite")
     writer = IncomingWriter(tmp_path / "users")

@@ -5,6 +5,7 @@ log: serving/observe.py."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from contextlib import asynccontextmanager
@@ -60,10 +61,26 @@ async def unknown_ids(request: Request, exc: UnknownIds) -> JSONResponse:
     return JSONResponse({"detail": str(exc), "unknown": {exc.kind: exc.ids}}, status_code=404)
 
 
+# An invalid value longer than this (as JSON) is described, not echoed: a 422 answer stays
+# small whatever was sent.
+MAX_ECHO = 256
+
+
 async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 in FastAPI's own shape, whatever the request held: values JSON cannot carry (NaN,
-    Infinity, 1e400, a lone surrogate) are echoed as text instead of failing the answer."""
-    return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))}, status_code=422)
+    Infinity, 1e400, a lone surrogate) are echoed as text instead of failing the answer, and
+    an input over MAX_ECHO characters is described by its size, not echoed."""
+    errors = _json_safe(jsonable_encoder(exc.errors()))
+    for error in errors:
+        if "input" in error:
+            error["input"] = _echo(error["input"])
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def _echo(value):
+    """``value`` if short as JSON, else a note of its size."""
+    size = len(json.dumps(value, ensure_ascii=False))
+    return value if size <= MAX_ECHO else f"[not echoed: {size:,} characters of JSON]"
 
 
 def _json_safe(value):
@@ -81,7 +98,7 @@ def _json_safe(value):
 async def unknown_genres(request: Request, exc: UnknownGenres) -> JSONResponse:
     """422 in the validation errors' shape for genres outside the catalogue's vocabulary."""
     error = {"type": "unknown_genre", "loc": ["body", "filters"], "msg": str(exc)}
-    return JSONResponse({"detail": [{**error, "input": exc.genres}]}, status_code=422)
+    return JSONResponse({"detail": [{**error, "input": _echo(exc.genres)}]}, status_code=422)
 
 
 # OpenAPI paths of the limits conf serving.yml sets: (schema, field, keyword, value of config)

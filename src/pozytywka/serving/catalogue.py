@@ -28,7 +28,9 @@ class UnknownIds(LookupError):
 class UnknownGenres(ValueError):
     def __init__(self, genres: list[str]):
         self.genres = genres
-        super().__init__(f"unknown genre(s) {genres}; GET /genres lists the known ones")
+        shown = [g if len(g) <= 50 else f"{g[:50]}..." for g in genres[:5]]
+        more = f" and {len(genres) - 5} more" if len(genres) > 5 else ""
+        super().__init__(f"unknown genre(s) {shown}{more}; GET /genres lists the known ones")
 
 
 def _as_list(value) -> list:

@@ -41,7 +41,15 @@ DEFAULTS = {
         "keep_alive_s": 5,
         "concurrent_writes": 0,
     },
-    "prediction_log": {"retention": {"max_rows": None, "max_age_days": None}},
+    "prediction_log": {
+        "max_answer_bytes": 16384,
+        "retention": {
+            "max_rows": None,
+            "max_age_days": None,
+            "max_bytes": None,
+            "max_failed_rows": None,
+        },
+    },
     "ab_test": {"playlists_arms": {"base": "history", "advanced": "champion"}},
 }
 

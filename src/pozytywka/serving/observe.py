@@ -15,7 +15,7 @@ from starlette.routing import Match
 
 from .dependencies import assign_variant
 from .loading import ServiceState
-from .prediction_log import Record, capped
+from .prediction_log import Record, answer_summary, capped
 
 WRITES = ("/events", "/users")
 LOGGED = ("/playlists", "/skip-predictions", "/recommendations", "/similar-tracks", "/rerank")
@@ -180,7 +180,9 @@ class ObserveMiddleware:
                     body.decode("utf-8", "replace"),
                     service.config["prediction_log"]["max_request_bytes"],
                 ),
-                response=b"".join(chunks).decode("utf-8", "replace"),
+                response=answer_summary(
+                    status, b"".join(chunks), service.config["prediction_log"]["max_answer_bytes"]
+                ),
                 salt=_salt_of(ab.get("experiment"), service.config["ab_test"]),
             )
         )

@@ -7,6 +7,7 @@ committed row survives a restart of the service (``synchronous=FULL``: also of t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ CREATE TABLE IF NOT EXISTS predictions (
     status        INTEGER NOT NULL,   -- HTTP status of the answer
     latency_ms    REAL    NOT NULL,
     request       TEXT    NOT NULL,   -- the request body as received (capped, see below)
-    response      TEXT    NOT NULL,   -- the response body as sent
+    response      TEXT    NOT NULL,   -- the answer summarised: ids served, hash (answer_summary)
     salt          TEXT                -- the experiment's assignment salt when it answered
 );
 CREATE INDEX IF NOT EXISTS predictions_experiment ON predictions (experiment, variant);
@@ -70,10 +71,86 @@ def capped(text: str, limit: int) -> str:
     return f"{head}... [truncated: {len(data):,} bytes]"
 
 
+# What a successful answer keeps in the log: what the A/B analysis and an audit read (who
+# answered, for whom, the ids served and the predictions), never names or echoed input.
+ANSWER_KEYS = (
+    "variant",
+    "model_version",
+    "strategy",
+    "user_id",
+    "members",
+    "cold_start_members",
+    "track_id",
+    "prediction",
+    "skip_probability",
+    "accepted",
+)
+ID_KEYS = ("track_id", "id", "user_id")  # of each entry of a list an answer serves
+ERROR_TEXT = 200  # characters of an error message kept
+
+
+def answer_summary(status: int, body: bytes, limit: int) -> str:
+    """The log's record of an answer, at most about ``limit`` bytes whatever was asked: its
+    size and SHA-256 (the whole answer, to check a copy against), and for a 2xx JSON answer
+    the ``ANSWER_KEYS`` fields with each served list cut to its entries' ids (``tracks``:
+    ``[{"track_id": ...}]``), for an error its status and messages without their input."""
+    summary: dict = {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    try:
+        answer = json.loads(body) if body else None
+    except ValueError:
+        answer = None
+    if 200 <= status < 300:
+        summary.update(_served(answer))
+    else:
+        summary.update(status=status, error=_error_text(answer))
+    text = json.dumps(summary, ensure_ascii=False)
+    if len(text.encode()) <= limit:
+        return text
+    kept = {k: v for k, v in summary.items() if not isinstance(v, list | dict)}
+    return json.dumps({**kept, "truncated": True}, ensure_ascii=False)[: max(limit, 200)]
+
+
+def _served(answer) -> dict:
+    if isinstance(answer, list):
+        return {"items": [_ids(entry) for entry in answer]}
+    if not isinstance(answer, dict):
+        return {"value": answer} if isinstance(answer, int | float | bool) else {}
+    out = {k: answer[k] for k in ANSWER_KEYS if k in answer}
+    for key, value in answer.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            out[key] = [_ids(entry) for entry in value]
+    return out
+
+
+def _ids(entry) -> dict | int | float | str | None:
+    if isinstance(entry, dict):
+        return {k: entry[k] for k in ID_KEYS if k in entry}
+    return entry if isinstance(entry, int | float | str) else None
+
+
+def _error_text(answer) -> list[str] | str | None:
+    """An error answer's messages (validation errors: type, location and message, never
+    the input they quote), each cut to ERROR_TEXT characters, at most five."""
+    detail = answer.get("detail") if isinstance(answer, dict) else answer
+    if isinstance(detail, list):
+        return [
+            " ".join(
+                [str(e.get("type", "")), ".".join(map(str, e.get("loc", []))), str(e.get("msg"))]
+            )[:ERROR_TEXT]
+            if isinstance(e, dict)
+            else str(e)[:ERROR_TEXT]
+            for e in detail[:5]
+        ]
+    return None if detail is None else str(detail)[:ERROR_TEXT]
+
+
 class PredictionLog:
-    """``retention``: keep at most ``max_rows`` records and none older than ``max_age_days``
-    (each optional); the oldest go first, checked on open and every ``PRUNE_EVERY`` appends.
-    SQLite reuses the freed pages, so the file stops growing at about the rows kept."""
+    """``retention``: keep at most ``max_rows`` records, none older than ``max_age_days``
+    and at most ``max_bytes`` of requests and answers (each optional); the oldest go first,
+    checked on open and every ``PRUNE_EVERY`` appends. Failed answers (4xx, 5xx) are kept
+    apart, at most ``max_failed_rows`` of them, the oldest going first, so a flood of bad
+    requests cannot push answered A/B traffic out. SQLite reuses the freed pages, so the
+    file stops growing at about the rows kept."""
 
     PRUNE_EVERY = 1000
 
@@ -82,7 +159,13 @@ class PredictionLog:
     ):
         if synchronous not in {"NORMAL", "FULL"}:
             raise ValueError(f"prediction_log.synchronous must be NORMAL or FULL: {synchronous}")
-        self.retention = {"max_rows": None, "max_age_days": None, **(retention or {})}
+        self.retention = {
+            "max_rows": None,
+            "max_age_days": None,
+            "max_bytes": None,
+            "max_failed_rows": None,
+            **(retention or {}),
+        }
         self._appended = 0
         self.path = Path(path)
         self._lock = threading.Lock()
@@ -126,7 +209,7 @@ class PredictionLog:
 
     def _prune(self) -> int:
         max_rows, max_age = self.retention["max_rows"], self.retention["max_age_days"]
-        removed = 0
+        removed = self._prune_failed() + self._prune_bytes()
         if max_rows is not None:
             removed += self._db.execute(
                 "DELETE FROM predictions WHERE id <= (SELECT MAX(id) FROM predictions) - ?",
@@ -142,6 +225,33 @@ class PredictionLog:
                 (cutoff,),
             ).rowcount
         return removed
+
+    def _prune_failed(self) -> int:
+        """The oldest failed answers past ``max_failed_rows``, answered ones untouched."""
+        if self.retention["max_failed_rows"] is None:
+            return 0
+        return self._db.execute(
+            "DELETE FROM predictions WHERE status >= 400 AND id <= (SELECT id FROM predictions "
+            "WHERE status >= 400 ORDER BY id DESC LIMIT 1 OFFSET ?)",
+            (int(self.retention["max_failed_rows"]),),
+        ).rowcount
+
+    def _prune_bytes(self) -> int:
+        """The oldest records until the rest hold at most ``max_bytes`` of text."""
+        if self.retention["max_bytes"] is None:
+            return 0
+        size = "length(CAST(request AS BLOB)) + length(CAST(response AS BLOB))"
+        over = self._db.execute(f"SELECT SUM({size}) FROM predictions").fetchone()[0] or 0
+        over -= int(self.retention["max_bytes"])
+        if over <= 0:
+            return 0
+        # the newest id whose older records (it included) hold at least `over` bytes
+        cut = self._db.execute(
+            f"SELECT id FROM (SELECT id, SUM({size}) OVER (ORDER BY id) AS upto "
+            "FROM predictions) WHERE upto >= ? ORDER BY id LIMIT 1",
+            (over,),
+        ).fetchone()
+        return self._db.execute("DELETE FROM predictions WHERE id <= ?", (cut[0],)).rowcount
 
     def count(self) -> int:
         with self._lock:
