@@ -59,7 +59,10 @@ def test_failed_answers_never_push_answered_ones_out_and_bytes_are_bounded(tmp_p
     sized.close()
     bounded = PredictionLog(tmp_path / "sized.sqlite", retention={"max_bytes": 210})
     assert bounded.frame()["user_id"].tolist() == [2, 3, 4]  # 200 bytes: the oldest went
-    assert bounded.prune() == 0
+    assert bounded.prune() == 0 and bounded.size() == 200
+    bounded.append(record(5, 200, 20))
+    assert bounded.size() == 220  # kept with every append and delete, never by a scan
+    assert bounded.prune() == 1 and bounded.size() == 120
 
 
 def test_the_registry_registers_once_and_rolls_back_a_failed_append(tmp_path):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +40,12 @@ CREATE TABLE IF NOT EXISTS predictions (
     salt          TEXT                -- the experiment's assignment salt when it answered
 );
 CREATE INDEX IF NOT EXISTS predictions_experiment ON predictions (experiment, variant);
+CREATE INDEX IF NOT EXISTS predictions_failed ON predictions (id) WHERE status >= 400;
+-- The bytes of request and answer text the log holds, kept with every insert and delete, so
+-- retention by bytes never scans the log.
+CREATE TABLE IF NOT EXISTS log_size (id INTEGER PRIMARY KEY CHECK (id = 0), bytes INTEGER);
 """
+SIZE = "length(CAST(request AS BLOB)) + length(CAST(response AS BLOB))"
 
 
 @dataclass
@@ -174,11 +181,19 @@ class PredictionLog:
         for column, kind in ADDED_COLUMNS.items():
             if column not in present:
                 self._db.execute(f"ALTER TABLE predictions ADD COLUMN {column} {kind}")
+        with self._transaction():  # a log from before the size was kept: measured once
+            self._db.execute(
+                f"INSERT OR IGNORE INTO log_size SELECT 0, COALESCE(SUM({SIZE}), 0) "
+                "FROM predictions"
+            )
         self.prune()
 
     def append(self, record: Record) -> None:
         """Commit one record (its own transaction) before the caller answers."""
-        with self._lock:
+        size = len(record.request.encode("utf-8", "replace"))
+        size += len(record.response.encode("utf-8", "replace"))
+        with self._lock, self._transaction():  # the row and the size it adds, at once
+            self._db.execute("UPDATE log_size SET bytes = bytes + ? WHERE id = 0", (size,))
             self._db.execute(
                 "INSERT INTO predictions (logged_at, endpoint, experiment, variant, forced, "
                 "model_version, user_id, status, latency_ms, request, response, salt) "
@@ -198,60 +213,85 @@ class PredictionLog:
                     record.salt,
                 ),
             )
-            self._appended += 1
-            if self._appended % self.PRUNE_EVERY == 0:
-                self._prune()
+        self._appended += 1
+        if self._appended % self.PRUNE_EVERY == 0:
+            self.prune()
 
     def prune(self) -> int:
         """Apply the retention now; returns the records removed."""
-        with self._lock:
+        with self._lock, self._transaction():
             return self._prune()
 
     def _prune(self) -> int:
         max_rows, max_age = self.retention["max_rows"], self.retention["max_age_days"]
         removed = self._prune_failed() + self._prune_bytes()
         if max_rows is not None:
-            removed += self._db.execute(
-                "DELETE FROM predictions WHERE id <= (SELECT MAX(id) FROM predictions) - ?",
-                (int(max_rows),),
-            ).rowcount
+            last = self._db.execute("SELECT MAX(id) FROM predictions").fetchone()[0] or 0
+            removed += self._delete("id <= ?", (last - int(max_rows),))
         if max_age is not None:
             cutoff = (datetime.now(UTC) - timedelta(days=float(max_age))).isoformat()
             # Ids grow with time: the old rows are a prefix, found without an index.
-            removed += self._db.execute(
-                "DELETE FROM predictions WHERE id < coalesce((SELECT id FROM predictions "
-                "WHERE logged_at >= ? ORDER BY id LIMIT 1), (SELECT MAX(id) + 1 FROM "
-                "predictions))",
+            removed += self._delete(
+                "id < coalesce((SELECT id FROM predictions WHERE logged_at >= ? ORDER BY id "
+                "LIMIT 1), (SELECT MAX(id) + 1 FROM predictions))",
                 (cutoff,),
-            ).rowcount
+            )
         return removed
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction (the connection autocommits otherwise), taken at once."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _delete(self, where: str, args: tuple) -> int:
+        """Delete the records ``where`` holds, and their bytes from the log's size."""
+        freed = self._db.execute(
+            f"SELECT COALESCE(SUM({SIZE}), 0) FROM predictions WHERE {where}", args
+        ).fetchone()[0]
+        self._db.execute("UPDATE log_size SET bytes = bytes - ? WHERE id = 0", (freed,))
+        return self._db.execute(f"DELETE FROM predictions WHERE {where}", args).rowcount
 
     def _prune_failed(self) -> int:
         """The oldest failed answers past ``max_failed_rows``, answered ones untouched."""
         if self.retention["max_failed_rows"] is None:
             return 0
-        return self._db.execute(
-            "DELETE FROM predictions WHERE status >= 400 AND id <= (SELECT id FROM predictions "
-            "WHERE status >= 400 ORDER BY id DESC LIMIT 1 OFFSET ?)",
+        return self._delete(
+            "status >= 400 AND id <= (SELECT id FROM predictions WHERE status >= 400 "
+            "ORDER BY id DESC LIMIT 1 OFFSET ?)",
             (int(self.retention["max_failed_rows"]),),
-        ).rowcount
+        )
 
-    def _prune_bytes(self) -> int:
-        """The oldest records until the rest hold at most ``max_bytes`` of text."""
+    def _prune_bytes(self, chunk: int = 1000) -> int:
+        """The oldest records until the rest hold at most ``max_bytes``, read a chunk at a
+        time from the oldest (only as far as the excess reaches)."""
         if self.retention["max_bytes"] is None:
             return 0
-        size = "length(CAST(request AS BLOB)) + length(CAST(response AS BLOB))"
-        over = self._db.execute(f"SELECT SUM({size}) FROM predictions").fetchone()[0] or 0
-        over -= int(self.retention["max_bytes"])
-        if over <= 0:
-            return 0
-        # the newest id whose older records (it included) hold at least `over` bytes
-        cut = self._db.execute(
-            f"SELECT id FROM (SELECT id, SUM({size}) OVER (ORDER BY id) AS upto "
-            "FROM predictions) WHERE upto >= ? ORDER BY id LIMIT 1",
-            (over,),
-        ).fetchone()
-        return self._db.execute("DELETE FROM predictions WHERE id <= ?", (cut[0],)).rowcount
+        held = self._db.execute("SELECT bytes FROM log_size WHERE id = 0").fetchone()[0]
+        over, cut, after = held - int(self.retention["max_bytes"]), None, -1
+        while over > 0:
+            sizes = self._db.execute(
+                f"SELECT id, {SIZE} FROM predictions WHERE id > ? ORDER BY id LIMIT ?",
+                (after, chunk),
+            ).fetchall()
+            if not sizes:
+                break
+            ids = np.array([i for i, _ in sizes])
+            reached = np.cumsum([size for _, size in sizes]) >= over
+            cut = int(ids[reached.argmax()] if reached.any() else ids[-1])
+            over -= sum(size for i, size in sizes if i <= cut)
+            after = int(ids[-1])
+        return 0 if cut is None else self._delete("id <= ?", (cut,))
+
+    def size(self) -> int:
+        """Bytes of request and answer text the log holds."""
+        with self._lock:
+            return self._db.execute("SELECT bytes FROM log_size WHERE id = 0").fetchone()[0]
 
     def count(self) -> int:
         with self._lock:
