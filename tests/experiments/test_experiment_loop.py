@@ -78,8 +78,15 @@ def _simulate(url: str, root: Path, plan: SimulationPlan):
 @pytest.fixture(scope="module")
 def experiment(trained_project, tmp_path_factory):
     """`pozytywka simulate` on every tiny user, three playlist answers nobody listened to,
-    then `kedro run --pipelines ab_analysis` with 99% intervals, attributed by session."""
+    then `kedro run --pipelines ab_analysis`; the service and the pipeline both attribute by
+    session, with 99% intervals."""
     root = copy_project(trained_project, tmp_path_factory.mktemp("experiment") / "project")
+    (root / "conf" / "tiny" / "parameters_ab_analysis.yml").write_text(
+        # The simulator's days pass in seconds: a 30-minute window would credit a prediction
+        # with the track's events of later days; its days are sessions, so attribute by session.
+        "ab_analysis:\n  attribution:\n    window: session\n"
+        "  statistics:\n    alpha: 0.01\n    n_resamples: 300\n"
+    )
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("POZYTYWKA_API_KEY", API_KEY)
         mp.chdir(root)
@@ -101,12 +108,6 @@ def experiment(trained_project, tmp_path_factory):
         )
         assert printed.exit_code == 0, printed.output
         assert json.loads(printed.stdout) == summary
-    (root / "conf" / "tiny" / "parameters_ab_analysis.yml").write_text(
-        # The simulator's days pass in seconds: a 30-minute window would credit a prediction
-        # with the track's events of later days; its days are sessions, so attribute by session.
-        "ab_analysis:\n  attribution:\n    window: session\n"
-        "  statistics:\n    alpha: 0.01\n    n_resamples: 300\n"
-    )
     run_project(root, pipeline_names=["ab_analysis"])
     report = json.loads((root / "data" / "08_reporting" / "ab_report.json").read_text())
     simulated = json.loads((root / "data" / "08_reporting" / "ab_simulation.json").read_text())

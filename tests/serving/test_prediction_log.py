@@ -223,7 +223,7 @@ def test_ab_summary_counts_per_experiment_and_variant(tmp_path):
             json.dumps({"tracks": list(range(10))}),
         )
     )
-    summary = ab_summary(log.frame())
+    summary = ab_summary(log)
     assert summary["playlists"]["advanced"]["forced"] == 1  # counted, and in no figure below
     assert summary["playlists"]["advanced"]["answers"] == 2
     assert summary["playlists"]["advanced"]["errors"] == 1

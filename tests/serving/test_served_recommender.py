@@ -300,7 +300,7 @@ def test_hashed_playlists_route_each_variant_to_its_arm_and_log_it(ease_client, 
         assert log.iloc[0]["forced"] == 0 and log.iloc[0]["experiment"] == "playlists"
         seen.add(variant)
     assert seen == {"base", "advanced"}
-    summary = ab_summary(ease_state.log.frame())["playlists"]  # what answered each arm
+    summary = ab_summary(ease_state.log)["playlists"]  # what answered each arm
     assert summary["base"]["model_versions"] == [f"lightfm-{digest}"]
     assert summary["advanced"]["model_versions"] == [f"ease-{digest}"]
 

@@ -79,7 +79,6 @@ def answers(log: pd.DataFrame, since=None, until=None) -> pd.DataFrame:
             "forced": rows["forced"].astype(bool),
             "user_id": rows["user_id"].astype("Int64"),
             "status": rows["status"].astype("int64"),
-            "request": rows["request"],
             "response": rows["response"],
         }
     ).reset_index(drop=True)

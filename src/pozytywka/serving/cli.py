@@ -106,7 +106,9 @@ def ab_summary_command(env: str | None, project_path: str) -> None:
         config = context.config_loader["serving"]
         log = PredictionLog(in_project(root, config["prediction_log"]["path"]))
         events = IncomingWriter(incoming_path(context.config_loader, root, "sessions")).read_all()
-        summary = ab_summary_with_outcomes(log.frame(), events, context.params["ab_analysis"])
+        summary = ab_summary_with_outcomes(
+            log, events, context.params["ab_analysis"], config["ab_summary"]["outcome_answers"]
+        )
     click.echo(json.dumps(summary, indent=2, default=str))
 
 

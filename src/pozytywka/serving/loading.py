@@ -51,6 +51,7 @@ DEFAULTS = {
         },
     },
     "ab_test": {"playlists_arms": {"base": "history", "advanced": "champion"}},
+    "ab_summary": {"outcome_answers": 100_000},
 }
 
 # What an arm of the playlist experiment may name besides a recommender of the loaded model.

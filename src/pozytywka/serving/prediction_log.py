@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..experiments.outcomes import events_from_records
+from ..experiments.outcomes import EXPERIMENT_OF, events_from_records
 from ..experiments.report import outcome_summary
 from .registry import open_database
 
@@ -293,6 +294,29 @@ class PredictionLog:
         with self._lock:
             return self._db.execute("SELECT bytes FROM log_size WHERE id = 0").fetchone()[0]
 
+    @contextmanager
+    def reader(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection of its own: a snapshot of the log (WAL) that neither takes
+        the writers' lock nor holds their appends back."""
+        db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30.0)
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def recent_answers(self, limit: int) -> pd.DataFrame:
+        """The newest ``limit`` records of the answering routes (``EXPERIMENT_OF``, forced
+        ones included), oldest first, without their requests: what the outcomes join reads."""
+        routes = [r + arm for r in EXPERIMENT_OF for arm in ("", "/base", "/advanced")]
+        with self.reader() as db:
+            return pd.read_sql_query(
+                "SELECT * FROM (SELECT id, logged_at, endpoint, experiment, variant, forced, "
+                "user_id, status, response FROM predictions WHERE endpoint IN "
+                f"({', '.join('?' * len(routes))}) ORDER BY id DESC LIMIT ?) ORDER BY id",
+                db,
+                params=(*routes, int(limit)),
+            )
+
     def count(self) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
@@ -306,51 +330,69 @@ class PredictionLog:
             self._db.close()
 
 
-def ab_summary(log: pd.DataFrame) -> dict:
+# One pass over the log: each arm's counts and what it answered (a JSON field of the
+# assigned, successful answers); the distinct salts and versions as JSON arrays.
+_ASSIGNED_OK = "forced = 0 AND status = 200"
+_ARMS_QUERY = f"""
+SELECT experiment, variant, SUM(forced = 0), SUM(forced != 0),
+       COUNT(DISTINCT CASE WHEN forced = 0 THEN user_id END),
+       SUM(forced = 0 AND status >= 400), SUM({_ASSIGNED_OK}),
+       json_group_array(DISTINCT CASE WHEN forced = 0 THEN salt END),
+       json_group_array(DISTINCT CASE WHEN {_ASSIGNED_OK} THEN model_version END),
+       AVG(CASE WHEN {_ASSIGNED_OK} AND experiment = 'playlists'
+           THEN json_array_length(response, '$.tracks') END),
+       AVG(CASE WHEN {_ASSIGNED_OK} AND experiment = 'skip_predictions'
+           THEN json_extract(response, '$.prediction') = 'SKIP' END),
+       AVG(CASE WHEN {_ASSIGNED_OK} AND experiment = 'skip_predictions'
+           THEN json_extract(response, '$.skip_probability') END)
+FROM predictions WHERE experiment IS NOT NULL GROUP BY experiment, variant
+"""
+
+
+def ab_summary(log: PredictionLog) -> dict:
     """Per experiment and variant: answers, users, errors, latency percentiles, and what the
     variant answered (playlist length; SKIP share and mean skip probability). Answers a route
     forced to an arm are counted (``forced``) but kept out of every other figure, which
     describes the arm as the hash assigned it; ``salts``: the assignment salts logged;
-    ``model_versions``: what answered the arm (e.g. ``history-baseline``, ``ranker-<digest>``)."""
+    ``model_versions``: what answered the arm (e.g. ``history-baseline``, ``ranker-<digest>``).
+    Aggregate queries on a snapshot of the log: it is never loaded, and appends go on."""
     out: dict = {}
-    tested = log[log["experiment"].notna()]
-    for (experiment, variant), rows in tested.groupby(["experiment", "variant"], dropna=False):
-        assigned = rows[rows["forced"] == 0]
-        ok = assigned[assigned["status"] == 200]
-        entry: dict = {
-            "answers": int(len(assigned)),
-            "forced": int(len(rows) - len(assigned)),
-            "users": int(assigned["user_id"].nunique()),
-            "errors": int((assigned["status"] >= 400).sum()),
-            "salts": sorted(assigned["salt"].dropna().unique().tolist())
-            if "salt" in assigned
-            else [],
-            "model_versions": sorted(ok["model_version"].dropna().unique().tolist()),
-        }
-        if len(ok):
-            entry.update(
-                {
-                    f"latency_ms_p{q}": round(float(np.percentile(ok["latency_ms"], q)), 3)
-                    for q in (50, 95, 99)
-                }
-            )
-            bodies = [json.loads(r) for r in ok["response"]]
-            if experiment == "playlists":
-                entry["mean_playlist_length"] = float(np.mean([len(b["tracks"]) for b in bodies]))
-            elif experiment == "skip_predictions":
-                entry["skip_share"] = float(np.mean([b["prediction"] == "SKIP" for b in bodies]))
-                entry["mean_skip_probability"] = float(
-                    np.mean([b["skip_probability"] for b in bodies])
-                )
-        out.setdefault(experiment, {})[variant if isinstance(variant, str) else "none"] = entry
+    with log.reader() as db:
+        for row in db.execute(_ARMS_QUERY).fetchall():
+            experiment, variant, answers, forced, users, errors, ok = row[:7]
+            salts, versions, length, share, probability = row[7:]
+            entry: dict = {"answers": answers, "forced": forced, "users": users}
+            entry["errors"] = errors
+            entry["salts"] = sorted(v for v in json.loads(salts) if v is not None)
+            entry["model_versions"] = sorted(v for v in json.loads(versions) if v is not None)
+            if ok:
+                latency = np.array(
+                    [r[0] for r in db.execute(
+                        f"SELECT latency_ms FROM predictions WHERE experiment = ? AND "
+                        f"variant IS ? AND {_ASSIGNED_OK}",
+                        (experiment, variant),
+                    )]
+                )  # fmt: skip
+                for q in (50, 95, 99):
+                    entry[f"latency_ms_p{q}"] = round(float(np.percentile(latency, q)), 3)
+                if experiment == "playlists":
+                    entry["mean_playlist_length"] = float(length)
+                elif experiment == "skip_predictions":
+                    entry["skip_share"], entry["mean_skip_probability"] = share, probability
+            out.setdefault(experiment, {})[variant if isinstance(variant, str) else "none"] = entry
     return out
 
 
-def ab_summary_with_outcomes(log: pd.DataFrame, events: list[dict], params: dict) -> dict:
-    """``ab_summary`` plus, under ``outcomes``, what users did after the answers: the events
-    ``POST /events`` received, joined as the ab_analysis pipeline joins them (which also reads
-    the export and adds intervals over time and the simulator's truth)."""
-    return {
-        **ab_summary(log),
-        "outcomes": outcome_summary(log, events_from_records(events), params) if params else {},
-    }
+def ab_summary_with_outcomes(
+    log: PredictionLog, events: list[dict], params: dict, outcome_answers: int
+) -> dict:
+    """``ab_summary`` plus, under ``outcomes``, what users did after the newest
+    ``outcome_answers`` answers: the events ``POST /events`` received, joined as the
+    ab_analysis pipeline joins them (which reads every answer and the export, and adds
+    intervals over time and the simulator's truth); ``outcomes.answers_read`` says how many."""
+    summary = ab_summary(log)
+    if not params:
+        return {**summary, "outcomes": {}}
+    answered = log.recent_answers(outcome_answers)
+    outcomes = outcome_summary(answered, events_from_records(events), params)
+    return {**summary, "outcomes": {**outcomes, "answers_read": len(answered)}}

@@ -49,10 +49,17 @@ async def summary(state: State) -> dict:
     """Behind the read key or the API key (``X-API-Key``). Per experiment and variant:
     answers, users, errors, latency and what was answered,
     read from the prediction log; under ``outcomes``, each arm's like, skip and hit rates or
-    skip-prediction accuracy from the events posted since, and the headline difference with
-    its interval and p-value. Computed off the event loop."""
+    skip-prediction accuracy from the events posted after the newest answers (conf
+    serving.yml ``ab_summary.outcome_answers``), and the headline difference with its
+    interval and p-value. Computed off the event loop, by aggregate queries on a snapshot of
+    the log: answers are logged meanwhile."""
     return await run_in_threadpool(_summary, state)
 
 
 def _summary(state: ServiceState) -> dict:
-    return ab_summary_with_outcomes(state.log.frame(), state.events.read_all(), state.ab_analysis)
+    return ab_summary_with_outcomes(
+        state.log,
+        state.events.read_all(),
+        state.ab_analysis,
+        state.config["ab_summary"]["outcome_answers"],
+    )
