@@ -124,9 +124,9 @@ def _served(answer) -> dict:
     if not isinstance(answer, dict):
         return {"value": answer} if isinstance(answer, int | float | bool) else {}
     out = {k: answer[k] for k in ANSWER_KEYS if k in answer}
-    for key, value in answer.items():
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            out[key] = [_ids(entry) for entry in value]
+    for key, value in answer.items():  # served lists (tracks...), empty ones too
+        if isinstance(value, list) and all(isinstance(entry, dict) for entry in value):
+            out.setdefault(key, [_ids(entry) for entry in value])
     return out
 
 
@@ -375,8 +375,8 @@ def ab_summary(log: PredictionLog) -> dict:
                 )  # fmt: skip
                 for q in (50, 95, 99):
                     entry[f"latency_ms_p{q}"] = round(float(np.percentile(latency, q)), 3)
-                if experiment == "playlists":
-                    entry["mean_playlist_length"] = float(length)
+                if experiment == "playlists":  # None: no answer lists its tracks
+                    entry["mean_playlist_length"] = length
                 elif experiment == "skip_predictions":
                     entry["skip_share"], entry["mean_skip_probability"] = share, probability
             out.setdefault(experiment, {})[variant if isinstance(variant, str) else "none"] = entry

@@ -7,7 +7,15 @@ from collections import Counter
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal, TypeAlias
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from pozytywka.contract import BASE62_ID, EVENT_TYPES, TRACK_EVENTS
 from pozytywka.recsys.groups import STRATEGIES
@@ -46,11 +54,13 @@ Search = Literal["exact", "hnsw"]
 Prediction = Literal["PLAY", "SKIP"]
 
 MAX_GENRES = 50
+MAX_GENRE_LENGTH = 100  # characters of one genre name (the catalogue's longest: about 30)
 MAX_OTHER_USERS = 999  # the schema's hard bound; playlists.max_group_size is the served one
-EVENT_YEARS = (1970, 2100)  # the years of event timestamps accepted, as written
-# The same in the schema, so that generated clients and fuzzers know it; in range, the UTC
-# time the raw file gets can never overflow (as 0001-01-01T00:00:00+14:00 would).
-_YEAR = r"(?:19[7-9][0-9]|20[0-9][0-9]|2100)"
+EVENT_YEARS = (1971, 2099)  # the years of event timestamps accepted, as written
+# The same in the schema, so that generated clients and fuzzers know it. With an offset of at
+# most 14 hours, the UTC time the raw file gets stays within 1970-2100, the data contract's
+# range (1970-01-01T00:00:00+14:00 would be 1969 in UTC).
+_YEAR = r"(?:197[1-9]|19[89][0-9]|20[0-9][0-9])"
 _LEAP_YEAR = r"(?:19(?:7[26]|8[048]|9[26])|20(?:[02468][048]|[13579][26]))"
 _MONTH_DAY = (  # days 1-28 of every month, 29-30 of all but February, 31 of the long months
     r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1[0-9]|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)"
@@ -76,6 +86,22 @@ def _repeated(values: list) -> list:
     return sorted(v for v, n in counts.items() if n > 1)
 
 
+def _no_lone_surrogates(value: str) -> str:
+    """Text that UTF-8 can carry: a lone surrogate (``"\\ud800"`` in JSON) is refused."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("text holds a lone surrogate, which is not a character") from exc
+    return value
+
+
+# A request's text fields: bounded, and every code point a character.
+Genre = Annotated[
+    str, Field(min_length=1, max_length=MAX_GENRE_LENGTH), AfterValidator(_no_lone_surrogates)
+]
+Name = Annotated[str, Field(max_length=200), AfterValidator(_no_lone_surrogates)]
+
+
 class Strict(BaseModel):
     """Request bodies: no unknown fields, and no coercion: ``"101"``, ``true`` or ``1.5`` for
     an integer, ``0`` or ``"yes"`` for a boolean are 422s, as the schema documents (``101.0``
@@ -88,8 +114,8 @@ class Filters(Strict):
     """Track filters: keep tracks with at least one of ``include_genres`` (if given), drop
     tracks with any of ``exclude_genres``, drop explicit tracks if ``exclude_explicit``."""
 
-    include_genres: list[str] = Field(default_factory=list, max_length=MAX_GENRES)
-    exclude_genres: list[str] = Field(default_factory=list, max_length=MAX_GENRES)
+    include_genres: list[Genre] = Field(default_factory=list, max_length=MAX_GENRES)
+    exclude_genres: list[Genre] = Field(default_factory=list, max_length=MAX_GENRES)
     exclude_explicit: bool = False
 
 
@@ -266,10 +292,10 @@ class UserRequest(Strict):
     """A new user, in the raw users export's format (design.md §1)."""
 
     user_id: Integer = UserId
-    name: str = Field("", max_length=200)
-    city: str = Field("", max_length=200)
-    street: str = Field("", max_length=200)
-    favourite_genres: list[str] = Field(min_length=1, max_length=MAX_GENRES)
+    name: Name = ""
+    city: Name = ""
+    street: Name = ""
+    favourite_genres: list[Genre] = Field(min_length=1, max_length=MAX_GENRES)
     premium_user: bool = False
 
 
