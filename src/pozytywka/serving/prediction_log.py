@@ -114,8 +114,8 @@ def answer_summary(status: int, body: bytes, limit: int) -> str:
     text = json.dumps(summary, ensure_ascii=False)
     if len(text.encode()) <= limit:
         return text
-    kept = {k: v for k, v in summary.items() if not isinstance(v, list | dict)}
-    return json.dumps({**kept, "truncated": True}, ensure_ascii=False)[: max(limit, 200)]
+    kept = {k: v for k, v in summary.items() if not isinstance(v, list | dict)}  # < 1 KB
+    return json.dumps({**kept, "truncated": True}, ensure_ascii=False)
 
 
 def _served(answer) -> dict:
