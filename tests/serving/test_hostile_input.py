@@ -77,7 +77,7 @@ def _stored(state) -> tuple[int, int, int]:
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
 def test_hostile_text_and_times_get_a_4xx_and_nothing_is_stored(client, state, ids, data):
