@@ -47,6 +47,19 @@ def test_each_broken_artifact_is_named_with_why(trained_project, tmp_path, damag
         load_service(project, "tiny")
 
 
+@pytest.mark.parametrize("value", ["12345", "[a, b]", "''"])
+def test_a_key_that_is_not_text_stops_the_start(trained_project, tmp_path, monkeypatch, value):
+    project = copy_project(trained_project, tmp_path / "project")
+    monkeypatch.delenv("POZYTYWKA_API_KEY", raising=False)
+    # conf/local/credentials.yml of a default run; the tiny environment reads conf/tiny
+    (project / "conf" / "tiny" / "credentials.yml").write_text(f"serving_api_key: {value}\n")
+    if value == "''":  # empty: no key, writes disabled, as without the entry
+        assert "DISABLED" in "\n".join(load_service(project, "tiny").summary())
+        return
+    with pytest.raises(StartupError, match="serving_api_key in .* must be text"):
+        load_service(project, "tiny")
+
+
 def test_start_up_summary_names_models_and_sources(state):
     summary = "\n".join(state.summary())
     assert state.versions["recommender"] in summary and "catalog: recommender" in summary

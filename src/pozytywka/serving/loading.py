@@ -280,12 +280,24 @@ def playlist_arms(ab_test: dict, recommenders: tuple[str, ...], served: str) -> 
 
 def api_key_of(conf) -> str | None:
     """The write endpoints' key: the environment variable, else conf/local/credentials.yml."""
-    return os.environ.get(API_KEY_ENV) or _credentials(conf).get("serving_api_key")
+    return os.environ.get(API_KEY_ENV) or _key(conf, "serving_api_key")
 
 
 def read_key_of(conf) -> str | None:
     """The key of reads that are not public (the A/B summary), beside the write key."""
-    return os.environ.get(READ_KEY_ENV) or _credentials(conf).get("serving_read_key")
+    return os.environ.get(READ_KEY_ENV) or _key(conf, "serving_read_key")
+
+
+def _key(conf, name: str) -> str | None:
+    """A key from credentials.yml: text, or the service does not start (a number or a list
+    there would pass the start and then fail every keyed request with a 500)."""
+    value = _credentials(conf).get(name)
+    if value is None or isinstance(value, str):
+        return value or None  # empty: no key, as without the entry
+    raise StartupError(
+        f"{name} in the environment's credentials.yml (conf/local for a default run) must be "
+        f"text (quote it in YAML), not a {type(value).__name__}"
+    )
 
 
 def _credentials(conf) -> dict:
