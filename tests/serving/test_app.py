@@ -467,6 +467,25 @@ def test_writes_are_disabled_without_a_configured_key(state, ids):
         state.api_key = key
 
 
+def test_a_write_without_the_key_is_refused_before_its_body_is_read(client, state):
+    """Not JSON, over a deep nesting or a huge size: without the key every write is a 401
+    (the key is checked first, so a keyless client costs the service no parsing)."""
+    for body in [b"not json", b"[" * 10_000, b'{"events": [' + b"1," * 200_000 + b"1]}"]:
+        for route in ("/events", "/users"):
+            for headers in ({}, {"X-API-Key": "wrong"}):
+                answer = client.post(
+                    route, content=body, headers={"content-type": "application/json", **headers}
+                )
+                assert answer.status_code == 401, (route, body[:20], answer.text)
+                assert answer.json() == {"detail": "missing or wrong X-API-Key header"}
+    key, state.api_key = state.api_key, None
+    try:
+        answer = client.post("/events", content=b"not json", headers={"X-API-Key": "x"})
+        assert answer.status_code == 503
+    finally:
+        state.api_key = key
+
+
 # ---- hostile and careless input (issue: service hardening) ----------------------------------
 
 

@@ -50,18 +50,25 @@ KEYED: dict[int | str, dict] = {
 }
 
 
+def write_refusal(api_key: str | None, given: str) -> tuple[int, str] | None:
+    """Why a write is refused: (503, why) without a configured key, (401, why) for a missing
+    or wrong one; None when ``given`` is the key. The service's middleware asks it before
+    reading a write's body, the routes' guard again."""
+    if not api_key:
+        return 503, (
+            f"writes are disabled: no API key is configured (set {API_KEY_ENV} or "
+            "serving_api_key in conf/local/credentials.yml)"
+        )
+    if not hmac.compare_digest(given.encode(), api_key.encode()):
+        return 401, "missing or wrong X-API-Key header"
+    return None
+
+
 async def require_key(request: Request, state: State, _: ApiKey) -> None:
     """Guard for write endpoints: 503 without a configured key, 401 for a wrong one."""
-    if not state.api_key:
-        raise HTTPException(
-            503,
-            f"writes are disabled: no API key is configured (set "
-            f"{API_KEY_ENV} or serving_api_key in "
-            "conf/local/credentials.yml)",
-        )
-    given = request.headers.get("x-api-key", "")
-    if not hmac.compare_digest(given.encode(), state.api_key.encode()):
-        raise HTTPException(401, "missing or wrong X-API-Key header")
+    refusal = write_refusal(state.api_key, request.headers.get("x-api-key", ""))
+    if refusal is not None:
+        raise HTTPException(*refusal)
 
 
 async def require_read_key(request: Request, state: State, _: ApiKey) -> None:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.routing import Match
 
-from .dependencies import assign_variant
+from .dependencies import assign_variant, write_refusal
 from .loading import ServiceState
 from .prediction_log import Record, answer_summary, capped
 
@@ -61,6 +61,13 @@ class ObserveMiddleware:
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         metrics = scope["app"].state.metrics
+        if scope["path"] in WRITES and scope["method"] == "POST":  # the key before the body
+            given = dict(scope["headers"]).get(b"x-api-key", b"").decode("latin-1")
+            refusal = write_refusal(scope["app"].state.service.api_key, given)
+            if refusal is not None:
+                metrics.requests.labels(scope["path"], "none", str(refusal[0])).inc()
+                await JSONResponse({"detail": refusal[1]}, refusal[0])(scope, receive, send)
+                return None
         body = await self._read_body(scope, receive, send, metrics)
         if body is None:
             return None
