@@ -1084,10 +1084,32 @@ def train_final_model(
 ) -> LightFM:
     """The best hyperparameters (over ``training.defaults``), trained on every training pair
     of the chosen variant."""
-    hp = chosen_hyperparameters(best, training)
-    inter, weights = data["full"][best["variant"]]
     t0 = time.perf_counter()
-    model = _train(
+    model = train_chosen(data, "full", best, user_features, item_features, training, "final")
+    logger.info(
+        "Final LightFM (%s) trained in %.1f s on %d interactions",
+        best["variant"],
+        time.perf_counter() - t0,
+        data["full"][best["variant"]][0].nnz,
+    )
+    return model
+
+
+def train_chosen(
+    data: dict,
+    split: str,
+    best: dict,
+    user_features: sp.csr_matrix,
+    item_features: sp.csr_matrix,
+    training: dict,
+    name: str,
+) -> LightFM:
+    """LightFM with the search's choice over ``training.defaults``, trained on the chosen
+    variant's pairs of ``data[split]`` (``full``: every training pair; ``fit``: those the
+    validation likes were held out of), each epoch logged under ``name``."""
+    hp = chosen_hyperparameters(best, training)
+    inter, weights = data[split][best["variant"]]
+    return _train(
         hp,
         hp["epochs"],
         inter,
@@ -1095,15 +1117,8 @@ def train_final_model(
         user_features,
         item_features,
         training,
-        lambda e, _: logger.info("final model: epoch %d/%d", e, hp["epochs"]),
+        lambda e, _: logger.info("%s model: epoch %d/%d", name, e, hp["epochs"]),
     )
-    logger.info(
-        "Final LightFM (%s) trained in %.1f s on %d interactions",
-        best["variant"],
-        time.perf_counter() - t0,
-        inter.nnz,
-    )
-    return model
 
 
 def train_default_model(

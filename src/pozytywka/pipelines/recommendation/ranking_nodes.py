@@ -23,7 +23,7 @@ from pozytywka.recsys.metrics import Scorer, per_user_ranking_metrics
 from pozytywka.recsys.mlflow_model import Ranking
 from pozytywka.recsys.model import EmbeddingScorer, ordered_ids, threads
 
-from .nodes import _train, chosen_hyperparameters, popularity_scorer
+from .nodes import popularity_scorer, train_chosen
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +46,7 @@ def train_validation_lightfm(
 ) -> LightFM:
     """The searched LightFM on the fit pairs only (the validation likes unseen), as the
     ranker's candidate scorer and as LightFM's entry in the choice of the served recommender."""
-    hp = chosen_hyperparameters(best, training)
-    inter, weights = data["fit"][best["variant"]]
-    return _train(hp, hp["epochs"], inter, weights, user_features, item_features, training)
+    return train_chosen(data, "fit", best, user_features, item_features, training, "validation")
 
 
 def stage_scorers(
